@@ -1,0 +1,1 @@
+/* blas.c — not yet written. */

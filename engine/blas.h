@@ -1,0 +1,1 @@
+/* blas.h — not yet written. */

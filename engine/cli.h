@@ -1,0 +1,1 @@
+/* cli.h — not yet written. */

@@ -1,0 +1,1 @@
+/* cmd_eval.c — not yet written. */

@@ -1,0 +1,1 @@
+/* cmd_grad.c — not yet written. */

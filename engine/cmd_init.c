@@ -1,0 +1,1 @@
+/* cmd_init.c — not yet written. */

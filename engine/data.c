@@ -1,0 +1,1 @@
+/* data.c — not yet written. */

@@ -1,0 +1,92 @@
+/* ops.h — paired forward/backward kernels of the patch-Mamba model.
+ *
+ * Conventions (STYLE.md 1-2, 6):
+ *   op_forward(out, cache..., in, weights..., dims)
+ *   op_backward(dinp, dweights..., dout, in, weights, cache..., dims)
+ * Backward ACCUMULATES (+=) into every gradient it is given; zeroing is the caller's job.
+ * Any gradient pointer may be NULL when that gradient is not wanted.
+ * Every fast op has a *_naive twin used as the reference in tests.
+ *
+ * Dimension letters: M rows (= B*L tokens), I in-features, O out-features, B batch,
+ * L tokens, C channels, E d_inner, N d_state, K d_conv, P patch size.
+ * All tensors are dense row-major float32. */
+#ifndef PL_OPS_H
+#define PL_OPS_H
+
+#include <stddef.h>
+
+/* Linear layer (PyTorch nn.Linear layout), OpenBLAS sgemm over all M rows at once.
+ * out (M, O) = inp (M, I) @ w^T + bias;  w (O, I); bias (O) or NULL */
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int I, int O);
+void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M, int I, int O);
+/* dinp (M, I) += dout @ w;  dw (O, I) += dout^T @ inp;  dbias (O) += column sums of dout */
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int M, int I, int O);
+void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                           const float *w, int M, int I, int O);
+
+/* RMSNorm, eps 1e-5: out = x * w / sqrt(mean(x^2) + eps).
+ * out, inp (M, C); w (C); rstd (M) cache = 1 / sqrt(mean(x^2) + eps) */
+#define PL_RMSNORM_EPS 1e-5f
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int M, int C);
+
+/* Depthwise causal conv over tokens, per channel e:
+ *   out[b,t,e] = bias[e] + sum_{k<K} w[e,k] * inp[b, t-K+1+k, e]   (zero before t = 0)
+ * out, inp (B, L, E); w (E, K) [checkpoint shape (E,1,K)]; bias (E) or NULL */
+void conv1d_forward(float *out, const float *inp, const float *w, const float *bias, int B, int L, int E, int K);
+void conv1d_forward_naive(float *out, const float *inp, const float *w, const float *bias, int B, int L, int E,
+                          int K);
+void conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int B, int L, int E, int K);
+
+/* Elementwise over n values. */
+void silu_forward(float *out, const float *inp, size_t n);
+void silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void softplus_forward(float *out, const float *inp, size_t n);
+void softplus_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* Gate: out = y * silu(z). dy += dout * silu(z); dz += dout * y * silu'(z). */
+void gate_forward(float *out, const float *y, const float *z, size_t n);
+void gate_backward(float *dy, float *dz, const float *dout, const float *y, const float *z, size_t n);
+
+/* Selective scan (the real recurrence), per batch b, channel e, state n, token t:
+ *   A[e,n] = -exp(A_log[e,n])
+ *   h_t[e,n] = exp(delta_t[e] A[e,n]) h_{t-1}[e,n] + delta_t[e] Bm_t[n] u_t[e],  h_{-1} = 0
+ *   y_t[e]   = sum_n Cm_t[n] h_t[e,n] + D[e] u_t[e]
+ * y, u, delta (B, L, E); A_log (E, N); Bm, Cm (B, L, N); D (E).
+ * hs (B, L, E, N) caches every state h_t for backward (may be NULL for inference). */
+void scan_forward(float *y, float *hs, const float *u, const float *delta, const float *A_log, const float *Bm,
+                  const float *Cm, const float *D, int B, int L, int E, int N);
+void scan_forward_naive(float *y, float *hs, const float *u, const float *delta, const float *A_log,
+                        const float *Bm, const float *Cm, const float *D, int B, int L, int E, int N);
+/* Gradients wrt u, delta, A_log, Bm, Cm, D given dy; hs from scan_forward. */
+void scan_backward(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD, const float *dy,
+                   const float *u, const float *delta, const float *A_log, const float *Bm, const float *Cm,
+                   const float *D, const float *hs, int B, int L, int E, int N);
+
+/* Patch extraction (im2col): img (B, C, H, W) -> out (B, L, C*P*P), L = (H/P)*(W/P);
+ * token t = row-major (ph, pw); feature f = c*P*P + py*P + px. H, W divisible by P. */
+void patchify_forward(float *out, const float *img, int B, int C, int H, int W, int P);
+
+/* Broadcast add of pos (L, d) to every batch: x (B, L, d) += pos; dpos (L, d) += sum_b dx. */
+void posembed_forward(float *x, const float *pos, int B, int L, int d);
+void posembed_backward(float *dpos, const float *dx, int B, int L, int d);
+
+/* Mean over tokens: out (B, d) = mean_t inp (B, L, d); dinp += dout / L. */
+void meanpool_forward(float *out, const float *inp, int B, int L, int d);
+void meanpool_backward(float *dinp, const float *dout, int B, int L, int d);
+
+/* Softmax cross-entropy. logits (B, V), labels (B) in [0, V).
+ * losses (B) per-sample loss; probs (B, V) softmax cache. Returns the mean loss (double accumulation).
+ * Backward: dlogits (B, V) += (probs - onehot) * scale  (scale = 1/B for the mean loss). */
+float crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int V);
+void crossentropy_backward(float *dlogits, const float *probs, const int *labels, float scale, int B, int V);
+
+/* Number of threads elementwise/scan kernels may use (OpenMP); BLAS threads are set separately. */
+void ops_set_threads(int n);
+int ops_get_threads(void);
+
+#endif

@@ -1,0 +1,1 @@
+/* optim.h — not yet written. */

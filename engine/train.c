@@ -1,0 +1,1 @@
+/* train.c — not yet written. */

@@ -1,0 +1,1 @@
+/* train.h — not yet written. */
