@@ -3,10 +3,18 @@
  * Names: "fashion-mnist", "mnist" (IDX, .gz or raw), "cifar10", "cifar100" (binary version),
  * and "synthetic" (deterministic, generated, for tests). Synthetic takes options after a colon:
  * "synthetic:n=2048,classes=4,c=1,h=16,w=16,seed=1" (all optional; the test split has n/4
- * samples and a different seed stream).
+ * samples, at least 1, and a different seed stream). Ranges: n 1..1e6 and >= classes,
+ * classes 2..64, c 1..3, h and w 4..256. "cifar-10", "cifar-100" and "fashion_mnist" are
+ * accepted as aliases; ds->name then holds the canonical name.
  * Directory: the dir argument, else $PRUNELAB_DATASETS/<name>, else the Debian location
- * (/usr/share/datasets/fashion-mnist, /usr/share/datasets/mnist), else ./var/datasets/<name>.
- * Normalisation (DESIGN.md 4): pixels / 255, then (x - mean[c]) / std[c]. */
+ * (/usr/share/datasets/fashion-mnist, /usr/share/datasets/mnist), else ./var/datasets/<name>;
+ * without a dir argument the first of these that exists is used. CIFAR files may sit in
+ * that directory or in its cifar-10-batches-bin / cifar-100-binary subfolder.
+ * Normalisation (DESIGN.md 4): pixels / 255, then (x - mean[c]) / std[c]; synthetic uses
+ * mean 0.5, std 0.25 on every channel. Shape and class count follow from the name:
+ * (fashion-)mnist 1x28x28 / 10, cifar10 3x32x32 / 10, cifar100 3x32x32 / 100 (fine labels).
+ * Errors: missing files name the file and a hint (apt-get install dataset-fashion-mnist,
+ * --data-dir, $PRUNELAB_DATASETS). */
 #ifndef PL_DATA_H
 #define PL_DATA_H
 
@@ -31,11 +39,25 @@ typedef struct {
 int dataset_load(dataset *ds, const char *name, const char *dir, const char *split, char *err, size_t errlen);
 void dataset_free(dataset *ds);
 
-/* Fill a batch: xout (B, c, h, w), yout (B) from sample indices idx (B).
- * If augment and ds->augment, applies random crop + flip drawn from rng. */
+/* Fill a batch: xout (B, c, h, w), yout (B) from sample indices idx (B); yout may be NULL.
+ * If augment and ds->augment and rng is non-NULL, each sample gets a random crop with
+ * DATASET_PAD-pixel zero padding (zero of the normalised image, i.e. the mean) and a random
+ * horizontal flip, drawn from rng in the order dy, dx, flip (pl_rng_below(2*PAD+1) - PAD,
+ * pl_rng_below(2*PAD+1) - PAD, pl_rng_below(2)). */
 void dataset_batch(const dataset *ds, const int *idx, int B, float *xout, int *yout, pl_rng *rng, int augment);
 
-/* Normalisation constants for a dataset name (0 with mean/std set, -1 if unknown). */
+#define DATASET_PAD 4
+
+/* One crop + flip: out[ch][i][j] = in[ch][i + dy][(flip ? w-1-j : j) + dx], 0 outside the
+ * image. out (c, h, w) and in (c, h, w) must not overlap. dy = dx = 0, flip = 0 copies. */
+void dataset_crop_flip(float *out, const float *in, int c, int h, int w, int dy, int dx, int flip);
+
+/* Normalisation constants for a dataset name (0 with mean/std set, -1 if unknown or bad
+ * synthetic options). Channels beyond *channels repeat channel 0. Any pointer may be NULL. */
 int dataset_norm(const char *name, int *channels, float mean[3], float std[3]);
+
+/* Image shape and class count for a dataset name, without reading any file (0, or -1 if
+ * unknown or bad synthetic options). Any pointer may be NULL. */
+int dataset_shape(const char *name, int *c, int *h, int *w, int *classes);
 
 #endif

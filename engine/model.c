@@ -1,1 +1,616 @@
-/* model.c — not yet written. */
+/* model.c — the patch-Mamba classifier: presets, parameter layout, initialisation, masks,
+ * activations and the forward/backward passes (DESIGN.md section 3).
+ *
+ * Layout: model_layout() turns a model_config into the size table m->info (checkpoint order) and
+ * one float block per family (params, grads, mask). Views in m->w / m->g point into the blocks.
+ * Activations: one block per model_acts, carved into named per-layer views. With training = 0
+ * every layer shares one set of buffers (the residual stream is updated in place) and the scan
+ * keeps no states, so inference memory does not grow with depth.
+ *
+ * Letters: d d_model, E d_inner, N d_state, R dt_rank, K d_conv, M MLP width, P patch,
+ * L tokens, B batch, V classes, BL = B*L rows. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "numerics.h"
+#include "ops.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ presets and config */
+
+int model_preset(const char *name, model_hparams *hp)
+{
+    memset(hp, 0, sizeof *hp);
+    hp->d_conv = 4;
+    hp->expand = 2.0f;
+    hp->patch = 4;
+    if (strcmp(name, "tiny") == 0) {
+        hp->d = 32, hp->n_layers = 2, hp->d_state = 8, hp->mlp_ratio = 2.0f;
+    } else if (strcmp(name, "small") == 0) {
+        hp->d = 64, hp->n_layers = 4, hp->d_state = 16, hp->mlp_ratio = 2.0f;
+    } else if (strcmp(name, "base") == 0) {
+        hp->d = 128, hp->n_layers = 8, hp->d_state = 16, hp->mlp_ratio = 2.0f;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int model_config_from_hparams(model_config *cfg, const model_hparams *hp, int C, int H, int W, int classes,
+                              char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (hp->d < 1 || hp->d > 65536) return pl_err(err, errlen, "d_model %d out of range [1, 65536]", hp->d);
+    if (hp->n_layers < 1 || hp->n_layers > MODEL_MAX_LAYERS)
+        return pl_err(err, errlen, "layers %d out of range [1, %d]", hp->n_layers, MODEL_MAX_LAYERS);
+    if (hp->d_state < 1 || hp->d_state > 1024) return pl_err(err, errlen, "d_state %d out of range [1, 1024]", hp->d_state);
+    if (hp->d_conv < 1 || hp->d_conv > 64) return pl_err(err, errlen, "d_conv %d out of range [1, 64]", hp->d_conv);
+    if (!(hp->expand > 0.0f) || hp->expand > 64.0f) return pl_err(err, errlen, "expand %g out of range (0, 64]", hp->expand);
+    if (!(hp->mlp_ratio >= 0.0f) || hp->mlp_ratio > 64.0f)
+        return pl_err(err, errlen, "mlp_ratio %g out of range [0, 64]", hp->mlp_ratio);
+    if (hp->patch < 1) return pl_err(err, errlen, "patch %d must be >= 1", hp->patch);
+    if (C < 1 || C > 3 || H < 1 || W < 1) return pl_err(err, errlen, "image shape %dx%dx%d not supported", C, H, W);
+    if (H % hp->patch || W % hp->patch)
+        return pl_err(err, errlen, "image %dx%d is not divisible by the patch size %d", H, W, hp->patch);
+    if (classes < 2) return pl_err(err, errlen, "classes %d must be >= 2", classes);
+    int E = (int)lroundf(hp->expand * (float)hp->d);
+    if (E < 1) return pl_err(err, errlen, "expand %g gives d_inner 0", hp->expand);
+    int M = (int)lroundf(hp->mlp_ratio * (float)hp->d);
+    int R = hp->dt_rank > 0 ? hp->dt_rank : (hp->d + 15) / 16;
+    cfg->d = hp->d;
+    cfg->n_layers = hp->n_layers;
+    cfg->C = C, cfg->H = H, cfg->W = W, cfg->P = hp->patch;
+    cfg->L = (H / hp->patch) * (W / hp->patch);
+    cfg->classes = classes;
+    for (int i = 0; i < hp->n_layers; i++) {
+        cfg->layers[i] = (layer_dims){.E = E, .N = hp->d_state, .R = R, .K = hp->d_conv, .M = M};
+        cfg->orig_index[i] = i;
+    }
+    for (int c = 0; c < 3; c++) cfg->norm_mean[c] = 0.0f, cfg->norm_std[c] = 1.0f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ layout */
+
+static void add_tensor(model *m, int *cap, int layer, int decay, const char *name, int ndim, int64_t s0,
+                       int64_t s1, int64_t s2)
+{
+    if (m->n_tensors == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        m->info = xrealloc(m->info, (size_t)*cap * sizeof *m->info);
+    }
+    param_info *p = &m->info[m->n_tensors++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    int64_t s[3] = {s0, s1, s2};
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) p->shape[i] = s[i], p->numel *= (size_t)s[i];
+    p->offset = m->n_params;
+    p->layer = layer;
+    p->decay = decay;
+    m->n_params += p->numel;
+}
+
+/* Build the size table for m->cfg (checkpoint order). */
+static void model_layout(model *m)
+{
+    const model_config *c = &m->cfg;
+    int cap = 0;
+    char nm[96];
+    m->n_tensors = 0;
+    m->n_params = 0;
+    int cpp = c->C * c->P * c->P;
+    add_tensor(m, &cap, -1, 1, "patch_embed.weight", 2, c->d, cpp, 0);
+    add_tensor(m, &cap, -1, 0, "patch_embed.bias", 1, c->d, 0, 0);
+    add_tensor(m, &cap, -1, 0, "pos_embed", 2, c->L, c->d, 0);
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_dims *ld = &c->layers[i];
+#define LT(decay, suffix, ndim, a, b, cc)                                      \
+    do {                                                                       \
+        snprintf(nm, sizeof nm, "backbone.layers.%d.%s", i, suffix);           \
+        add_tensor(m, &cap, i, decay, nm, ndim, a, b, cc);                     \
+    } while (0)
+        LT(0, "norm.weight", 1, c->d, 0, 0);
+        LT(1, "mixer.in_proj.weight", 2, 2 * ld->E, c->d, 0);
+        LT(1, "mixer.conv1d.weight", 3, ld->E, 1, ld->K);
+        LT(0, "mixer.conv1d.bias", 1, ld->E, 0, 0);
+        LT(1, "mixer.x_proj.weight", 2, ld->R + 2 * ld->N, ld->E, 0);
+        LT(1, "mixer.dt_proj.weight", 2, ld->E, ld->R, 0);
+        LT(0, "mixer.dt_proj.bias", 1, ld->E, 0, 0);
+        LT(0, "mixer.A_log", 2, ld->E, ld->N, 0);
+        LT(0, "mixer.D", 1, ld->E, 0, 0);
+        LT(1, "mixer.out_proj.weight", 2, c->d, ld->E, 0);
+        if (ld->M > 0) {
+            LT(0, "norm2.weight", 1, c->d, 0, 0);
+            LT(1, "mlp.fc1.weight", 2, ld->M, c->d, 0);
+            LT(0, "mlp.fc1.bias", 1, ld->M, 0, 0);
+            LT(1, "mlp.fc2.weight", 2, c->d, ld->M, 0);
+            LT(0, "mlp.fc2.bias", 1, c->d, 0, 0);
+        }
+#undef LT
+    }
+    add_tensor(m, &cap, -1, 0, "backbone.norm_f.weight", 1, c->d, 0, 0);
+    add_tensor(m, &cap, -1, 1, "head.weight", 2, c->classes, c->d, 0);
+    add_tensor(m, &cap, -1, 0, "head.bias", 1, c->classes, 0, 0);
+}
+
+/* Point the named views of v into block (NULL block -> all views NULL). Relies on the order
+ * written by model_layout. */
+static void model_point(const model *m, model_params *v, float *block)
+{
+    memset(v, 0, sizeof *v);
+    if (!block) return;
+    int k = 0;
+    const param_info *in = m->info;
+#define NEXT() (block + in[k++].offset)
+    v->patch_w = NEXT();
+    v->patch_b = NEXT();
+    v->pos = NEXT();
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        layer_params *lp = &v->layers[i];
+        lp->norm_w = NEXT();
+        lp->in_proj_w = NEXT();
+        lp->conv_w = NEXT();
+        lp->conv_b = NEXT();
+        lp->x_proj_w = NEXT();
+        lp->dt_proj_w = NEXT();
+        lp->dt_proj_b = NEXT();
+        lp->A_log = NEXT();
+        lp->D = NEXT();
+        lp->out_proj_w = NEXT();
+        if (m->cfg.layers[i].M > 0) {
+            lp->norm2_w = NEXT();
+            lp->fc1_w = NEXT();
+            lp->fc1_b = NEXT();
+            lp->fc2_w = NEXT();
+            lp->fc2_b = NEXT();
+        }
+    }
+    v->norm_f_w = NEXT();
+    v->head_w = NEXT();
+    v->head_b = NEXT();
+#undef NEXT
+}
+
+int model_alloc(model *m, const model_config *cfg, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (cfg->n_layers < 0 || cfg->n_layers > MODEL_MAX_LAYERS)
+        return pl_err(err, errlen, "layer count %d out of range [0, %d]", cfg->n_layers, MODEL_MAX_LAYERS);
+    if (cfg->d < 1 || cfg->L < 1 || cfg->classes < 1 || cfg->C < 1 || cfg->P < 1)
+        return pl_err(err, errlen, "invalid model config (d %d, tokens %d, classes %d)", cfg->d, cfg->L, cfg->classes);
+    for (int i = 0; i < cfg->n_layers; i++) {
+        const layer_dims *l = &cfg->layers[i];
+        if (l->E < 1 || l->N < 1 || l->R < 1 || l->K < 1 || l->M < 0)
+            return pl_err(err, errlen, "layer %d has invalid dims (E %d, N %d, R %d, K %d, M %d)", i, l->E, l->N,
+                          l->R, l->K, l->M);
+    }
+    m->cfg = *cfg;
+    model_layout(m);
+    m->params = xalloc_floats(m->n_params);
+    model_point(m, &m->w, m->params);
+    return 0;
+}
+
+const param_info *model_find(const model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->info[i].name, name) == 0) return &m->info[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ initialisation */
+
+static void fill_uniform(float *p, size_t n, float bound, pl_rng *r)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * pl_rng_uniform(r) - 1.0) * bound);
+}
+
+static void fill_const(float *p, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+
+/* mamba_ssm init (DESIGN.md 3), one tensor at a time in checkpoint order from one stream. */
+int model_create(model *m, const model_config *cfg, uint64_t seed, char *err, size_t errlen)
+{
+    if (model_alloc(m, cfg, err, errlen) != 0) return -1;
+    pl_rng r;
+    pl_rng_seed(&r, seed);
+    const model_config *c = &m->cfg;
+    float layer_scale = 1.0f / sqrtf((float)(c->n_layers > 0 ? c->n_layers : 1));
+    int cpp = c->C * c->P * c->P;
+    fill_uniform(m->w.patch_w, (size_t)c->d * cpp, 1.0f / sqrtf((float)cpp), &r);
+    for (size_t i = 0; i < (size_t)c->L * c->d; i++) m->w.pos[i] = 0.02f * pl_rng_normal(&r);
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_dims *ld = &c->layers[i];
+        layer_params *lp = &m->w.layers[i];
+        int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M, d = c->d;
+        fill_const(lp->norm_w, d, 1.0f);
+        fill_uniform(lp->in_proj_w, (size_t)2 * E * d, 1.0f / sqrtf((float)d), &r);
+        fill_uniform(lp->conv_w, (size_t)E * K, 1.0f / sqrtf((float)K), &r);
+        fill_uniform(lp->x_proj_w, (size_t)(R + 2 * N) * E, 1.0f / sqrtf((float)E), &r);
+        fill_uniform(lp->dt_proj_w, (size_t)E * R, 1.0f / sqrtf((float)R), &r);
+        /* dt = exp(U(ln 1e-3, ln 1e-1)) clamped at 1e-4; bias = softplus^-1(dt) */
+        for (int e = 0; e < E; e++) {
+            double lo = log(1e-3), hi = log(1e-1);
+            double dt = exp(lo + (hi - lo) * pl_rng_uniform(&r));
+            if (dt < 1e-4) dt = 1e-4;
+            lp->dt_proj_b[e] = pl_softplus_inv((float)dt);
+        }
+        for (int e = 0; e < E; e++)
+            for (int n = 0; n < N; n++) lp->A_log[(size_t)e * N + n] = logf((float)(n + 1));
+        fill_const(lp->D, E, 1.0f);
+        fill_uniform(lp->out_proj_w, (size_t)d * E, layer_scale / sqrtf((float)E), &r);
+        if (M > 0) {
+            fill_const(lp->norm2_w, d, 1.0f);
+            fill_uniform(lp->fc1_w, (size_t)M * d, 1.0f / sqrtf((float)d), &r);
+            fill_uniform(lp->fc2_w, (size_t)d * M, layer_scale / sqrtf((float)M), &r);
+        }
+    }
+    fill_const(m->w.norm_f_w, c->d, 1.0f);
+    fill_uniform(m->w.head_w, (size_t)c->classes * c->d, 1.0f / sqrtf((float)c->d), &r);
+    return 0;
+}
+
+void model_free(model *m)
+{
+    if (!m) return;
+    free(m->params);
+    free(m->grads);
+    free(m->mask);
+    free(m->info);
+    memset(m, 0, sizeof *m);
+}
+
+void model_alloc_grads(model *m)
+{
+    if (m->grads) return;
+    m->grads = xalloc_floats(m->n_params);
+    model_point(m, &m->g, m->grads);
+}
+
+void model_zero_grads(model *m)
+{
+    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+void model_alloc_mask(model *m)
+{
+    if (m->mask) return;
+    m->mask = xalloc_floats(m->n_params);
+    fill_const(m->mask, m->n_params, 1.0f);
+}
+
+void model_apply_mask(model *m)
+{
+    if (!m->mask) return;
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] *= m->mask[i];
+    if (m->grads)
+        for (size_t i = 0; i < m->n_params; i++) m->grads[i] *= m->mask[i];
+}
+
+/* ------------------------------------------------------------------ FLOPs */
+
+double model_flops_per_sample(const model_config *c)
+{
+    double d = c->d, L = c->L, cpp = (double)c->C * c->P * c->P;
+    double f = 2.0 * L * d * cpp + L * d; /* patch embed + pos */
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_dims *l = &c->layers[i];
+        double E = l->E, N = l->N, R = l->R, K = l->K, M = l->M;
+        double t = 0.0;
+        t += 4.0 * d;                /* rmsnorm */
+        t += 2.0 * 2.0 * E * d;      /* in_proj */
+        t += 2.0 * E * K + 4.0 * E;  /* conv + bias + silu */
+        t += 2.0 * (R + 2.0 * N) * E;/* x_proj */
+        t += 2.0 * E * R + 2.0 * E;  /* dt_proj + softplus */
+        t += 7.0 * E * N + 2.0 * E;  /* scan: exp, decay, input, readout; D skip */
+        t += 5.0 * E;                /* gate */
+        t += 2.0 * d * E + d;        /* out_proj + residual */
+        if (l->M > 0) t += 4.0 * d + 4.0 * d * M + 3.0 * M + 2.0 * d; /* norm2, fc1, gelu, fc2, residual */
+        f += L * t;
+    }
+    f += 4.0 * L * d + L * d + 2.0 * c->classes * d; /* norm_f, mean, head */
+    return f;
+}
+
+/* ------------------------------------------------------------------ activations */
+
+typedef struct {
+    float *h;     /* (BL, d) residual stream entering the layer */
+    float *rstd1; /* (BL) */
+    float *a;     /* (BL, d) norm(h) */
+    float *x;     /* (BL, E) in_proj SSM branch */
+    float *z;     /* (BL, E) in_proj gate branch */
+    float *xc;    /* (BL, E) conv1d(x) */
+    float *u;     /* (BL, E) silu(xc) */
+    float *dtl;   /* (BL, R) */
+    float *Bm;    /* (BL, N) */
+    float *Cm;    /* (BL, N) */
+    float *dtr;   /* (BL, E) dt_proj(dtl) + bias, before softplus */
+    float *delta; /* (BL, E) */
+    float *hs;    /* (BL, E, N) scan states, training only */
+    float *y;     /* (BL, E) scan output */
+    float *g;     /* (BL, E) y * silu(z) */
+    float *hmid;  /* (BL, d) residual after the mixer */
+    float *rstd2; /* (BL) */
+    float *a2;    /* (BL, d) */
+    float *f1;    /* (BL, M) fc1 output before GELU */
+    float *f1g;   /* (BL, M) */
+} layer_acts;
+
+struct model_acts {
+    int B, training;
+    float *block;
+    float *patches;  /* (BL, C*P*P) */
+    layer_acts layers[MODEL_MAX_LAYERS];
+    float *hL;       /* (BL, d) residual after the last layer */
+    float *rstdf;    /* (BL) */
+    float *hf;       /* (BL, d) norm_f(hL) */
+    float *pooled;   /* (B, d) */
+    float *logits;   /* (B, V) */
+    float *probs;    /* (B, V) */
+    float *losses;   /* (B) */
+    float *tmp;      /* (BL, d) projection output before the residual add */
+    /* backward scratch, sized by the widest layer */
+    float *d_logits, *d_pooled, *d_hf, *dh, *d_a, *d_E1, *d_E2, *d_E3, *d_E4, *d_E5, *d_N1, *d_N2, *d_R, *d_M1,
+        *d_M2;
+};
+
+/* Carving helper: first pass counts, second pass points. */
+typedef struct {
+    float *base;
+    size_t used;
+} carver;
+
+static float *carve(carver *c, size_t n)
+{
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
+    return p;
+}
+
+static void acts_carve(model_acts *a, const model *m, carver *cv)
+{
+    const model_config *c = &m->cfg;
+    size_t BL = (size_t)a->B * c->L, d = c->d;
+    int Emax = 1, Nmax = 1, Rmax = 1, Mmax = 1;
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_dims *l = &c->layers[i];
+        Emax = l->E > Emax ? l->E : Emax, Nmax = l->N > Nmax ? l->N : Nmax;
+        Rmax = l->R > Rmax ? l->R : Rmax, Mmax = l->M > Mmax ? l->M : Mmax;
+    }
+    a->patches = carve(cv, BL * c->C * c->P * c->P);
+    layer_acts shared;
+    for (int i = 0; i < c->n_layers; i++) {
+        const layer_dims *l = &c->layers[i];
+        layer_acts *la = &a->layers[i];
+        if (!a->training && i > 0) {
+            *la = shared;
+            continue;
+        }
+        size_t E = a->training ? (size_t)l->E : (size_t)Emax, N = a->training ? (size_t)l->N : (size_t)Nmax;
+        size_t R = a->training ? (size_t)l->R : (size_t)Rmax, M = a->training ? (size_t)l->M : (size_t)Mmax;
+        la->h = carve(cv, BL * d);
+        la->rstd1 = carve(cv, BL);
+        la->a = carve(cv, BL * d);
+        la->x = carve(cv, BL * E);
+        la->z = carve(cv, BL * E);
+        la->xc = carve(cv, BL * E);
+        la->u = carve(cv, BL * E);
+        la->dtl = carve(cv, BL * R);
+        la->Bm = carve(cv, BL * N);
+        la->Cm = carve(cv, BL * N);
+        la->dtr = carve(cv, BL * E);
+        la->delta = carve(cv, BL * E);
+        la->hs = a->training ? carve(cv, BL * E * N) : NULL;
+        la->y = carve(cv, BL * E);
+        la->g = carve(cv, BL * E);
+        /* inference: the mixer output lands in hmid = h (in place) */
+        la->hmid = a->training ? carve(cv, BL * d) : la->h;
+        la->rstd2 = carve(cv, BL);
+        la->a2 = carve(cv, BL * d);
+        la->f1 = carve(cv, BL * M);
+        la->f1g = carve(cv, BL * M);
+        shared = *la;
+    }
+    a->hL = a->training || c->n_layers == 0 ? carve(cv, BL * d) : a->layers[0].h;
+    a->rstdf = carve(cv, BL);
+    a->hf = carve(cv, BL * d);
+    a->pooled = carve(cv, (size_t)a->B * d);
+    a->logits = carve(cv, (size_t)a->B * c->classes);
+    a->probs = carve(cv, (size_t)a->B * c->classes);
+    a->losses = carve(cv, (size_t)a->B);
+    a->tmp = carve(cv, BL * d);
+    if (a->training) {
+        a->d_logits = carve(cv, (size_t)a->B * c->classes);
+        a->d_pooled = carve(cv, (size_t)a->B * d);
+        a->d_hf = carve(cv, BL * d);
+        a->dh = carve(cv, BL * d);
+        a->d_a = carve(cv, BL * d);
+        a->d_E1 = carve(cv, BL * Emax);
+        a->d_E2 = carve(cv, BL * Emax);
+        a->d_E3 = carve(cv, BL * Emax);
+        a->d_E4 = carve(cv, BL * Emax);
+        a->d_E5 = carve(cv, BL * Emax);
+        a->d_N1 = carve(cv, BL * Nmax);
+        a->d_N2 = carve(cv, BL * Nmax);
+        a->d_R = carve(cv, BL * Rmax);
+        a->d_M1 = carve(cv, BL * Mmax);
+        a->d_M2 = carve(cv, BL * Mmax);
+    }
+}
+
+model_acts *model_acts_new(const model *m, int B, int training)
+{
+    model_acts *a = xcalloc(1, sizeof *a);
+    a->B = B;
+    a->training = training;
+    carver cv = {NULL, 0};
+    acts_carve(a, m, &cv);
+    a->block = xalloc_floats(cv.used);
+    cv = (carver){a->block, 0};
+    acts_carve(a, m, &cv);
+    return a;
+}
+
+void model_acts_free(model_acts *a)
+{
+    if (!a) return;
+    free(a->block);
+    free(a);
+}
+
+const float *model_acts_logits(const model_acts *a) { return a->logits; }
+
+/* ------------------------------------------------------------------ forward */
+
+/* One Mamba layer: hmid = h + mixer(norm(h)); hout = hmid + mlp(norm2(hmid)) if M > 0.
+ * In inference hmid == h == hout (in place). tmp (BL, d) is scratch. */
+static void layer_forward(const model *m, layer_acts *la, const layer_params *w, const layer_dims *ld, float *hout,
+                          float *tmp, int B)
+{
+    const model_config *c = &m->cfg;
+    int L = c->L, d = c->d, BL = B * L;
+    int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
+    size_t nd = (size_t)BL * d, ne = (size_t)BL * E;
+    /* a = h * w / sqrt(mean(h^2) + eps) */
+    rmsnorm_forward(la->a, la->rstd1, la->h, w->norm_w, BL, d);
+    /* [x | z] = in_proj(a): weight rows 0..E-1 -> x, rows E..2E-1 -> z */
+    matmul_forward(la->x, la->a, w->in_proj_w, NULL, BL, d, E);
+    matmul_forward(la->z, la->a, w->in_proj_w + (size_t)E * d, NULL, BL, d, E);
+    /* u = silu(conv1d(x)) */
+    conv1d_forward(la->xc, la->x, w->conv_w, w->conv_b, B, L, E, K);
+    silu_forward(la->u, la->xc, ne);
+    /* [dt_low | B | C] = x_proj(u) */
+    matmul_forward(la->dtl, la->u, w->x_proj_w, NULL, BL, E, R);
+    matmul_forward(la->Bm, la->u, w->x_proj_w + (size_t)R * E, NULL, BL, E, N);
+    matmul_forward(la->Cm, la->u, w->x_proj_w + (size_t)(R + N) * E, NULL, BL, E, N);
+    /* delta = softplus(dt_proj(dt_low) + b) */
+    matmul_forward(la->dtr, la->dtl, w->dt_proj_w, w->dt_proj_b, BL, R, E);
+    softplus_forward(la->delta, la->dtr, ne);
+    /* y = selective_scan(u, delta, A = -exp(A_log), B, C, D) */
+    scan_forward(la->y, la->hs, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, B, L, E, N);
+    /* hmid = h + out_proj(y * silu(z)) */
+    gate_forward(la->g, la->y, la->z, ne);
+    matmul_forward(tmp, la->g, w->out_proj_w, NULL, BL, E, d);
+    for (size_t i = 0; i < nd; i++) la->hmid[i] = la->h[i] + tmp[i];
+    if (M > 0) {
+        /* hout = hmid + fc2(gelu(fc1(norm2(hmid)))) */
+        rmsnorm_forward(la->a2, la->rstd2, la->hmid, w->norm2_w, BL, d);
+        matmul_forward(la->f1, la->a2, w->fc1_w, w->fc1_b, BL, d, M);
+        gelu_forward(la->f1g, la->f1, (size_t)BL * M);
+        matmul_forward(tmp, la->f1g, w->fc2_w, w->fc2_b, BL, M, d);
+        for (size_t i = 0; i < nd; i++) hout[i] = la->hmid[i] + tmp[i];
+    } else if (hout != la->hmid) {
+        memcpy(hout, la->hmid, nd * sizeof(float));
+    }
+}
+
+float model_forward(const model *m, model_acts *a, const float *images, const int *labels, int B)
+{
+    const model_config *c = &m->cfg;
+    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
+    if (B > a->B) pl_die("use a batch no larger than the activations were sized for",
+                         "internal: batch %d exceeds activation batch %d", B, a->B);
+    /* h0 = patch_embed(patches) + pos_embed */
+    float *h0 = c->n_layers > 0 ? a->layers[0].h : a->hL;
+    patchify_forward(a->patches, images, B, c->C, c->H, c->W, c->P);
+    matmul_forward(h0, a->patches, m->w.patch_w, m->w.patch_b, BL, cpp, d);
+    posembed_forward(h0, m->w.pos, B, L, d);
+    for (int i = 0; i < c->n_layers; i++) {
+        float *hout = i + 1 < c->n_layers ? a->layers[i + 1].h : a->hL;
+        layer_forward(m, &a->layers[i], &m->w.layers[i], &c->layers[i], hout, a->tmp, B);
+    }
+    /* logits = head(mean_t(norm_f(h))) */
+    rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d);
+    meanpool_forward(a->pooled, a->hf, B, L, d);
+    matmul_forward(a->logits, a->pooled, m->w.head_w, m->w.head_b, B, d, V);
+    if (!labels) return 0.0f;
+    return crossentropy_forward(a->losses, a->probs, a->logits, labels, B, V);
+}
+
+/* ------------------------------------------------------------------ backward */
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+/* Backward of one layer. On entry dh (BL, d) holds dLoss/dhout; on exit dLoss/dh (layer input). */
+static void layer_backward(model *m, model_acts *a, int li, int B)
+{
+    const model_config *c = &m->cfg;
+    const layer_dims *ld = &c->layers[li];
+    const layer_acts *la = &a->layers[li];
+    const layer_params *w = &m->w.layers[li];
+    layer_params *g = &m->g.layers[li];
+    int L = c->L, d = c->d, BL = B * L;
+    int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
+    size_t nd = (size_t)BL * d, ne = (size_t)BL * E;
+    float *dh = a->dh;
+    if (M > 0) {
+        /* hout = hmid + fc2(gelu(fc1(norm2(hmid)))): dh flows to hmid directly and through the MLP */
+        float *df1g = a->d_M1, *df1 = a->d_M2, *da2 = a->d_a;
+        zero(df1g, (size_t)BL * M), zero(df1, (size_t)BL * M), zero(da2, nd);
+        matmul_backward(df1g, g->fc2_w, g->fc2_b, dh, la->f1g, w->fc2_w, BL, M, d);
+        gelu_backward(df1, df1g, la->f1, (size_t)BL * M);
+        matmul_backward(da2, g->fc1_w, g->fc1_b, df1, la->a2, w->fc1_w, BL, d, M);
+        rmsnorm_backward(dh, g->norm2_w, da2, la->hmid, w->norm2_w, la->rstd2, BL, d);
+    }
+    /* hmid = h + out_proj(g): dh flows to h directly and through the mixer */
+    float *dg = a->d_E1, *dy = a->d_E2, *dz = a->d_E3, *du = a->d_E4, *ddelta = a->d_E5;
+    zero(dg, ne), zero(dy, ne), zero(dz, ne), zero(du, ne), zero(ddelta, ne);
+    matmul_backward(dg, g->out_proj_w, NULL, dh, la->g, w->out_proj_w, BL, E, d);
+    gate_backward(dy, dz, dg, la->y, la->z, ne);
+    float *dBm = a->d_N1, *dCm = a->d_N2, *ddtl = a->d_R;
+    zero(dBm, (size_t)BL * N), zero(dCm, (size_t)BL * N), zero(ddtl, (size_t)BL * R);
+    scan_backward(du, ddelta, g->A_log, dBm, dCm, g->D, dy, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, la->hs,
+                  B, L, E, N);
+    /* delta = softplus(dtr): reuse dg as ddtr */
+    float *ddtr = dg;
+    zero(ddtr, ne);
+    softplus_backward(ddtr, ddelta, la->dtr, ne);
+    matmul_backward(ddtl, g->dt_proj_w, g->dt_proj_b, ddtr, la->dtl, w->dt_proj_w, BL, R, E);
+    /* [dt_low | B | C] = x_proj(u) */
+    matmul_backward(du, g->x_proj_w, NULL, ddtl, la->u, w->x_proj_w, BL, E, R);
+    matmul_backward(du, g->x_proj_w + (size_t)R * E, NULL, dBm, la->u, w->x_proj_w + (size_t)R * E, BL, E, N);
+    matmul_backward(du, g->x_proj_w + (size_t)(R + N) * E, NULL, dCm, la->u, w->x_proj_w + (size_t)(R + N) * E, BL,
+                    E, N);
+    /* u = silu(xc), xc = conv1d(x): reuse dy as dxc and ddelta as dx */
+    float *dxc = dy, *dx = ddelta;
+    zero(dxc, ne), zero(dx, ne);
+    silu_backward(dxc, du, la->xc, ne);
+    conv1d_backward(dx, g->conv_w, g->conv_b, dxc, la->x, w->conv_w, B, L, E, K);
+    /* [x | z] = in_proj(a) */
+    float *da = a->d_a;
+    zero(da, nd);
+    matmul_backward(da, g->in_proj_w, NULL, dx, la->a, w->in_proj_w, BL, d, E);
+    matmul_backward(da, g->in_proj_w + (size_t)E * d, NULL, dz, la->a, w->in_proj_w + (size_t)E * d, BL, d, E);
+    rmsnorm_backward(dh, g->norm_w, da, la->h, w->norm_w, la->rstd1, BL, d);
+}
+
+void model_backward(model *m, model_acts *a, const int *labels, int B)
+{
+    if (!a->training || !m->grads)
+        pl_die(NULL, "internal: model_backward needs training activations and allocated gradients");
+    const model_config *c = &m->cfg;
+    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
+    size_t nd = (size_t)BL * d;
+    /* loss = mean_b CE(logits_b) */
+    zero(a->d_logits, (size_t)B * V);
+    crossentropy_backward(a->d_logits, a->probs, labels, 1.0f / (float)B, B, V);
+    zero(a->d_pooled, (size_t)B * d);
+    matmul_backward(a->d_pooled, m->g.head_w, m->g.head_b, a->d_logits, a->pooled, m->w.head_w, B, d, V);
+    zero(a->d_hf, nd);
+    meanpool_backward(a->d_hf, a->d_pooled, B, L, d);
+    zero(a->dh, nd);
+    rmsnorm_backward(a->dh, m->g.norm_f_w, a->d_hf, a->hL, m->w.norm_f_w, a->rstdf, BL, d);
+    for (int i = c->n_layers - 1; i >= 0; i--) layer_backward(m, a, i, B);
+    /* h0 = patch_embed(patches) + pos */
+    posembed_backward(m->g.pos, a->dh, B, L, d);
+    matmul_backward(NULL, m->g.patch_w, m->g.patch_b, a->dh, a->patches, m->w.patch_w, BL, cpp, d);
+}

@@ -106,6 +106,9 @@ typedef struct {
  * deterministically from seed. Returns 0 or -1 with err. Free with model_free. */
 int model_create(model *m, const model_config *cfg, uint64_t seed, char *err, size_t errlen);
 void model_free(model *m); /* NULL-safe; frees params, grads, mask, info */
+/* Lay out cfg and allocate a zeroed parameter block (no init); for loaders and shrinking.
+ * Returns 0 or -1 with err for an invalid cfg. */
+int model_alloc(model *m, const model_config *cfg, char *err, size_t errlen);
 void model_alloc_grads(model *m);  /* allocates (zeroed) grads and their views, idempotent */
 void model_zero_grads(model *m);
 /* Allocate an all-ones mask (idempotent). */
