@@ -1,1 +1,160 @@
-/* cmd_bench.c — not yet written. */
+/* cmd_bench.c — `prunelab bench`: training and inference throughput of a preset on synthetic
+ * random input, the model FLOPs and the GEMM roofline ratio (DESIGN.md 8, 9).
+ *
+ * Timing: `--warmup-steps` untimed steps, then the median of `--steps` timed steps. A training
+ * step is zero_grads + forward + backward + clip + AdamW; inference is a forward with
+ * inference activations. Training FLOPs per sample are taken as 3x the forward FLOPs (the
+ * backward of a GEMM costs two GEMMs). Roofline ratio = achieved GFLOP/s / sgemm GFLOP/s
+ * measured by blas_sgemm_gflops in the same process with the same kernel and threads. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "blas.h"
+#include "cli.h"
+#include "data.h"
+#include "model.h"
+#include "ops.h"
+#include "optim.h"
+#include "util.h"
+
+static const char *const presets[] = {"tiny", "small", "base"};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    int preset = 1, batch = 64, threads = 0, as_json = 0, steps = 10, warmup = 3;
+    uint64_t seed = 1;
+    const char *dataset_name = NULL;
+    cli_opt opts[] = {
+        {"--preset", CLI_CHOICE, &preset, NULL, "model preset (default small)", 0, 0, "tiny|small|base", 0},
+        {"--batch", CLI_INT, &batch, "B", "batch size (default 64)", 1, 65536, NULL, 0},
+        {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
+        {"--dataset", CLI_STRING, &dataset_name, "NAME", "image shape and classes of this dataset (default 1x28x28, 10)",
+         0, 0, NULL, 0},
+        {"--steps", CLI_INT, &steps, "N", "timed steps, the median is reported (default 10)", 1, 100000, NULL, 0},
+        {"--warmup-steps", CLI_INT, &warmup, "N", "untimed steps first (default 3)", 0, 100000, NULL, 0},
+        {"--seed", CLI_U64, &seed, "S", "model / input seed (default 1)", 0, 0, NULL, 0},
+        {"--json", CLI_FLAG, &as_json, NULL, "print one JSON object instead of text", 0, 0, NULL, 0},
+    };
+    cli_spec s = {
+        .cmd = "bench",
+        .usage = "prunelab bench --preset tiny|small|base --batch B --threads T [--dataset NAME] [--steps N] [--json]",
+        .summary = "Measure training and inference samples/s (median over timed steps after warmup) on random\n"
+                   "input, the model's FLOPs per sample, achieved GFLOP/s, sgemm GFLOP/s and the roofline ratio.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+    };
+    cli_parse(&s, argc, argv, NULL);
+    cli_set_threads(threads);
+    char err[PL_ERRLEN];
+    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+
+    int C = 1, H = 28, W = 28, classes = 10;
+    if (dataset_name && dataset_shape(dataset_name, &C, &H, &W, &classes) != 0)
+        cli_fail(&s, "datasets: fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]", "unknown dataset '%s'",
+                 dataset_name);
+    model_hparams hp;
+    model_preset(presets[preset], &hp);
+    model_config cfg;
+    if (model_config_from_hparams(&cfg, &hp, C, H, W, classes, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    model m;
+    if (model_create(&m, &cfg, seed, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    model_alloc_grads(&m);
+
+    size_t img = (size_t)C * H * W;
+    float *x = xalloc_floats((size_t)batch * img); // x (B, C, H, W)
+    int *y = xmalloc((size_t)batch * sizeof(int)); // y (B)
+    pl_rng rng;
+    pl_rng_seed(&rng, seed ^ 0x5eedULL);
+    for (size_t i = 0; i < (size_t)batch * img; i++) x[i] = pl_rng_normal(&rng);
+    for (int i = 0; i < batch; i++) y[i] = (int)pl_rng_below(&rng, (uint32_t)classes);
+
+    optim_config oc;
+    optim_config_default(&oc);
+    oc.total_steps = warmup + steps;
+    optim o;
+    if (optim_init(&o, &oc, m.n_params, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    double *t = xmalloc((size_t)steps * sizeof(double));
+
+    model_acts *at = model_acts_new(&m, batch, 1);
+    for (int i = 0; i < warmup + steps; i++) {
+        double t0 = pl_now();
+        model_zero_grads(&m);
+        model_forward(&m, at, x, y, batch);
+        model_backward(&m, at, y, batch);
+        optim_clip(m.grads, m.n_params, oc.clip);
+        optim_step(&o, &m);
+        if (i >= warmup) t[i - warmup] = pl_now() - t0;
+    }
+    double train_s = median(t, steps);
+    model_acts_free(at);
+
+    model_acts *ai = model_acts_new(&m, batch, 0);
+    for (int i = 0; i < warmup + steps; i++) {
+        double t0 = pl_now();
+        model_forward(&m, ai, x, NULL, batch);
+        if (i >= warmup) t[i - warmup] = pl_now() - t0;
+    }
+    double infer_s = median(t, steps);
+    model_acts_free(ai);
+
+    double flops = model_flops_per_sample(&cfg);
+    double train_sps = batch / train_s, infer_sps = batch / infer_s;
+    double train_gflops = 3.0 * flops * train_sps * 1e-9, infer_gflops = flops * infer_sps * 1e-9;
+    double sgemm = blas_sgemm_gflops(0);
+    int nthreads = blas_threads();
+
+    if (as_json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "preset", json_string(presets[preset]));
+        json_object_set_new(j, "image", json_pack("[iii]", C, H, W));
+        json_object_set_new(j, "classes", json_integer(classes));
+        json_object_set_new(j, "batch", json_integer(batch));
+        json_object_set_new(j, "threads", json_integer(nthreads));
+        json_object_set_new(j, "ops_threads", json_integer(ops_get_threads()));
+        json_object_set_new(j, "blas_kernel", json_string(blas_kernel()));
+        json_object_set_new(j, "params", json_integer((json_int_t)m.n_params));
+        json_object_set_new(j, "flops_per_sample", json_real(flops));
+        json_object_set_new(j, "steps", json_integer(steps));
+        json_object_set_new(j, "train_ms_per_step", json_real(1e3 * train_s));
+        json_object_set_new(j, "train_samples_per_s", json_real(train_sps));
+        json_object_set_new(j, "train_gflops", json_real(train_gflops));
+        json_object_set_new(j, "infer_ms_per_batch", json_real(1e3 * infer_s));
+        json_object_set_new(j, "infer_samples_per_s", json_real(infer_sps));
+        json_object_set_new(j, "infer_gflops", json_real(infer_gflops));
+        json_object_set_new(j, "sgemm_gflops", json_real(sgemm));
+        json_object_set_new(j, "train_roofline", json_real(sgemm > 0 ? train_gflops / sgemm : 0.0));
+        json_object_set_new(j, "infer_roofline", json_real(sgemm > 0 ? infer_gflops / sgemm : 0.0));
+        json_object_set_new(j, "peak_rss_kb", json_integer(pl_peak_rss_kb()));
+        char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        printf("%s\n", text);
+        free(text);
+        json_decref(j);
+    } else {
+        printf("preset %s (%zu params, %.3g MFLOP/sample fwd), batch %d, %d threads, BLAS %s\n", presets[preset],
+               m.n_params, flops * 1e-6, batch, nthreads, blas_kernel());
+        printf("training   %9.1f samples/s  %8.2f ms/step   %6.1f GFLOP/s  %5.1f%% of sgemm\n", train_sps,
+               1e3 * train_s, train_gflops, sgemm > 0 ? 100.0 * train_gflops / sgemm : 0.0);
+        printf("inference  %9.1f samples/s  %8.2f ms/batch  %6.1f GFLOP/s  %5.1f%% of sgemm\n", infer_sps,
+               1e3 * infer_s, infer_gflops, sgemm > 0 ? 100.0 * infer_gflops / sgemm : 0.0);
+        printf("sgemm      %9.1f GFLOP/s (model GEMM shapes)\n", sgemm);
+    }
+    free(t);
+    free(y);
+    free(x);
+    optim_free(&o);
+    model_free(&m);
+    return 0;
+}

@@ -42,4 +42,147 @@ static inline float pl_logsumexp(const float *x, int n)
     return m + (float)log(s);
 }
 
+/* ---- Fast branch-free variants for vectorised loops ---------------------------------------
+ * Plain C on float/uint32 (no calls, no tables) so GCC vectorises loops that use them at -O3
+ * without -ffast-math; results do not depend on the vector width except through FMA
+ * contraction (a few ulp). Accuracy, measured against glibc over dense grids (test_ops.c):
+ *   pl_expf_fast      rel err <= 4e-7 for x in [-87, 88.7]; returns 0 for x < -87 (no
+ *                     denormals are ever produced), +inf above ~88.72, NaN for NaN.
+ *   pl_logf_fast      rel err <= 3e-7 for positive normal finite y (no checks otherwise).
+ *   pl_log1pf_fast    rel err <= 4e-7 for x >= 0 (exact small-x behaviour: returns x when 1+x == 1).
+ *   pl_phi_fast       normal CDF, rel err <= 1.5e-6 for |v| <= 4 and <= 2e-5 out to |v| = 12
+ *                     (the tail error comes from rounding v^2 inside e^{-v^2/2}).
+ *   pl_sigmoid/silu/softplus_fast: rel err <= 5e-7; gelu_fast <= 2e-5 (tails as Phi).
+ * The sigmoid/silu/softplus/gelu wrappers below follow the exact formulas of the scalar
+ * functions above (same guards), only the exp/log/erf underneath differ. */
+#include <stdint.h>
+#include <string.h>
+
+static inline uint32_t pl_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float pl_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+/* c ? a : b on bit masks. A plain ?: lets GCC sink the computation of a or b into a branch,
+ * which it then refuses to if-convert under -ftrapping-math, so the loop stops vectorising. */
+static inline float pl_selectf(int32_t c, float a, float b)
+{
+    uint32_t m = 0u - (uint32_t)(c != 0);
+    return pl_u2f((pl_f2u(a) & m) | (pl_f2u(b) & ~m));
+}
+
+/* e^x: k = round(x / ln2) (magic-constant rounding), r = x - k ln2 (Cody-Waite two-part ln2),
+ * e^r by its degree-7 Taylor polynomial (truncation < 6e-9 on |r| <= ln2/2), 2^k applied in two
+ * halves so k = 128 still reaches +inf and never builds an invalid exponent field. */
+static inline float pl_expf_fast(float x)
+{
+    float xc = pl_selectf(x > -87.0f, x, -87.0f);       /* NaN -> -87, restored below */
+    xc = pl_selectf(xc < 89.0f, xc, 89.0f);
+    float kf = xc * 1.44269504088896341f + 12582912.0f;   /* 1.5 * 2^23 */
+    kf -= 12582912.0f;
+    float r = xc - kf * 0.693359375f;                    /* ln2 hi (exact product) */
+    r = r - kf * -2.12194440e-4f;                        /* ln2 lo */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t k = (int32_t)kf;                             /* in [-126, 128] */
+    int32_t k1 = k / 2, k2 = k - k1;
+    float y = p * pl_u2f((uint32_t)(k1 + 127) << 23) * pl_u2f((uint32_t)(k2 + 127) << 23);
+    y = pl_selectf(x < -87.0f, 0.0f, y);
+    return pl_selectf(x == x, y, x);
+}
+
+/* log(y), y positive normal finite: y = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log m = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.172, odd series to s^11 (trunc. < 1e-10). */
+static inline float pl_logf_fast(float y)
+{
+    uint32_t u = pl_f2u(y);
+    uint32_t mant = u & 0x007fffffu;
+    int32_t big = mant > 0x3504f3u;                      /* 1.mant > sqrt 2: use m/2, e+1 */
+    float m = pl_u2f(mant | (big ? 0x3f000000u : 0x3f800000u));
+    float e = (float)((int32_t)(u >> 23) - 127 + big);   /* integer selects: no FP traps, so */
+                                                         /* loops stay if-convertible        */
+    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float q = 1.0f / 11.0f;
+    q = q * s2 + 1.0f / 9.0f;
+    q = q * s2 + 1.0f / 7.0f;
+    q = q * s2 + 1.0f / 5.0f;
+    q = q * s2 + 1.0f / 3.0f;
+    q = q * s2 + 1.0f;
+    return e * 0.693147180559945309f + 2.0f * s * q;
+}
+
+/* log(1 + x), x >= 0: log(u) * x / (u - 1) with u = fl(1 + x) cancels the rounding of u. */
+static inline float pl_log1pf_fast(float x)
+{
+    float u = 1.0f + x, d = u - 1.0f;
+    int32_t tiny = d == 0.0f;
+    float r = pl_logf_fast(u) * (x / pl_selectf(tiny, 1.0f, d));
+    return pl_selectf(tiny, x, r);
+}
+
+/* erfc(a) for a >= 0. a < 1: 1 - a P(a^2); a >= 1: e^{-a^2} G(t), t = 1/(1 + a/2), a clamped to 10
+ * (erfc(10) underflows float). P, G: degree-6 / degree-8 Chebyshev fits (mpmath chebyfit) of
+ * erf(sqrt s)/sqrt s on s in [0,1] and of erfc(x) e^{x^2} on x in [1,10]; fit error < 2e-8 relative. */
+static inline float pl_erfcf_pos_fast(float a)
+{
+    float s = a * a;
+    float pp = 7.875875063e-5f;
+    pp = pp * s - 0.0008016864287f;
+    pp = pp * s + 0.005189087423f;
+    pp = pp * s - 0.02685421201f;
+    pp = pp * s + 0.1128359472f;
+    pp = pp * s - 0.3761262667f;
+    pp = pp * s + 1.128379166f;
+    float small = 1.0f - a * pp;
+    float ac = pl_selectf(a < 10.0f, a, 10.0f);
+    ac = pl_selectf(ac > 1.0f, ac, 1.0f);
+    float t = 1.0f / (1.0f + 0.5f * ac);
+    float g = 0.07406618510f;
+    g = g * t - 0.1626377456f;
+    g = g * t - 0.006260173530f;
+    g = g * t + 0.1296518832f;
+    g = g * t + 0.1466077767f;
+    g = g * t + 0.2562982718f;
+    g = g * t + 0.2804047092f;
+    g = g * t + 0.2822562863f;
+    g = g * t - 6.433822951e-6f;
+    float large = pl_expf_fast(-ac * ac) * g;
+    return pl_selectf(a < 1.0f, small, large);
+}
+
+/* Standard normal CDF Phi(v) = 0.5 erfc(-v / sqrt 2), accurate in both tails. */
+static inline float pl_phi_fast(float v)
+{
+    float x = v * PL_SQRT1_2;
+    float c = 0.5f * pl_erfcf_pos_fast(fabsf(x));
+    return pl_selectf(x < 0.0f, c, 1.0f - c);
+}
+
+static inline float pl_sigmoid_fast(float v) { return 1.0f / (1.0f + pl_expf_fast(-v)); }
+static inline float pl_silu_fast(float v) { return v * pl_sigmoid_fast(v); }
+static inline float pl_silu_grad_fast(float v)
+{
+    float s = pl_sigmoid_fast(v);
+    return s * (1.0f + v * (1.0f - s));
+}
+/* both sides of the v > 20 guard are computed, then selected on bits, so loops stay vectorisable */
+static inline float pl_softplus_fast(float v)
+{
+    float sp = pl_log1pf_fast(pl_expf_fast(v));
+    return pl_selectf(v > 20.0f, v, sp);
+}
+static inline float pl_softplus_grad_fast(float v)
+{
+    float s = pl_sigmoid_fast(v);
+    return pl_selectf(v > 20.0f, 1.0f, s);
+}
+static inline float pl_gelu_fast(float v) { return v * pl_phi_fast(v); }
+static inline float pl_gelu_grad_fast(float v)
+{
+    return pl_phi_fast(v) + v * PL_INV_SQRT_2PI * pl_expf_fast(-0.5f * v * v);
+}
+
 #endif

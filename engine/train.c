@@ -1,1 +1,439 @@
-/* train.c — not yet written. */
+/* train.c — the training loop, epoch checkpoints with optimizer state, and evaluation.
+ *
+ * Determinism: one pl_rng seeded with cfg->seed drives the per-epoch shuffle (the permutation
+ * restarts from the identity each epoch) and the augmentation draws. The RNG state, the step
+ * and the epoch are saved at every epoch end, so resuming from a checkpoint replays exactly the
+ * remaining epochs. Kernels are deterministic for a fixed thread count.
+ *
+ * Ownership: train_run allocates its own activations, batch buffers and optimizer and frees
+ * them before returning; the model (and its grads, allocated here if missing) stay the
+ * caller's. Errors come back as -1 with a message in err; nothing here exits. */
+#define _GNU_SOURCE
+#include "train.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "util.h"
+
+void train_config_default(train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->epochs = 10;
+    c->batch = 64;
+    c->max_steps = 0;
+    c->stop_after_epoch = 0;
+    c->warmup_steps = -1;
+    optim_config_default(&c->opt);
+    c->seed = 1;
+    c->augment = 1;
+    c->report_every_s = 5.0;
+}
+
+int train_check_compat(const model *m, const dataset *ds, char *err, size_t errlen)
+{
+    const model_config *c = &m->cfg;
+    if (c->C != ds->c || c->H != ds->h || c->W != ds->w || c->classes != ds->classes)
+        return pl_err(err, errlen,
+                      "the model expects %dx%dx%d images and %d classes, but dataset %s has %dx%dx%d images "
+                      "and %d classes (use the dataset the model was created for; see prunelab inspect)",
+                      c->C, c->H, c->W, c->classes, ds->name, ds->c, ds->h, ds->w, ds->classes);
+    return 0;
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (!(s >= 0.0) || s > 1e7) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, n, "%lds", t);
+}
+
+void train_progress_stderr(const train_progress *p, void *user)
+{
+    (void)user;
+    char eta[32], el[32];
+    fmt_duration(eta, sizeof eta, p->eta_s);
+    fmt_duration(el, sizeof el, p->elapsed_s);
+    if (p->epoch_end) {
+        if (p->test_acc >= 0.0f)
+            fprintf(stderr,
+                    "epoch %d/%d done  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  [%s elapsed]\n",
+                    p->epoch, p->epochs, p->train_loss, 100.0 * p->train_acc, p->test_loss, 100.0 * p->test_acc,
+                    el);
+        else
+            fprintf(stderr, "epoch %d/%d done  train loss %.4f acc %.2f%%  [%s elapsed]\n", p->epoch, p->epochs,
+                    p->train_loss, 100.0 * p->train_acc, el);
+    } else {
+        fprintf(stderr, "epoch %d/%d  %5.1f%%  ETA %s  loss %.4f  %.0f samples/s  lr %.2e  |g| %.3f\n", p->epoch,
+                p->epochs, 100.0 * p->fraction, eta, p->loss, p->samples_per_s, p->lr, p->grad_norm);
+    }
+    fflush(stderr);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static char *state_path(const char *path)
+{
+    size_t n = strlen(path);
+    char *s = xmalloc(n + 7);
+    memcpy(s, path, n);
+    memcpy(s + n, ".optim", 7);
+    return s;
+}
+
+int train_checkpoint_save(const char *path, const model *m, const optim *o, const train_state *st, char *err,
+                          size_t errlen)
+{
+    if (model_save(m, path, err, errlen) != 0) return -1;
+    json_t *meta = json_object();
+    json_object_set_new(meta, "optimizer", json_string(optim_kind_name(o->cfg.kind)));
+    json_object_set_new(meta, "step", json_integer(st->step));
+    json_object_set_new(meta, "epoch", json_integer(st->epoch));
+    json_object_set_new(meta, "batch", json_integer(st->batch));
+    json_object_set_new(meta, "epochs", json_integer(st->epochs));
+    json_object_set_new(meta, "total_steps", json_integer(st->total_steps));
+    json_object_set_new(meta, "n_params", json_integer((json_int_t)o->n));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%016" PRIx64, st->seed);
+    json_object_set_new(meta, "seed", json_string(seed));
+    json_t *rng = json_array();
+    for (int i = 0; i < 4; i++) {
+        char h[32];
+        snprintf(h, sizeof h, "%016" PRIx64, st->rng.s[i]);
+        json_array_append_new(rng, json_string(h));
+    }
+    json_object_set_new(meta, "rng", rng);
+    char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+
+    st_writer *w = st_writer_new();
+    int64_t shape[1] = {(int64_t)o->state_len};
+    st_writer_add(w, "optim.state", ST_F32, 1, shape, o->state);
+    st_writer_meta(w, "format", "pt");
+    st_writer_meta(w, "prunelab_train", meta_text);
+    char *sp = state_path(path);
+    int rc = st_writer_save(w, sp, err, errlen);
+    st_writer_free(w);
+    free(sp);
+    free(meta_text);
+    return rc;
+}
+
+static int parse_hex_u64(const char *s, uint64_t *v)
+{
+    if (!s || !*s) return -1;
+    char *end = NULL;
+    unsigned long long x = strtoull(s, &end, 16);
+    if (*end) return -1;
+    *v = (uint64_t)x;
+    return 0;
+}
+
+int train_checkpoint_load_state(const char *path, optim *o, train_state *st, char *err, size_t errlen)
+{
+    char *sp = state_path(path);
+    char e2[PL_ERRLEN];
+    st_file *f = st_load(sp, e2, sizeof e2);
+    if (!f) {
+        pl_err(err, errlen, "cannot read the optimizer state of checkpoint %s: %s", path, e2);
+        free(sp);
+        return -1;
+    }
+    int rc = -1;
+    json_t *meta = NULL;
+    const char *text = st_meta(f, "prunelab_train");
+    json_error_t je;
+    if (!text || !(meta = json_loads(text, 0, &je)) || !json_is_object(meta)) {
+        pl_err(err, errlen, "%s: missing or invalid prunelab_train metadata", sp);
+        goto done;
+    }
+    const char *kind = json_string_value(json_object_get(meta, "optimizer"));
+    optim_kind k;
+    if (!kind || optim_kind_parse(kind, &k) != 0 || k != o->cfg.kind) {
+        pl_err(err, errlen, "%s was written by optimizer %s, but this run uses %s (pass --optimizer %s)", sp,
+               kind ? kind : "?", optim_kind_name(o->cfg.kind), kind ? kind : "?");
+        goto done;
+    }
+    json_t *np = json_object_get(meta, "n_params");
+    if (!json_is_integer(np) || (size_t)json_integer_value(np) != o->n) {
+        pl_err(err, errlen, "%s holds state for %lld parameters, the model has %zu", sp,
+               json_is_integer(np) ? (long long)json_integer_value(np) : -1LL, o->n);
+        goto done;
+    }
+    const st_tensor *t = st_find(f, "optim.state");
+    if (!t || t->dtype != ST_F32 || t->ndim != 1 || (size_t)t->numel != o->state_len) {
+        pl_err(err, errlen, "%s: tensor optim.state missing or not F32 [%zu]", sp, o->state_len);
+        goto done;
+    }
+    json_t *rng = json_object_get(meta, "rng");
+    const char *seed = json_string_value(json_object_get(meta, "seed"));
+    memset(st, 0, sizeof *st);
+    if (!json_is_array(rng) || json_array_size(rng) != 4 || parse_hex_u64(seed, &st->seed) != 0) {
+        pl_err(err, errlen, "%s: bad rng/seed in metadata", sp);
+        goto done;
+    }
+    for (int i = 0; i < 4; i++)
+        if (parse_hex_u64(json_string_value(json_array_get(rng, (size_t)i)), &st->rng.s[i]) != 0) {
+            pl_err(err, errlen, "%s: bad rng state in metadata", sp);
+            goto done;
+        }
+    st->step = (long)json_integer_value(json_object_get(meta, "step"));
+    st->epoch = (int)json_integer_value(json_object_get(meta, "epoch"));
+    st->batch = (int)json_integer_value(json_object_get(meta, "batch"));
+    st->epochs = (int)json_integer_value(json_object_get(meta, "epochs"));
+    st->total_steps = (long)json_integer_value(json_object_get(meta, "total_steps"));
+    if (st->step < 0 || st->epoch < 0 || st->batch < 1) {
+        pl_err(err, errlen, "%s: bad step/epoch/batch in metadata", sp);
+        goto done;
+    }
+    memcpy(o->state, t->data, o->state_len * sizeof(float));
+    o->step = st->step;
+    rc = 0;
+done:
+    json_decref(meta);
+    st_free(f);
+    free(sp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+int train_evaluate(const model *m, const dataset *ds, int batch, eval_result *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    if (train_check_compat(m, ds, err, errlen) != 0) return -1;
+    if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
+    if (batch < 1) batch = 256;
+    int Bb = batch < ds->n ? batch : ds->n;
+    int V = m->cfg.classes;
+    size_t img = (size_t)ds->c * ds->h * ds->w;
+    model_acts *a = model_acts_new(m, Bb, 0);
+    float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
+    int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
+    int *idx = xmalloc((size_t)Bb * sizeof(int));
+    double loss_sum = 0.0, t = 0.0;
+    long correct = 0;
+    for (int start = 0; start < ds->n; start += Bb) {
+        int b = ds->n - start < Bb ? ds->n - start : Bb;
+        for (int i = 0; i < b; i++) idx[i] = start + i;
+        dataset_batch(ds, idx, b, x, y, NULL, 0);
+        double t0 = pl_now();
+        float loss = model_forward(m, a, x, y, b);
+        t += pl_now() - t0;
+        loss_sum += (double)loss * b;
+        const float *logits = model_acts_logits(a); // logits (b, V)
+        for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * V, V) == y[i];
+        r->batches++;
+    }
+    r->n = ds->n;
+    r->accuracy = (double)correct / ds->n;
+    r->loss = loss_sum / ds->n;
+    r->seconds = t;
+    r->latency_ms_per_batch = r->batches ? 1000.0 * t / r->batches : 0.0;
+    r->samples_per_s = t > 0.0 ? ds->n / t : 0.0;
+    free(idx);
+    free(y);
+    free(x);
+    model_acts_free(a);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- training */
+
+int train_run(model *m, const dataset *train, const dataset *test, const train_config *cfg, train_result *res,
+              char *err, size_t errlen)
+{
+    train_result rdummy;
+    if (!res) res = &rdummy;
+    memset(res, 0, sizeof *res);
+    res->test_loss = res->test_acc = -1.0f;
+    if (cfg->epochs < 1) return pl_err(err, errlen, "epochs must be >= 1 (got %d)", cfg->epochs);
+    if (cfg->batch < 1) return pl_err(err, errlen, "batch must be >= 1 (got %d)", cfg->batch);
+    if (train->n < 1) return pl_err(err, errlen, "training set %s is empty", train->name);
+    if (train_check_compat(m, train, err, errlen) != 0) return -1;
+    if (test && train_check_compat(m, test, err, errlen) != 0) return -1;
+
+    /* drop the incomplete last batch; a set smaller than one batch is one batch */
+    int Bb = cfg->batch < train->n ? cfg->batch : train->n;
+    long spe = train->n / Bb;
+    long total = spe * cfg->epochs;
+    if (cfg->max_steps > 0 && cfg->max_steps < total) total = cfg->max_steps;
+    optim_config oc = cfg->opt;
+    oc.total_steps = total;
+    if (cfg->warmup_steps >= 0) {
+        oc.warmup_steps = cfg->warmup_steps;
+    } else {
+        long w = total / 10 < spe ? total / 10 : spe;
+        oc.warmup_steps = w > 0 ? w : 1;
+    }
+    if (oc.warmup_steps > total) oc.warmup_steps = total;
+
+    optim o;
+    if (optim_init(&o, &oc, m->n_params, err, errlen) != 0) return -1;
+    train_state st = {.step = 0, .epoch = 0, .batch = Bb, .epochs = cfg->epochs, .total_steps = total,
+                      .seed = cfg->seed};
+    pl_rng_seed(&st.rng, cfg->seed);
+    if (cfg->resume) {
+        train_state rs;
+        if (train_checkpoint_load_state(cfg->resume, &o, &rs, err, errlen) != 0) {
+            optim_free(&o);
+            return -1;
+        }
+        if (rs.batch != Bb || rs.total_steps != total || rs.epochs != cfg->epochs) {
+            pl_err(err, errlen,
+                   "checkpoint %s was written by a run with batch %d, %d epochs, %ld total steps; this run has "
+                   "batch %d, %d epochs, %ld total steps (resume with the same --batch/--epochs/--max-steps)",
+                   cfg->resume, rs.batch, rs.epochs, rs.total_steps, Bb, cfg->epochs, total);
+            optim_free(&o);
+            return -1;
+        }
+        st = rs;
+    }
+
+    model_alloc_grads(m);
+    if (m->mask) model_apply_mask(m);
+    size_t img = (size_t)train->c * train->h * train->w;
+    model_acts *a = model_acts_new(m, Bb, 1);
+    float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
+    int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
+    int *perm = xmalloc((size_t)train->n * sizeof(int));
+    int V = m->cfg.classes;
+    double report_every = cfg->report_every_s > 0 ? cfg->report_every_s : 5.0;
+    double t_start = pl_now(), t_report = t_start;
+    long step0 = st.step, samples_since = 0;
+    double loss_since = 0.0;
+    long n_since = 0;
+    int rc = 0;
+    float lr = 0.0f;
+    double gnorm = 0.0;
+
+    while (st.epoch < cfg->epochs && st.step < total) {
+        for (int i = 0; i < train->n; i++) perm[i] = i;
+        pl_rng_shuffle(&st.rng, perm, train->n);
+        double ep_loss = 0.0;
+        long ep_correct = 0, ep_seen = 0;
+        for (long b = 0; b < spe && st.step < total; b++) {
+            dataset_batch(train, perm + b * Bb, Bb, x, y, &st.rng, cfg->augment);
+            model_zero_grads(m);
+            float loss = model_forward(m, a, x, y, Bb);
+            if (!isfinite(loss)) {
+                rc = pl_err(err, errlen,
+                            "training diverged: loss is %g at step %ld (epoch %d); try a lower --lr or --clip",
+                            loss, st.step, st.epoch + 1);
+                goto out;
+            }
+            const float *logits = model_acts_logits(a); // logits (Bb, V)
+            for (int i = 0; i < Bb; i++) ep_correct += argmax(logits + (size_t)i * V, V) == y[i];
+            model_backward(m, a, y, Bb);
+            if (m->mask) model_apply_mask(m); /* masked weights get no gradient (and no norm share) */
+            gnorm = optim_clip(m->grads, m->n_params, oc.clip);
+            lr = optim_step(&o, m);
+            st.step++;
+            ep_loss += loss;
+            ep_seen += Bb;
+            loss_since += loss;
+            n_since++;
+            samples_since += Bb;
+            double now = pl_now();
+            if (cfg->progress && now - t_report >= report_every) {
+                train_progress p = {0};
+                p.epoch = st.epoch + 1;
+                p.epochs = cfg->epochs;
+                p.step = st.step;
+                p.total_steps = total;
+                p.fraction = (double)st.step / total;
+                p.elapsed_s = now - t_start;
+                p.eta_s = (now - t_start) / (double)(st.step - step0) * (double)(total - st.step);
+                p.loss = (float)(loss_since / n_since);
+                p.lr = lr;
+                p.grad_norm = gnorm;
+                p.samples_per_s = samples_since / (now - t_report);
+                p.test_loss = p.test_acc = -1.0f;
+                cfg->progress(&p, cfg->progress_user);
+                t_report = now;
+                loss_since = 0.0;
+                n_since = 0;
+                samples_since = 0;
+            }
+        }
+        st.epoch++;
+        long batches = ep_seen / Bb;
+        res->train_loss = batches ? (float)(ep_loss / batches) : 0.0f;
+        res->train_acc = ep_seen ? (float)ep_correct / (float)ep_seen : 0.0f;
+        res->test_loss = res->test_acc = -1.0f;
+        if (test && test->n > 0) {
+            eval_result er;
+            if (train_evaluate(m, test, 256, &er, err, errlen) != 0) {
+                rc = -1;
+                goto out;
+            }
+            res->test_loss = (float)er.loss;
+            res->test_acc = (float)er.accuracy;
+        }
+        if (cfg->checkpoint && train_checkpoint_save(cfg->checkpoint, m, &o, &st, err, errlen) != 0) {
+            rc = -1;
+            goto out;
+        }
+        if (cfg->progress) {
+            double now = pl_now();
+            train_progress p = {0};
+            p.epoch = st.epoch;
+            p.epochs = cfg->epochs;
+            p.step = st.step;
+            p.total_steps = total;
+            p.fraction = (double)st.step / total;
+            p.elapsed_s = now - t_start;
+            p.eta_s = st.step > step0 ? (now - t_start) / (double)(st.step - step0) * (double)(total - st.step) : 0;
+            p.loss = n_since ? (float)(loss_since / n_since) : res->train_loss;
+            p.lr = lr;
+            p.grad_norm = gnorm;
+            p.samples_per_s = now > t_report ? samples_since / (now - t_report) : 0.0;
+            p.epoch_end = 1;
+            p.train_loss = res->train_loss;
+            p.train_acc = res->train_acc;
+            p.test_loss = res->test_loss;
+            p.test_acc = res->test_acc;
+            cfg->progress(&p, cfg->progress_user);
+        }
+        t_report = pl_now(); /* evaluation and checkpoint time do not count as training speed */
+        loss_since = 0.0;
+        n_since = 0;
+        samples_since = 0;
+        if (cfg->stop_after_epoch > 0 && st.epoch >= cfg->stop_after_epoch && st.epoch < cfg->epochs) {
+            res->stopped_early = 1;
+            break;
+        }
+    }
+    if (st.step >= total && st.epoch < cfg->epochs) res->stopped_early = 1;
+out:
+    res->epochs_done = st.epoch;
+    res->steps = st.step;
+    res->seconds = pl_now() - t_start;
+    free(perm);
+    free(y);
+    free(x);
+    model_acts_free(a);
+    optim_free(&o);
+    return rc;
+}

@@ -228,7 +228,7 @@ START_TEST(test_gradient_finite_differences)
     model_backward(&m, a, y, B);
     int bad = 0, checked = 0;
     double worst = 0;
-    char worst_name[128] = "";
+    char worst_name[256] = "";
     for (int t = 0; t < m.n_tensors; t++) {
         const param_info *p = &m.info[t];
         for (size_t k = 0; k < p->numel; k++) {
@@ -331,10 +331,21 @@ static void write_variant(const model *m, const char *path, const char *drop, co
         int64_t s1[1] = {2};
         st_writer_add(w, extra, ST_F32, 1, s1, junk);
     }
-    if (with_meta) st_writer_meta(w, "format", "pt");
     char err[PL_ERRLEN];
+    st_file *orig = NULL;
+    st_writer_meta(w, "format", "pt");
+    if (with_meta) { /* copy our metadata from a regular save */
+        char p2[600];
+        snprintf(p2, sizeof p2, "%s.meta", path);
+        ck_assert_msg(model_save(m, p2, err, sizeof err) == 0, "%s", err);
+        orig = st_load(p2, err, sizeof err);
+        ck_assert_ptr_nonnull(orig);
+        unlink(p2);
+        st_writer_meta(w, "prunelab", st_meta(orig, "prunelab"));
+    }
     ck_assert_msg(st_writer_save(w, path, err, sizeof err) == 0, "%s", err);
     st_writer_free(w);
+    st_free(orig);
 }
 
 START_TEST(test_load_refusals_and_foreign_files)
@@ -360,7 +371,7 @@ START_TEST(test_load_refusals_and_foreign_files)
     ck_assert_int_eq(model_load(&m2, "/nonexistent/x.safetensors", NULL, err, sizeof err), -1);
 
     /* a foreign file without prunelab metadata: 8x12 is not square, so it is refused with a hint */
-    write_variant(&m, path, NULL, NULL, 1, NULL);
+    write_variant(&m, path, NULL, NULL, 0, NULL);
     ck_assert_int_eq(model_load(&m2, path, "synthetic", err, sizeof err), -1);
     ck_assert_msg(strstr(err, "not a square grid"), "%s", err);
     model_free(&m);
@@ -370,7 +381,7 @@ START_TEST(test_load_refusals_and_foreign_files)
     tiny_config(&c);
     c.C = 3, c.H = 8, c.W = 8, c.P = 2, c.L = 16;
     ck_assert(model_create(&m, &c, 3, err, sizeof err) == 0);
-    write_variant(&m, path, NULL, NULL, 1, NULL);
+    write_variant(&m, path, NULL, NULL, 0, NULL);
     ck_assert_msg(model_load(&m2, path, NULL, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(m2.cfg.C, 3);
     ck_assert_int_eq(m2.cfg.P, 2);

@@ -1,0 +1,725 @@
+/* test_ops.c — every op of ops.h against finite differences, naive references and hand values.
+ *
+ * Gradient checks (table `grad_cases`): each op is wrapped as out = f(inputs); the loss is the
+ * random projection sum(out * r) accumulated in double; central differences per input element
+ * are compared with the analytic backward (called with dout = r). The same table drives two
+ * more checks: backward accumulates (a second call doubles every gradient) and any gradient may
+ * be NULL (asking for one gradient at a time gives the same numbers). Sizes are small and odd.
+ * Fast kernels are compared with their naive twins (and the scan with an independent double
+ * recurrence written here), with 1 and 2 threads. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "numerics.h"
+#include "ops.h"
+#include "util.h"
+
+#define MAXT 6
+
+static float *randv(pl_rng *r, size_t n, float lo, float hi)
+{
+    float *v = xalloc_floats(n);
+    for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * (float)pl_rng_uniform(r);
+    return v;
+}
+
+static float max_rel_err(const float *a, const float *b, size_t n, float floor_abs)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]) / (fabsf(b[i]) + floor_abs);
+        if (!(d <= m)) m = d; /* NaN counts as a failure */
+    }
+    return m;
+}
+
+/* max_i |a - b| / (|b_i| + mean |b|): relative error that does not blow up on the few entries of
+ * a sum that happen to cancel to ~0 (float-vs-double accumulation error scales with the terms) */
+static float max_err_vs(const float *a, const float *b, size_t n)
+{
+    double mean = 0.0;
+    for (size_t i = 0; i < n; i++) mean += fabsf(b[i]);
+    mean = n ? mean / n : 0.0;
+    return max_rel_err(a, b, n, (float)mean + 1e-30f);
+}
+
+/* ------------------------------------------------------------------ gradient-check harness */
+
+typedef struct gcase gcase;
+struct gcase {
+    int dims[8];
+    int nin;                 /* differentiable inputs */
+    float *in[MAXT];         /* inputs (perturbed by the checker) */
+    size_t n_in[MAXT];
+    float *grad[MAXT];       /* analytic gradients, NULL = not wanted */
+    float *aux[MAXT];        /* caches, constant inputs */
+    int *labels;
+    float *out, *r;          /* out (n_out), projection r (n_out) */
+    size_t n_out;
+    void (*fwd)(gcase *);    /* out = f(in) (and caches) */
+    void (*bwd)(gcase *);    /* grad += J^T r */
+};
+
+static void gc_add_in(gcase *g, float *x, size_t n)
+{
+    g->in[g->nin] = x;
+    g->n_in[g->nin] = n;
+    g->nin++;
+}
+
+static double gc_loss(gcase *g)
+{
+    g->fwd(g);
+    double s = 0.0;
+    for (size_t i = 0; i < g->n_out; i++) s += (double)g->out[i] * g->r[i];
+    return s;
+}
+
+static void gc_free(gcase *g)
+{
+    for (int i = 0; i < MAXT; i++) {
+        free(g->in[i]);
+        free(g->grad[i]);
+        free(g->aux[i]);
+    }
+    free(g->labels);
+    free(g->out);
+    free(g->r);
+}
+
+/* Allocate zeroed grads, projection r and out; run forward once (fills caches). */
+static void gc_finish(gcase *g, pl_rng *rng, size_t n_out)
+{
+    g->n_out = n_out;
+    g->out = xalloc_floats(n_out);
+    g->r = randv(rng, n_out, -1.0f, 1.0f);
+    for (int i = 0; i < g->nin; i++) g->grad[i] = xalloc_floats(g->n_in[i]);
+    g->fwd(g);
+}
+
+/* ---- op wrappers: fwd/bwd in terms of the harness */
+
+/* matmul: dims M I O, has_bias; in: inp, w, [bias] */
+static void mm_fwd(gcase *g)
+{
+    int *d = g->dims;
+    matmul_forward(g->out, g->in[0], g->in[1], d[3] ? g->in[2] : NULL, d[0], d[1], d[2]);
+}
+static void mm_bwd(gcase *g)
+{
+    int *d = g->dims;
+    matmul_backward(g->grad[0], g->grad[1], d[3] ? g->grad[2] : NULL, g->r, g->in[0], g->in[1], d[0], d[1], d[2]);
+}
+static void setup_matmul(gcase *g, pl_rng *r, int M, int I, int O, int bias)
+{
+    g->dims[0] = M, g->dims[1] = I, g->dims[2] = O, g->dims[3] = bias;
+    gc_add_in(g, randv(r, (size_t)M * I, -1, 1), (size_t)M * I);
+    gc_add_in(g, randv(r, (size_t)O * I, -1, 1), (size_t)O * I);
+    if (bias) gc_add_in(g, randv(r, O, -1, 1), O);
+    g->fwd = mm_fwd, g->bwd = mm_bwd;
+    gc_finish(g, r, (size_t)M * O);
+}
+static void setup_matmul_bias(gcase *g, pl_rng *r) { setup_matmul(g, r, 7, 5, 3, 1); }
+static void setup_matmul_nobias(gcase *g, pl_rng *r) { setup_matmul(g, r, 4, 9, 6, 0); }
+
+/* rmsnorm: dims M C; in: inp, w; aux0 rstd */
+static void rms_fwd(gcase *g) { rmsnorm_forward(g->out, g->aux[0], g->in[0], g->in[1], g->dims[0], g->dims[1]); }
+static void rms_bwd(gcase *g)
+{
+    rmsnorm_backward(g->grad[0], g->grad[1], g->r, g->in[0], g->in[1], g->aux[0], g->dims[0], g->dims[1]);
+}
+static void setup_rmsnorm(gcase *g, pl_rng *r)
+{
+    int M = 5, C = 7;
+    g->dims[0] = M, g->dims[1] = C;
+    gc_add_in(g, randv(r, (size_t)M * C, -2, 2), (size_t)M * C);
+    gc_add_in(g, randv(r, C, 0.5f, 1.5f), C);
+    g->aux[0] = xalloc_floats(M);
+    g->fwd = rms_fwd, g->bwd = rms_bwd;
+    gc_finish(g, r, (size_t)M * C);
+}
+
+/* conv1d: dims B L E K; in: inp, w, bias */
+static void conv_fwd(gcase *g)
+{
+    int *d = g->dims;
+    conv1d_forward(g->out, g->in[0], g->in[1], g->in[2], d[0], d[1], d[2], d[3]);
+}
+static void conv_bwd(gcase *g)
+{
+    int *d = g->dims;
+    conv1d_backward(g->grad[0], g->grad[1], g->grad[2], g->r, g->in[0], g->in[1], d[0], d[1], d[2], d[3]);
+}
+static void setup_conv(gcase *g, pl_rng *r, int B, int L, int E, int K)
+{
+    g->dims[0] = B, g->dims[1] = L, g->dims[2] = E, g->dims[3] = K;
+    size_t n = (size_t)B * L * E;
+    gc_add_in(g, randv(r, n, -1, 1), n);
+    gc_add_in(g, randv(r, (size_t)E * K, -1, 1), (size_t)E * K);
+    gc_add_in(g, randv(r, E, -1, 1), E);
+    g->fwd = conv_fwd, g->bwd = conv_bwd;
+    gc_finish(g, r, n);
+}
+static void setup_conv_odd(gcase *g, pl_rng *r) { setup_conv(g, r, 2, 6, 5, 3); }
+static void setup_conv_k_gt_l(gcase *g, pl_rng *r) { setup_conv(g, r, 2, 3, 4, 5); }
+static void setup_conv_wide(gcase *g, pl_rng *r) { setup_conv(g, r, 1, 4, 37, 4); } /* > one channel block */
+
+/* elementwise: dims n; in: x (and z for gate) */
+static void silu_f(gcase *g) { silu_forward(g->out, g->in[0], g->n_in[0]); }
+static void silu_b(gcase *g) { silu_backward(g->grad[0], g->r, g->in[0], g->n_in[0]); }
+static void softplus_f(gcase *g) { softplus_forward(g->out, g->in[0], g->n_in[0]); }
+static void softplus_b(gcase *g) { softplus_backward(g->grad[0], g->r, g->in[0], g->n_in[0]); }
+static void gelu_f(gcase *g) { gelu_forward(g->out, g->in[0], g->n_in[0]); }
+static void gelu_b(gcase *g) { gelu_backward(g->grad[0], g->r, g->in[0], g->n_in[0]); }
+static void gate_f(gcase *g) { gate_forward(g->out, g->in[0], g->in[1], g->n_in[0]); }
+static void gate_b(gcase *g) { gate_backward(g->grad[0], g->grad[1], g->r, g->in[0], g->in[1], g->n_in[0]); }
+
+static void setup_unary(gcase *g, pl_rng *r, float lo, float hi, void (*f)(gcase *), void (*b)(gcase *))
+{
+    size_t n = 37;
+    gc_add_in(g, randv(r, n, lo, hi), n);
+    g->fwd = f, g->bwd = b;
+    gc_finish(g, r, n);
+}
+static void setup_silu(gcase *g, pl_rng *r) { setup_unary(g, r, -6, 6, silu_f, silu_b); }
+static void setup_gelu(gcase *g, pl_rng *r) { setup_unary(g, r, -4, 4, gelu_f, gelu_b); }
+static void setup_softplus(gcase *g, pl_rng *r)
+{
+    setup_unary(g, r, -8, 8, softplus_f, softplus_b);
+    g->in[0][0] = 25.0f;  /* above the guard: identity */
+    g->in[0][1] = -30.0f; /* deep negative: ~e^v */
+    g->in[0][2] = 19.0f;
+    g->fwd(g);
+}
+static void setup_gate(gcase *g, pl_rng *r)
+{
+    size_t n = 37;
+    gc_add_in(g, randv(r, n, -2, 2), n);
+    gc_add_in(g, randv(r, n, -6, 6), n);
+    g->fwd = gate_f, g->bwd = gate_b;
+    gc_finish(g, r, n);
+}
+
+/* scan: dims B L E N; in: u, delta, A_log, Bm, Cm, D; aux0 hs */
+static void scan_f(gcase *g)
+{
+    int *d = g->dims;
+    scan_forward(g->out, g->aux[0], g->in[0], g->in[1], g->in[2], g->in[3], g->in[4], g->in[5], d[0], d[1], d[2],
+                 d[3]);
+}
+static void scan_b(gcase *g)
+{
+    int *d = g->dims;
+    scan_backward(g->grad[0], g->grad[1], g->grad[2], g->grad[3], g->grad[4], g->grad[5], g->r, g->in[0], g->in[1],
+                  g->in[2], g->in[3], g->in[4], g->in[5], g->aux[0], d[0], d[1], d[2], d[3]);
+}
+static void setup_scan_dims(gcase *g, pl_rng *r, int B, int L, int E, int N)
+{
+    g->dims[0] = B, g->dims[1] = L, g->dims[2] = E, g->dims[3] = N;
+    size_t nx = (size_t)B * L * E, nb = (size_t)B * L * N;
+    gc_add_in(g, randv(r, nx, -1, 1), nx);                      /* u */
+    gc_add_in(g, randv(r, nx, 0.1f, 0.8f), nx);                 /* delta > 0 */
+    gc_add_in(g, randv(r, (size_t)E * N, -0.5f, 1.0f), (size_t)E * N); /* A_log */
+    gc_add_in(g, randv(r, nb, -1, 1), nb);                      /* Bm */
+    gc_add_in(g, randv(r, nb, -1, 1), nb);                      /* Cm */
+    gc_add_in(g, randv(r, E, -1, 1), E);                        /* D */
+    g->aux[0] = xalloc_floats(nx * N);
+    g->fwd = scan_f, g->bwd = scan_b;
+    gc_finish(g, r, nx);
+}
+static void setup_scan(gcase *g, pl_rng *r) { setup_scan_dims(g, r, 2, 6, 5, 3); }
+static void setup_scan_wide(gcase *g, pl_rng *r) { setup_scan_dims(g, r, 3, 4, 35, 17); } /* 2 channel blocks */
+
+/* posembed: dims B L d; in: pos; aux0 = x (constant) */
+static void pos_f(gcase *g)
+{
+    memcpy(g->out, g->aux[0], g->n_out * sizeof(float));
+    posembed_forward(g->out, g->in[0], g->dims[0], g->dims[1], g->dims[2]);
+}
+static void pos_b(gcase *g) { posembed_backward(g->grad[0], g->r, g->dims[0], g->dims[1], g->dims[2]); }
+static void setup_pos(gcase *g, pl_rng *r)
+{
+    int B = 3, L = 5, d = 2;
+    g->dims[0] = B, g->dims[1] = L, g->dims[2] = d;
+    g->aux[0] = randv(r, (size_t)B * L * d, -1, 1);
+    gc_add_in(g, randv(r, (size_t)L * d, -1, 1), (size_t)L * d);
+    g->fwd = pos_f, g->bwd = pos_b;
+    gc_finish(g, r, (size_t)B * L * d);
+}
+
+/* meanpool: dims B L d; in: inp */
+static void pool_f(gcase *g) { meanpool_forward(g->out, g->in[0], g->dims[0], g->dims[1], g->dims[2]); }
+static void pool_b(gcase *g) { meanpool_backward(g->grad[0], g->r, g->dims[0], g->dims[1], g->dims[2]); }
+static void setup_pool(gcase *g, pl_rng *r)
+{
+    int B = 2, L = 7, d = 3;
+    g->dims[0] = B, g->dims[1] = L, g->dims[2] = d;
+    gc_add_in(g, randv(r, (size_t)B * L * d, -1, 1), (size_t)B * L * d);
+    g->fwd = pool_f, g->bwd = pool_b;
+    gc_finish(g, r, (size_t)B * d);
+}
+
+/* crossentropy: dims B V; in: logits; aux0 probs; out = losses. The backward takes one scale for
+ * all rows, so the projection is a constant r = 0.7 (= scale). */
+static void ce_f(gcase *g) { crossentropy_forward(g->out, g->aux[0], g->in[0], g->labels, g->dims[0], g->dims[1]); }
+static void ce_b(gcase *g) { crossentropy_backward(g->grad[0], g->aux[0], g->labels, 0.7f, g->dims[0], g->dims[1]); }
+static void setup_ce(gcase *g, pl_rng *r)
+{
+    int B = 3, V = 5;
+    g->dims[0] = B, g->dims[1] = V;
+    gc_add_in(g, randv(r, (size_t)B * V, -3, 3), (size_t)B * V);
+    g->aux[0] = xalloc_floats((size_t)B * V);
+    g->labels = xmalloc(B * sizeof(int));
+    for (int b = 0; b < B; b++) g->labels[b] = (int)pl_rng_below(r, V);
+    g->fwd = ce_f, g->bwd = ce_b;
+    gc_finish(g, r, B);
+    for (int b = 0; b < B; b++) g->r[b] = 0.7f;
+}
+
+typedef struct {
+    const char *name;
+    void (*setup)(gcase *, pl_rng *);
+    float h;           /* finite-difference step */
+    float atol, rtol;  /* |num - ana| <= atol + rtol |ana| */
+} grad_case;
+
+static const grad_case grad_cases[] = {
+    {"matmul M7 I5 O3 bias", setup_matmul_bias, 1e-2f, 2e-4f, 1e-3f},
+    {"matmul M4 I9 O6 nobias", setup_matmul_nobias, 1e-2f, 2e-4f, 1e-3f},
+    {"rmsnorm M5 C7", setup_rmsnorm, 1e-3f, 1e-3f, 2e-3f},
+    {"conv1d B2 L6 E5 K3", setup_conv_odd, 1e-2f, 2e-4f, 1e-3f},
+    {"conv1d K>L B2 L3 E4 K5", setup_conv_k_gt_l, 1e-2f, 2e-4f, 1e-3f},
+    {"conv1d E37 (two blocks)", setup_conv_wide, 1e-2f, 2e-4f, 1e-3f},
+    {"silu n37", setup_silu, 1e-3f, 5e-4f, 2e-3f},
+    {"softplus n37 (+-guard)", setup_softplus, 1e-3f, 5e-4f, 2e-3f},
+    {"gelu n37", setup_gelu, 1e-3f, 5e-4f, 2e-3f},
+    {"gate n37", setup_gate, 1e-3f, 5e-4f, 2e-3f},
+    {"scan B2 L6 E5 N3", setup_scan, 1e-3f, 1e-3f, 3e-3f},
+    {"scan B3 L4 E35 N17", setup_scan_wide, 1e-3f, 2e-3f, 3e-3f},
+    {"posembed B3 L5 d2", setup_pos, 1e-2f, 2e-4f, 1e-3f},
+    {"meanpool B2 L7 d3", setup_pool, 1e-2f, 2e-4f, 1e-3f},
+    {"crossentropy B3 V5", setup_ce, 1e-3f, 5e-4f, 2e-3f},
+};
+#define N_GRAD_CASES ((int)(sizeof grad_cases / sizeof grad_cases[0]))
+
+static void gc_setup(gcase *g, int i)
+{
+    memset(g, 0, sizeof *g);
+    pl_rng r;
+    pl_rng_seed(&r, 1000 + (uint64_t)i);
+    grad_cases[i].setup(g, &r);
+}
+
+START_TEST(test_grad_fd)
+{
+    const grad_case *c = &grad_cases[_i];
+    gcase g;
+    gc_setup(&g, _i);
+    g.bwd(&g);
+    for (int k = 0; k < g.nin; k++)
+        for (size_t j = 0; j < g.n_in[k]; j++) {
+            float *x = &g.in[k][j], x0 = *x;
+            *x = x0 + c->h;
+            double lp = gc_loss(&g);
+            *x = x0 - c->h;
+            double lm = gc_loss(&g);
+            *x = x0;
+            double num = (lp - lm) / (2.0 * c->h), ana = g.grad[k][j];
+            ck_assert_msg(fabs(num - ana) <= c->atol + c->rtol * fabs(ana),
+                          "%s: input %d elem %zu: numeric %.7g analytic %.7g", c->name, k, j, num, ana);
+        }
+    gc_free(&g);
+}
+END_TEST
+
+START_TEST(test_grad_accumulates)
+{
+    const grad_case *c = &grad_cases[_i];
+    gcase g;
+    gc_setup(&g, _i);
+    g.bwd(&g);
+    float *once[MAXT];
+    for (int k = 0; k < g.nin; k++) {
+        once[k] = xalloc_floats(g.n_in[k]);
+        memcpy(once[k], g.grad[k], g.n_in[k] * sizeof(float));
+    }
+    g.bwd(&g);
+    for (int k = 0; k < g.nin; k++) {
+        for (size_t j = 0; j < g.n_in[k]; j++)
+            ck_assert_msg(fabsf(g.grad[k][j] - 2.0f * once[k][j]) <= 1e-6f * (1.0f + fabsf(once[k][j])),
+                          "%s: input %d elem %zu: second call gave %g, first %g", c->name, k, j, g.grad[k][j],
+                          once[k][j]);
+        free(once[k]);
+    }
+    gc_free(&g);
+}
+END_TEST
+
+START_TEST(test_grad_null_ok)
+{
+    const grad_case *c = &grad_cases[_i];
+    gcase g;
+    gc_setup(&g, _i);
+    g.bwd(&g);
+    float *all[MAXT];
+    for (int k = 0; k < g.nin; k++) all[k] = g.grad[k];
+    for (int k = 0; k < g.nin; k++) {
+        for (int j = 0; j < g.nin; j++) g.grad[j] = NULL;
+        g.grad[k] = xalloc_floats(g.n_in[k]);
+        g.bwd(&g);
+        ck_assert_msg(max_rel_err(g.grad[k], all[k], g.n_in[k], 1e-6f) <= 1e-6f, "%s: input %d alone differs",
+                      c->name, k);
+        free(g.grad[k]);
+    }
+    for (int k = 0; k < g.nin; k++) g.grad[k] = all[k];
+    for (int j = 0; j < g.nin; j++) g.grad[j] = NULL;
+    g.bwd(&g); /* all NULL: must not crash */
+    for (int k = 0; k < g.nin; k++) g.grad[k] = all[k];
+    gc_free(&g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ fast vs naive */
+
+static const int mm_shapes[][3] = {{7, 5, 3}, {1, 1, 1}, {64, 33, 17}, {128, 64, 256}, {49, 128, 36}, {3, 200, 2}};
+#define N_MM ((int)(sizeof mm_shapes / sizeof mm_shapes[0]))
+
+START_TEST(test_matmul_vs_naive)
+{
+    int M = mm_shapes[_i][0], I = mm_shapes[_i][1], O = mm_shapes[_i][2];
+    pl_rng r;
+    pl_rng_seed(&r, 7 + (uint64_t)_i);
+    float *x = randv(&r, (size_t)M * I, -1, 1), *w = randv(&r, (size_t)O * I, -1, 1), *b = randv(&r, O, -1, 1);
+    float *g = randv(&r, (size_t)M * O, -1, 1);
+    float *o1 = xalloc_floats((size_t)M * O), *o2 = xalloc_floats((size_t)M * O);
+    matmul_forward(o1, x, w, b, M, I, O);
+    matmul_forward_naive(o2, x, w, b, M, I, O);
+    ck_assert_msg(max_err_vs(o1, o2, (size_t)M * O) < 1e-5f, "forward %dx%dx%d", M, I, O);
+    matmul_forward(o1, x, w, NULL, M, I, O);
+    matmul_forward_naive(o2, x, w, NULL, M, I, O);
+    ck_assert_msg(max_err_vs(o1, o2, (size_t)M * O) < 1e-5f, "forward nobias %dx%dx%d", M, I, O);
+    /* backward onto non-zero starting gradients (accumulation) */
+    float *dx1 = randv(&r, (size_t)M * I, -1, 1), *dw1 = randv(&r, (size_t)O * I, -1, 1), *db1 = randv(&r, O, -1, 1);
+    float *dx2 = xalloc_floats((size_t)M * I), *dw2 = xalloc_floats((size_t)O * I), *db2 = xalloc_floats(O);
+    memcpy(dx2, dx1, (size_t)M * I * 4), memcpy(dw2, dw1, (size_t)O * I * 4), memcpy(db2, db1, (size_t)O * 4);
+    matmul_backward(dx1, dw1, db1, g, x, w, M, I, O);
+    matmul_backward_naive(dx2, dw2, db2, g, x, w, M, I, O);
+    ck_assert_msg(max_err_vs(dx1, dx2, (size_t)M * I) < 1e-5f, "dinp %dx%dx%d", M, I, O);
+    ck_assert_msg(max_err_vs(dw1, dw2, (size_t)O * I) < 1e-5f, "dw %dx%dx%d", M, I, O);
+    ck_assert_msg(max_err_vs(db1, db2, O) < 1e-5f, "dbias %dx%dx%d", M, I, O);
+    free(x), free(w), free(b), free(g), free(o1), free(o2);
+    free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+}
+END_TEST
+
+static const int conv_shapes[][4] = {{2, 6, 5, 3}, {2, 3, 4, 5}, {3, 49, 128, 4}, {1, 9, 70, 1}, {2, 5, 33, 2}};
+#define N_CONV ((int)(sizeof conv_shapes / sizeof conv_shapes[0]))
+
+START_TEST(test_conv1d_vs_naive)
+{
+    const int *s = conv_shapes[_i];
+    int B = s[0], L = s[1], E = s[2], K = s[3];
+    size_t n = (size_t)B * L * E;
+    pl_rng r;
+    pl_rng_seed(&r, 31 + (uint64_t)_i);
+    float *x = randv(&r, n, -1, 1), *w = randv(&r, (size_t)E * K, -1, 1), *b = randv(&r, E, -1, 1);
+    float *o1 = xalloc_floats(n), *o2 = xalloc_floats(n);
+    conv1d_forward_naive(o2, x, w, b, B, L, E, K);
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        conv1d_forward(o1, x, w, b, B, L, E, K);
+        ck_assert_msg(max_err_vs(o1, o2, n) < 1e-5f, "conv B%d L%d E%d K%d threads %d", B, L, E, K, th);
+        conv1d_forward(o1, x, w, NULL, B, L, E, K);
+        for (size_t i = 0; i < n; i++) o2[i] -= b[i % E];
+        ck_assert_msg(max_err_vs(o1, o2, n) < 1e-5f, "conv nobias threads %d", th);
+        for (size_t i = 0; i < n; i++) o2[i] += b[i % E];
+    }
+    /* backward: 2 threads equal 1 thread */
+    float *g = randv(&r, n, -1, 1);
+    float *dx[2], *dw[2], *db[2];
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        dx[th - 1] = xalloc_floats(n), dw[th - 1] = xalloc_floats((size_t)E * K), db[th - 1] = xalloc_floats(E);
+        conv1d_backward(dx[th - 1], dw[th - 1], db[th - 1], g, x, w, B, L, E, K);
+    }
+    ops_set_threads(1);
+    ck_assert(max_err_vs(dx[1], dx[0], n) < 1e-5f);
+    ck_assert(max_err_vs(dw[1], dw[0], (size_t)E * K) < 1e-5f);
+    ck_assert(max_err_vs(db[1], db[0], E) < 1e-5f);
+    for (int i = 0; i < 2; i++) free(dx[i]), free(dw[i]), free(db[i]);
+    free(x), free(w), free(b), free(o1), free(o2), free(g);
+}
+END_TEST
+
+/* Independent reference: the recurrence in double, state by state (loops n outermost). */
+static void scan_ref_double(double *y, double *hs, const float *u, const float *delta, const float *A_log,
+                            const float *Bm, const float *Cm, const float *D, int B, int L, int E, int N)
+{
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < E; e++) {
+            for (int t = 0; t < L; t++) {
+                size_t ix = ((size_t)b * L + t) * E + e;
+                y[ix] = (double)D[e] * u[ix];
+            }
+            for (int n = 0; n < N; n++) {
+                double A = -exp((double)A_log[e * N + n]), h = 0.0;
+                for (int t = 0; t < L; t++) {
+                    size_t ix = ((size_t)b * L + t) * E + e, bt = (size_t)b * L + t;
+                    h = exp((double)delta[ix] * A) * h + (double)delta[ix] * Bm[bt * N + n] * u[ix];
+                    hs[ix * N + n] = h;
+                    y[ix] += (double)Cm[bt * N + n] * h;
+                }
+            }
+        }
+}
+
+static const int scan_shapes[][4] = {{2, 6, 5, 3}, {1, 49, 128, 16}, {3, 7, 33, 16}, {2, 5, 40, 1}, {1, 1, 3, 5}};
+#define N_SCAN ((int)(sizeof scan_shapes / sizeof scan_shapes[0]))
+
+START_TEST(test_scan_vs_naive)
+{
+    const int *s = scan_shapes[_i];
+    int B = s[0], L = s[1], E = s[2], N = s[3];
+    size_t nx = (size_t)B * L * E, nb = (size_t)B * L * N, nh = nx * N;
+    pl_rng r;
+    pl_rng_seed(&r, 77 + (uint64_t)_i);
+    float *u = randv(&r, nx, -1, 1), *dl = randv(&r, nx, 0.001f, 2.0f), *Al = randv(&r, (size_t)E * N, -1, 3);
+    float *Bm = randv(&r, nb, -1, 1), *Cm = randv(&r, nb, -1, 1), *D = randv(&r, E, -1, 1);
+    dl[0] = 40.0f; /* delta * A far below -87: the decay underflows to 0 */
+    float *y1 = xalloc_floats(nx), *y2 = xalloc_floats(nx), *y3 = xalloc_floats(nx);
+    float *h1 = xalloc_floats(nh), *h2 = xalloc_floats(nh);
+    double *yd = xmalloc(nx * sizeof(double)), *hd = xmalloc(nh * sizeof(double));
+    float *yf = xalloc_floats(nx), *hf = xalloc_floats(nh);
+    scan_forward_naive(y2, h2, u, dl, Al, Bm, Cm, D, B, L, E, N);
+    scan_ref_double(yd, hd, u, dl, Al, Bm, Cm, D, B, L, E, N);
+    for (size_t i = 0; i < nx; i++) yf[i] = (float)yd[i];
+    for (size_t i = 0; i < nh; i++) hf[i] = (float)hd[i];
+    ck_assert_msg(max_err_vs(y2, yf, nx) < 1e-5f, "naive y vs double recurrence: %g", max_err_vs(y2, yf, nx));
+    ck_assert_msg(max_err_vs(h2, hf, nh) < 1e-5f, "naive hs vs double recurrence: %g", max_err_vs(h2, hf, nh));
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        scan_forward(y1, h1, u, dl, Al, Bm, Cm, D, B, L, E, N);
+        scan_forward(y3, NULL, u, dl, Al, Bm, Cm, D, B, L, E, N);
+        ck_assert_msg(max_err_vs(y1, y2, nx) < 1e-5f, "y threads %d: %g", th, max_err_vs(y1, y2, nx));
+        ck_assert_msg(max_err_vs(h1, h2, nh) < 1e-5f, "hs threads %d: %g", th, max_err_vs(h1, h2, nh));
+        ck_assert_msg(max_rel_err(y3, y1, nx, 1e-6f) == 0.0f, "y without hs cache differs, threads %d", th);
+    }
+    /* backward: 2 threads equal 1 thread */
+    float *g = randv(&r, nx, -1, 1);
+    float *gr[2][6];
+    size_t sz[6] = {nx, nx, (size_t)E * N, nb, nb, (size_t)E};
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        for (int k = 0; k < 6; k++) gr[th - 1][k] = xalloc_floats(sz[k]);
+        float **q = gr[th - 1];
+        scan_backward(q[0], q[1], q[2], q[3], q[4], q[5], g, u, dl, Al, Bm, Cm, D, h1, B, L, E, N);
+    }
+    ops_set_threads(1);
+    for (int k = 0; k < 6; k++) {
+        ck_assert_msg(max_err_vs(gr[1][k], gr[0][k], sz[k]) < 1e-5f, "grad %d differs across threads", k);
+        for (size_t i = 0; i < sz[k]; i++) ck_assert(isfinite(gr[0][k][i]));
+        free(gr[0][k]), free(gr[1][k]);
+    }
+    free(u), free(dl), free(Al), free(Bm), free(Cm), free(D), free(y1), free(y2), free(y3), free(h1), free(h2);
+    free(yd), free(hd), free(yf), free(hf), free(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ elementwise numerics */
+
+/* fast primitives (numerics.h) against glibc over dense grids */
+START_TEST(test_fast_primitives)
+{
+    double me = 0, ml = 0, m1 = 0;
+    for (double x = -87.0; x <= 88.7; x += 1e-3) {
+        float f = (float)x;
+        double e = fabs(pl_expf_fast(f) - exp((double)f)) / exp((double)f);
+        me = e > me ? e : me;
+    }
+    ck_assert_msg(me < 4e-7, "expf_fast rel err %g", me);
+    ck_assert(pl_expf_fast(-87.5f) == 0.0f && pl_expf_fast(-1e30f) == 0.0f);
+    ck_assert(isinf(pl_expf_fast(89.0f)) && isinf(pl_expf_fast(1e30f)));
+    ck_assert(isnan(pl_expf_fast(NAN)));
+    ck_assert(pl_expf_fast(0.0f) == 1.0f);
+    for (double x = 1e-30; x < 1e30; x *= 1.001) {
+        float f = (float)x;
+        double ref = log((double)f);
+        if (fabs(ref) > 1e-3) ml = fmax(ml, fabs(pl_logf_fast(f) - ref) / fabs(ref));
+        m1 = fmax(m1, fabs(pl_log1pf_fast(f) - log1p((double)f)) / log1p((double)f));
+    }
+    ck_assert_msg(ml < 3e-7, "logf_fast rel err %g", ml);
+    ck_assert_msg(m1 < 4e-7, "log1pf_fast rel err %g", m1);
+    double mp = 0;
+    for (double v = -5.6; v <= 5.6; v += 1e-3) {
+        float f = (float)v;
+        double ref = 0.5 * erfc(-(double)f / sqrt(2.0));
+        mp = fmax(mp, fabs(pl_phi_fast(f) - ref) / ref);
+    }
+    ck_assert_msg(mp < 2e-6, "phi_fast rel err %g", mp);
+}
+END_TEST
+
+/* double-precision references, independent of numerics.h (its scalar float pl_gelu loses the
+ * far negative tail to cancellation in 1 + erf) */
+static double silu_d(double v) { return v / (1.0 + exp(-v)); }
+static double silu_grad_d(double v)
+{
+    double s = 1.0 / (1.0 + exp(-v));
+    return s * (1.0 + v * (1.0 - s));
+}
+static double softplus_d(double v) { return v > 20.0 ? v : log1p(exp(v)); }
+static double softplus_grad_d(double v) { return v > 20.0 ? 1.0 : 1.0 / (1.0 + exp(-v)); }
+static double gelu_d(double v) { return v * 0.5 * erfc(-v / sqrt(2.0)); }
+static double gelu_grad_d(double v) { return 0.5 * erfc(-v / sqrt(2.0)) + v * exp(-0.5 * v * v) / sqrt(2.0 * M_PI); }
+
+typedef struct {
+    const char *name;
+    void (*fwd)(float *, const float *, size_t);
+    void (*bwd)(float *, const float *, const float *, size_t);
+    double (*ref)(double);
+    double (*ref_grad)(double);
+    float lo, hi, tol, gfloor; /* |fast - ref| <= tol (|ref| + floor); gradient floor gfloor */
+} unary_case;
+
+static const unary_case unary_cases[] = {
+    {"silu", silu_forward, silu_backward, silu_d, silu_grad_d, -30, 30, 2e-6f, 1e-2f},
+    {"softplus", softplus_forward, softplus_backward, softplus_d, softplus_grad_d, -40, 40, 2e-6f, 1e-6f},
+    {"gelu", gelu_forward, gelu_backward, gelu_d, gelu_grad_d, -5, 5, 2e-5f, 1e-2f},
+};
+#define N_UNARY ((int)(sizeof unary_cases / sizeof unary_cases[0]))
+
+/* the vectorised kernels against double references over a dense grid
+ * (long enough to span several parallel chunks) */
+START_TEST(test_unary_vs_scalar)
+{
+    const unary_case *c = &unary_cases[_i];
+    size_t n = 100003;
+    float *x = xalloc_floats(n), *y = xalloc_floats(n), *one = xalloc_floats(n), *g = xalloc_floats(n);
+    for (size_t i = 0; i < n; i++) x[i] = c->lo + (c->hi - c->lo) * (float)i / (float)(n - 1), one[i] = 1.0f;
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        c->fwd(y, x, n);
+        memset(g, 0, n * sizeof(float));
+        c->bwd(g, one, x, n);
+        for (size_t i = 0; i < n; i++) {
+            double ry = c->ref(x[i]), rg = c->ref_grad(x[i]);
+            ck_assert_msg(fabs(y[i] - ry) <= c->tol * (fabs(ry) + 1e-30), "%s(%g) = %.9g, reference %.9g", c->name,
+                          x[i], y[i], ry);
+            ck_assert_msg(fabs(g[i] - rg) <= c->tol * (fabs(rg) + c->gfloor), "%s'(%g) = %.9g, reference %.9g",
+                          c->name, x[i], g[i], rg);
+        }
+    }
+    ops_set_threads(1);
+    free(x), free(y), free(one), free(g);
+}
+END_TEST
+
+START_TEST(test_softplus_guard)
+{
+    float x[5] = {20.5f, 25.0f, 1000.0f, -30.0f, -100.0f}, y[5], g[5] = {0}, one[5] = {1, 1, 1, 1, 1};
+    softplus_forward(y, x, 5);
+    softplus_backward(g, one, x, 5);
+    ck_assert(y[0] == 20.5f && y[1] == 25.0f && y[2] == 1000.0f); /* identity above 20, no overflow */
+    ck_assert(g[0] == 1.0f && g[1] == 1.0f && g[2] == 1.0f);
+    ck_assert_msg(fabs(y[3] - exp(-30.0)) < 1e-5 * exp(-30.0), "softplus(-30) = %g", y[3]);
+    ck_assert_msg(fabs(g[3] - exp(-30.0)) < 1e-5 * exp(-30.0), "softplus'(-30) = %g", g[3]);
+    ck_assert(y[4] >= 0.0f && y[4] < 1e-30f && g[4] >= 0.0f && g[4] < 1e-30f);
+    /* gate at extreme z: finite, silu(-100) ~ 0, silu(100) = 100 */
+    float z[2] = {-100.0f, 100.0f}, yy[2] = {2.0f, 3.0f}, o[2];
+    gate_forward(o, yy, z, 2);
+    ck_assert(fabsf(o[0]) < 1e-30f && fabsf(o[1] - 300.0f) < 1e-4f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the rest */
+
+START_TEST(test_crossentropy_hand)
+{
+    /* row 0: logits (1, 2, 3), label 2: log(e + e^2 + e^3) - 3 = 0.4076059644
+     * row 1: logits (0, 0, 0), label 1: log 3 = 1.0986122887;  mean 0.7531091265 */
+    float logits[6] = {1, 2, 3, 0, 0, 0}, losses[2], probs[6], dl[6] = {0};
+    int labels[2] = {2, 1};
+    float mean = crossentropy_forward(losses, probs, logits, labels, 2, 3);
+    ck_assert_msg(fabsf(losses[0] - 0.4076059644f) < 1e-6f, "loss0 %.9g", losses[0]);
+    ck_assert_msg(fabsf(losses[1] - 1.0986122887f) < 1e-6f, "loss1 %.9g", losses[1]);
+    ck_assert_msg(fabsf(mean - 0.7531091265f) < 1e-6f, "mean %.9g", mean);
+    ck_assert(fabsf(probs[3] - 1.0f / 3.0f) < 1e-7f && fabsf(probs[2] - 0.6652409558f) < 1e-6f);
+    crossentropy_backward(dl, probs, labels, 0.5f, 2, 3);
+    ck_assert(fabsf(dl[2] - 0.5f * (0.6652409558f - 1.0f)) < 1e-6f && fabsf(dl[4] + 0.5f * 2.0f / 3.0f) < 1e-6f);
+    /* huge logits: max subtraction keeps it finite */
+    float big[3] = {1000.0f, 0.0f, -1000.0f};
+    int lab = 1;
+    ck_assert(fabsf(crossentropy_forward(NULL, NULL, big, &lab, 1, 3) - 1000.0f) < 1e-3f);
+}
+END_TEST
+
+START_TEST(test_patchify)
+{
+    int B = 2, C = 3, H = 6, W = 4, P = 2, nh = H / P, nw = W / P, L = nh * nw, F = C * P * P;
+    float *img = xalloc_floats((size_t)B * C * H * W), *out = xalloc_floats((size_t)B * L * F);
+    for (int i = 0; i < B * C * H * W; i++) img[i] = (float)i;
+    patchify_forward(out, img, B, C, H, W, P);
+    for (int b = 0; b < B; b++)
+        for (int ph = 0; ph < nh; ph++)
+            for (int pw = 0; pw < nw; pw++)
+                for (int c = 0; c < C; c++)
+                    for (int py = 0; py < P; py++)
+                        for (int px = 0; px < P; px++) {
+                            int t = ph * nw + pw, f = c * P * P + py * P + px;
+                            float want = img[((b * C + c) * H + ph * P + py) * W + pw * P + px];
+                            ck_assert_float_eq(out[(b * L + t) * F + f], want);
+                        }
+    /* a spot value by hand: b 1, token 5 = (ph 2, pw 1), feature 7 = (c 1, py 1, px 1):
+     * img[1][1][5][3] = ((1*3 + 1)*6 + 5)*4 + 3 = 119 */
+    ck_assert_float_eq(out[(1 * L + 5) * F + 7], 119.0f);
+    free(img), free(out);
+}
+END_TEST
+
+START_TEST(test_threads_setting)
+{
+    ops_set_threads(3);
+    ck_assert_int_eq(ops_get_threads(), 3);
+    ops_set_threads(0);
+    ck_assert_int_eq(ops_get_threads(), 1);
+    ops_set_threads(1);
+}
+END_TEST
+
+static Suite *ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("grad");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_grad_fd, 0, N_GRAD_CASES);
+    tcase_add_loop_test(tc, test_grad_accumulates, 0, N_GRAD_CASES);
+    tcase_add_loop_test(tc, test_grad_null_ok, 0, N_GRAD_CASES);
+    suite_add_tcase(s, tc);
+    TCase *tn = tcase_create("naive");
+    tcase_set_timeout(tn, 60);
+    tcase_add_loop_test(tn, test_matmul_vs_naive, 0, N_MM);
+    tcase_add_loop_test(tn, test_conv1d_vs_naive, 0, N_CONV);
+    tcase_add_loop_test(tn, test_scan_vs_naive, 0, N_SCAN);
+    suite_add_tcase(s, tn);
+    TCase *te = tcase_create("numerics");
+    tcase_set_timeout(te, 60);
+    tcase_add_test(te, test_fast_primitives);
+    tcase_add_loop_test(te, test_unary_vs_scalar, 0, N_UNARY);
+    tcase_add_test(te, test_softplus_guard);
+    tcase_add_test(te, test_crossentropy_hand);
+    tcase_add_test(te, test_patchify);
+    tcase_add_test(te, test_threads_setting);
+    suite_add_tcase(s, te);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ops_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
