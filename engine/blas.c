@@ -146,7 +146,7 @@ void blas_select_or_reexec(int argc, char **argv)
     int forced = choice && *choice && strcasecmp(choice, "auto") != 0;
 
     if (choice && !strcasecmp(choice, "off")) {
-        origin = BLAS_ORIGIN_LIBRARY;
+        origin = (user && *user) ? BLAS_ORIGIN_USER : BLAS_ORIGIN_LIBRARY;
         unsetenv(BLAS_ENV_MARKER);
         return;
     }

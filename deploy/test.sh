@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# deploy/test.sh — build prunelab and run its whole test suite on Debian 12.
+#
+#   ./deploy/test.sh               install missing Debian packages, build, `make check`
+#   ./deploy/test.sh --build-only  same, without `make check` (used by deploy/quickstart.sh)
+#   ./deploy/test.sh --fresh       regenerate and reconfigure even if a build is present
+#
+# Environment:
+#   EXTRA_PACKAGES    more Debian packages to install (space separated)
+#   CONFIGURE_FLAGS   extra ./configure arguments on a fresh configure (e.g. --enable-sanitizers)
+#   JOBS              make parallelism (default 2)
+#   SKIP_APT=1        do not touch packages (e.g. a machine without apt)
+#
+# Runs as root or through sudo. Idempotent: with the packages present and a configured tree it
+# only runs make (automake's own rules regenerate anything whose inputs changed). Exits non-zero
+# on the first failure; when tests fail it prints test-suite.log (which holds each failing
+# test's log).
+set -euo pipefail
+
+PACKAGES=(build-essential autoconf automake libtool pkg-config libopenblas-dev libjansson-dev
+          libmicrohttpd-dev libsqlite3-dev check zlib1g-dev jq curl)
+
+build_only=0
+fresh=0
+for arg in "$@"; do
+    case "$arg" in
+        --build-only) build_only=1 ;;
+        --fresh) fresh=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "deploy/test.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'deploy/test.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- packages
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $* (run as root or install sudo)"
+    fi
+}
+
+installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+install_packages() {
+    local pkgs=("${PACKAGES[@]}")
+    if [ -n "${EXTRA_PACKAGES:-}" ]; then
+        local extra
+        read -r -a extra <<<"$EXTRA_PACKAGES"
+        pkgs+=("${extra[@]}")
+    fi
+    local missing=() p
+    for p in "${pkgs[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        say "Debian packages present"
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get"
+    say "installing ${missing[*]}"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends)
+    if ! as_root "${apt[@]}" "${missing[@]}"; then
+        say "install failed; refreshing the package lists and retrying"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+            die "apt-get update failed"
+        as_root "${apt[@]}" "${missing[@]}" || die "cannot install: ${missing[*]}"
+    fi
+}
+
+# ---------------------------------------------------------------- build
+newer_than() { # newer_than FILE INPUT...: FILE exists and is newer than every INPUT present
+    local f=$1 i
+    shift
+    [ -e "$f" ] || return 1
+    for i in "$@"; do
+        if [ -e "$i" ] && [ "$i" -nt "$f" ]; then return 1; fi
+    done
+    return 0
+}
+
+build() {
+    if [ "$fresh" -eq 1 ] || ! newer_than configure configure.ac Makefile.am m4/*.m4; then
+        say "autoreconf -fi"
+        autoreconf -fi
+        rm -f config.status # configure must run again after a regenerate
+    fi
+    if [ "$fresh" -eq 1 ] || [ ! -f Makefile ] || ! newer_than config.status configure; then
+        say "./configure ${CONFIGURE_FLAGS:-}"
+        # shellcheck disable=SC2086 # CONFIGURE_FLAGS is a word list on purpose
+        ./configure ${CONFIGURE_FLAGS:-}
+    fi
+    say "make -j$JOBS"
+    make -j"$JOBS"
+}
+
+run_checks() {
+    say "make -j$JOBS check"
+    if ! make -j"$JOBS" check; then
+        if [ -f test-suite.log ]; then
+            echo "---------------------------------------------------------------- test-suite.log"
+            cat test-suite.log
+        fi
+        die "make check failed"
+    fi
+}
+
+if [ "${SKIP_APT:-0}" != 1 ]; then install_packages; fi
+build
+if [ "$build_only" -eq 0 ]; then run_checks; fi
+say "ok"
