@@ -12,11 +12,13 @@
 #include "model.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "numerics.h"
+#include "blas.h"
 #include "ops.h"
 #include "util.h"
 
@@ -335,7 +337,6 @@ typedef struct {
     float *Cm;    /* (BL, N) */
     float *dtr;   /* (BL, E) dt_proj(dtl) + bias, before softplus */
     float *delta; /* (BL, E) */
-    float *hs;    /* (BL, E, N) scan states, training only */
     float *y;     /* (BL, E) scan output */
     float *g;     /* (BL, E) y * silu(z) */
     float *hmid;  /* (BL, d) residual after the mixer */
@@ -345,7 +346,8 @@ typedef struct {
     float *f1g;   /* (BL, M) */
 } layer_acts;
 
-struct model_acts {
+/* Activations of one slice of the batch (rows b0..b0+B of a model_acts). */
+typedef struct {
     int B, training;
     float *block;
     float *patches;  /* (BL, C*P*P) */
@@ -358,9 +360,30 @@ struct model_acts {
     float *probs;    /* (B, V) */
     float *losses;   /* (B) */
     float *tmp;      /* (BL, d) projection output before the residual add */
+    float *tmp2;     /* (BL, d) mixer output kept for an observer (only with a hook) */
+    float *wbuf;     /* (d, Emax) compact out_proj weight when rows are pruned */
+    int *kept;       /* (d) kept out_proj rows */
+    model_layer_hook hook;
+    void *hook_user;
     /* backward scratch, sized by the widest layer */
     float *d_logits, *d_pooled, *d_hf, *dh, *d_a, *d_E1, *d_E2, *d_E3, *d_E4, *d_E5, *d_N1, *d_N2, *d_R, *d_M1,
         *d_M2;
+} slice_acts;
+
+/* Threading: a batch is split into up to ops_get_threads() contiguous slices, each with its own
+ * activations; one parallel region runs every slice's whole forward (or backward) with
+ * single-threaded kernels and BLAS, so a step has no barrier per op. Each slice but the first
+ * accumulates weight gradients into a private block, added to m->grads in slice order after the
+ * region (deterministic for a given thread count). A batch of one sample, or a model_acts with
+ * an observer hook, runs its slices in order with the kernels' own threading instead. */
+#define MODEL_MAX_SLICES 16
+struct model_acts {
+    int B, training, nslices;
+    slice_acts *s[MODEL_MAX_SLICES];
+    float *logits;                   /* (B, V) gathered from the slices */
+    float *gblock[MODEL_MAX_SLICES]; /* (n_params) private gradients of slices 1.., lazily */
+    model_layer_hook hook;
+    void *hook_user;
 };
 
 /* Carving helper: first pass counts, second pass points. */
@@ -376,7 +399,7 @@ static float *carve(carver *c, size_t n)
     return p;
 }
 
-static void acts_carve(model_acts *a, const model *m, carver *cv)
+static void acts_carve(slice_acts *a, const model *m, carver *cv)
 {
     const model_config *c = &m->cfg;
     size_t BL = (size_t)a->B * c->L, d = c->d;
@@ -409,7 +432,6 @@ static void acts_carve(model_acts *a, const model *m, carver *cv)
         la->Cm = carve(cv, BL * N);
         la->dtr = carve(cv, BL * E);
         la->delta = carve(cv, BL * E);
-        la->hs = a->training ? carve(cv, BL * E * N) : NULL;
         la->y = carve(cv, BL * E);
         la->g = carve(cv, BL * E);
         /* inference: the mixer output lands in hmid = h (in place) */
@@ -428,6 +450,8 @@ static void acts_carve(model_acts *a, const model *m, carver *cv)
     a->probs = carve(cv, (size_t)a->B * c->classes);
     a->losses = carve(cv, (size_t)a->B);
     a->tmp = carve(cv, BL * d);
+    a->tmp2 = carve(cv, BL * d);
+    a->wbuf = carve(cv, d * (size_t)Emax);
     if (a->training) {
         a->d_logits = carve(cv, (size_t)a->B * c->classes);
         a->d_pooled = carve(cv, (size_t)a->B * d);
@@ -447,9 +471,9 @@ static void acts_carve(model_acts *a, const model *m, carver *cv)
     }
 }
 
-model_acts *model_acts_new(const model *m, int B, int training)
+static slice_acts *slice_new(const model *m, int B, int training)
 {
-    model_acts *a = xcalloc(1, sizeof *a);
+    slice_acts *a = xcalloc(1, sizeof *a);
     a->B = B;
     a->training = training;
     carver cv = {NULL, 0};
@@ -457,25 +481,95 @@ model_acts *model_acts_new(const model *m, int B, int training)
     a->block = xalloc_floats(cv.used);
     cv = (carver){a->block, 0};
     acts_carve(a, m, &cv);
+    a->kept = xcalloc((size_t)m->cfg.d, sizeof(int));
+    return a;
+}
+
+static void slice_free(slice_acts *a)
+{
+    if (!a) return;
+    free(a->block);
+    free(a->kept);
+    free(a);
+}
+
+model_acts *model_acts_new(const model *m, int B, int training)
+{
+    model_acts *a = xcalloc(1, sizeof *a);
+    int T = ops_get_threads();
+    T = T < 1 ? 1 : T > MODEL_MAX_SLICES ? MODEL_MAX_SLICES : T;
+    if (T > B) T = B > 0 ? B : 1;
+    a->B = B;
+    a->training = training;
+    a->nslices = T;
+    omp_set_max_active_levels(1); /* kernels inside a slice region run single-threaded */
+    for (int k = 0; k < T; k++) a->s[k] = slice_new(m, (B + T - 1) / T, training);
+    a->logits = xalloc_floats((size_t)(B > 0 ? B : 1) * m->cfg.classes);
     return a;
 }
 
 void model_acts_free(model_acts *a)
 {
     if (!a) return;
-    free(a->block);
+    for (int k = 0; k < a->nslices; k++) {
+        slice_free(a->s[k]);
+        free(a->gblock[k]);
+    }
+    free(a->logits);
     free(a);
 }
 
 const float *model_acts_logits(const model_acts *a) { return a->logits; }
 
+void model_acts_set_hook(model_acts *a, model_layer_hook fn, void *user)
+{
+    a->hook = fn;
+    a->hook_user = user;
+    for (int k = 0; k < a->nslices; k++) a->s[k]->hook = fn, a->s[k]->hook_user = user;
+}
+
+/* Slices used for a batch of B: at most nslices, at most B; slice k holds rows [b0(k), b0(k+1)). */
+static int slices_for(const model_acts *a, int B) { return a->nslices < B ? a->nslices : (B > 0 ? B : 1); }
+static int slice_b0(int B, int T, int k) { return (int)((long)B * k / T); }
+
 /* ------------------------------------------------------------------ forward */
+
+/* out (BL, d) = g (BL, E) @ W^T, W (d, E). Output rows of W that are entirely zero (structured
+ * out_proj pruning: d cannot shrink, so pruned rows stay as zero rows) are skipped: the kept rows
+ * are gathered into wbuf (d', E), one (BL, E) x (E, d') GEMM writes a compact (BL, d') result into
+ * out, which is then spread in place to (BL, d) with zeros in the pruned columns (rows and
+ * columns walked backwards, so nothing is overwritten before it is read). */
+static void out_proj_forward(float *out, float *wbuf, int *kept, const float *g, const float *W, int BL, int E, int d)
+{
+    int dk = 0;
+    for (int j = 0; j < d; j++) {
+        const float *row = W + (size_t)j * E;
+        int nz = 0;
+        for (int e = 0; e < E && !nz; e++) nz = row[e] != 0.0f;
+        if (nz) kept[dk++] = j;
+    }
+    if (dk == d) {
+        matmul_forward(out, g, W, NULL, BL, E, d);
+        return;
+    }
+    for (int k = 0; k < dk; k++) memcpy(wbuf + (size_t)k * E, W + (size_t)kept[k] * E, (size_t)E * sizeof(float));
+    if (dk > 0) matmul_forward(out, g, wbuf, NULL, BL, E, dk);
+    for (long r = BL - 1; r >= 0; r--) {
+        float *dst = out + (size_t)r * d;
+        const float *src = out + (size_t)r * dk;
+        int k = dk - 1;
+        for (int j = d - 1; j >= 0; j--) dst[j] = (k >= 0 && kept[k] == j) ? src[k--] : 0.0f;
+    }
+}
 
 /* One Mamba layer: hmid = h + mixer(norm(h)); hout = hmid + mlp(norm2(hmid)) if M > 0.
  * In inference hmid == h == hout (in place). tmp (BL, d) is scratch. */
-static void layer_forward(const model *m, layer_acts *la, const layer_params *w, const layer_dims *ld, float *hout,
-                          float *tmp, int B)
+static void layer_forward(const model *m, slice_acts *ma, int li, float *hout, int B)
 {
+    layer_acts *la = &ma->layers[li];
+    const layer_params *w = &m->w.layers[li];
+    const layer_dims *ld = &m->cfg.layers[li];
+    float *tmp = ma->tmp;
     const model_config *c = &m->cfg;
     int L = c->L, d = c->d, BL = B * L;
     int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
@@ -496,11 +590,17 @@ static void layer_forward(const model *m, layer_acts *la, const layer_params *w,
     matmul_forward(la->dtr, la->dtl, w->dt_proj_w, w->dt_proj_b, BL, R, E);
     softplus_forward(la->delta, la->dtr, ne);
     /* y = selective_scan(u, delta, A = -exp(A_log), B, C, D) */
-    scan_forward(la->y, la->hs, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, B, L, E, N);
+    scan_forward(la->y, NULL, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, B, L, E, N);
     /* hmid = h + out_proj(y * silu(z)) */
     gate_forward(la->g, la->y, la->z, ne);
-    matmul_forward(tmp, la->g, w->out_proj_w, NULL, BL, E, d);
+    out_proj_forward(tmp, ma->wbuf, ma->kept, la->g, w->out_proj_w, BL, E, d);
     for (size_t i = 0; i < nd; i++) la->hmid[i] = la->h[i] + tmp[i];
+    model_layer_view v = {.layer = li, .rows = BL, .a = la->a, .x = la->x, .z = la->z, .u = la->u, .dtl = la->dtl,
+                          .Bm = la->Bm, .Cm = la->Cm, .delta = la->delta, .y = la->y, .g = la->g, .mix_out = tmp};
+    if (ma->hook && M > 0) { /* tmp is reused by fc2 below */
+        memcpy(ma->tmp2, tmp, nd * sizeof(float));
+        v.mix_out = ma->tmp2;
+    }
     if (M > 0) {
         /* hout = hmid + fc2(gelu(fc1(norm2(hmid)))) */
         rmsnorm_forward(la->a2, la->rstd2, la->hmid, w->norm2_w, BL, d);
@@ -508,17 +608,18 @@ static void layer_forward(const model *m, layer_acts *la, const layer_params *w,
         gelu_forward(la->f1g, la->f1, (size_t)BL * M);
         matmul_forward(tmp, la->f1g, w->fc2_w, w->fc2_b, BL, M, d);
         for (size_t i = 0; i < nd; i++) hout[i] = la->hmid[i] + tmp[i];
+        v.a2 = la->a2, v.f1g = la->f1g, v.mlp_out = tmp;
     } else if (hout != la->hmid) {
         memcpy(hout, la->hmid, nd * sizeof(float));
     }
+    if (ma->hook) ma->hook(&v, ma->hook_user);
 }
 
-float model_forward(const model *m, model_acts *a, const float *images, const int *labels, int B)
+/* Forward of one slice; returns the summed (not mean) loss when labels are given. */
+static double slice_forward(const model *m, slice_acts *a, const float *images, const int *labels, int B)
 {
     const model_config *c = &m->cfg;
     int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
-    if (B > a->B) pl_die("use a batch no larger than the activations were sized for",
-                         "internal: batch %d exceeds activation batch %d", B, a->B);
     /* h0 = patch_embed(patches) + pos_embed */
     float *h0 = c->n_layers > 0 ? a->layers[0].h : a->hL;
     patchify_forward(a->patches, images, B, c->C, c->H, c->W, c->P);
@@ -526,14 +627,37 @@ float model_forward(const model *m, model_acts *a, const float *images, const in
     posembed_forward(h0, m->w.pos, B, L, d);
     for (int i = 0; i < c->n_layers; i++) {
         float *hout = i + 1 < c->n_layers ? a->layers[i + 1].h : a->hL;
-        layer_forward(m, &a->layers[i], &m->w.layers[i], &c->layers[i], hout, a->tmp, B);
+        layer_forward(m, a, i, hout, B);
     }
     /* logits = head(mean_t(norm_f(h))) */
     rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d);
     meanpool_forward(a->pooled, a->hf, B, L, d);
     matmul_forward(a->logits, a->pooled, m->w.head_w, m->w.head_b, B, d, V);
-    if (!labels) return 0.0f;
-    return crossentropy_forward(a->losses, a->probs, a->logits, labels, B, V);
+    if (!labels) return 0.0;
+    return (double)crossentropy_forward(a->losses, a->probs, a->logits, labels, B, V) * B;
+}
+
+float model_forward(const model *m, model_acts *a, const float *images, const int *labels, int B)
+{
+    const model_config *c = &m->cfg;
+    if (B > a->B || B < 1)
+        pl_die("use a batch no larger than the activations were sized for",
+               "internal: batch %d outside the activation batch 1..%d", B, a->B);
+    int T = slices_for(a, B), V = c->classes, par = T > 1 && !a->hook;
+    size_t img = (size_t)c->C * c->H * c->W;
+    double loss[MODEL_MAX_SLICES] = {0};
+    int bt = par ? blas_threads() : 0;
+    if (par) blas_set_threads(1);
+#pragma omp parallel for num_threads(T) schedule(static, 1) if (par)
+    for (int k = 0; k < T; k++) {
+        int b0 = slice_b0(B, T, k), nb = slice_b0(B, T, k + 1) - b0;
+        loss[k] = slice_forward(m, a->s[k], images + (size_t)b0 * img, labels ? labels + b0 : NULL, nb);
+        memcpy(a->logits + (size_t)b0 * V, a->s[k]->logits, (size_t)nb * V * sizeof(float));
+    }
+    if (par) blas_set_threads(bt);
+    double total = 0.0;
+    for (int k = 0; k < T; k++) total += loss[k];
+    return labels ? (float)(total / B) : 0.0f;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -541,13 +665,13 @@ float model_forward(const model *m, model_acts *a, const float *images, const in
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
 /* Backward of one layer. On entry dh (BL, d) holds dLoss/dhout; on exit dLoss/dh (layer input). */
-static void layer_backward(model *m, model_acts *a, int li, int B)
+static void layer_backward(const model *m, slice_acts *a, model_params *gv, int li, int B)
 {
     const model_config *c = &m->cfg;
     const layer_dims *ld = &c->layers[li];
     const layer_acts *la = &a->layers[li];
     const layer_params *w = &m->w.layers[li];
-    layer_params *g = &m->g.layers[li];
+    layer_params *g = &gv->layers[li];
     int L = c->L, d = c->d, BL = B * L;
     int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
     size_t nd = (size_t)BL * d, ne = (size_t)BL * E;
@@ -568,8 +692,8 @@ static void layer_backward(model *m, model_acts *a, int li, int B)
     gate_backward(dy, dz, dg, la->y, la->z, ne);
     float *dBm = a->d_N1, *dCm = a->d_N2, *ddtl = a->d_R;
     zero(dBm, (size_t)BL * N), zero(dCm, (size_t)BL * N), zero(ddtl, (size_t)BL * R);
-    scan_backward(du, ddelta, g->A_log, dBm, dCm, g->D, dy, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, la->hs,
-                  B, L, E, N);
+    scan_backward(du, ddelta, g->A_log, dBm, dCm, g->D, dy, la->u, la->delta, w->A_log, la->Bm, la->Cm, w->D, B, L, E,
+                  N);
     /* delta = softplus(dtr): reuse dg as ddtr */
     float *ddtr = dg;
     zero(ddtr, ne);
@@ -593,24 +717,47 @@ static void layer_backward(model *m, model_acts *a, int li, int B)
     rmsnorm_backward(dh, g->norm_w, da, la->h, w->norm_w, la->rstd1, BL, d);
 }
 
+/* Backward of one slice of B rows into the gradient views g; scale = 1 / (whole batch). */
+static void slice_backward(const model *m, slice_acts *a, model_params *g, const int *labels, int B, float scale)
+{
+    const model_config *c = &m->cfg;
+    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
+    size_t nd = (size_t)BL * d;
+    /* loss = mean_b CE(logits_b) over the whole batch */
+    zero(a->d_logits, (size_t)B * V);
+    crossentropy_backward(a->d_logits, a->probs, labels, scale, B, V);
+    zero(a->d_pooled, (size_t)B * d);
+    matmul_backward(a->d_pooled, g->head_w, g->head_b, a->d_logits, a->pooled, m->w.head_w, B, d, V);
+    zero(a->d_hf, nd);
+    meanpool_backward(a->d_hf, a->d_pooled, B, L, d);
+    zero(a->dh, nd);
+    rmsnorm_backward(a->dh, g->norm_f_w, a->d_hf, a->hL, m->w.norm_f_w, a->rstdf, BL, d);
+    for (int i = c->n_layers - 1; i >= 0; i--) layer_backward(m, a, g, i, B);
+    /* h0 = patch_embed(patches) + pos */
+    posembed_backward(g->pos, a->dh, B, L, d);
+    matmul_backward(NULL, g->patch_w, g->patch_b, a->dh, a->patches, m->w.patch_w, BL, cpp, d);
+}
+
 void model_backward(model *m, model_acts *a, const int *labels, int B)
 {
     if (!a->training || !m->grads)
         pl_die(NULL, "internal: model_backward needs training activations and allocated gradients");
-    const model_config *c = &m->cfg;
-    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
-    size_t nd = (size_t)BL * d;
-    /* loss = mean_b CE(logits_b) */
-    zero(a->d_logits, (size_t)B * V);
-    crossentropy_backward(a->d_logits, a->probs, labels, 1.0f / (float)B, B, V);
-    zero(a->d_pooled, (size_t)B * d);
-    matmul_backward(a->d_pooled, m->g.head_w, m->g.head_b, a->d_logits, a->pooled, m->w.head_w, B, d, V);
-    zero(a->d_hf, nd);
-    meanpool_backward(a->d_hf, a->d_pooled, B, L, d);
-    zero(a->dh, nd);
-    rmsnorm_backward(a->dh, m->g.norm_f_w, a->d_hf, a->hL, m->w.norm_f_w, a->rstdf, BL, d);
-    for (int i = c->n_layers - 1; i >= 0; i--) layer_backward(m, a, i, B);
-    /* h0 = patch_embed(patches) + pos */
-    posembed_backward(m->g.pos, a->dh, B, L, d);
-    matmul_backward(NULL, m->g.patch_w, m->g.patch_b, a->dh, a->patches, m->w.patch_w, BL, cpp, d);
+    int T = slices_for(a, B), par = T > 1 && !a->hook;
+    model_params gv[MODEL_MAX_SLICES];
+    gv[0] = m->g;
+    for (int k = 1; k < T; k++) {
+        if (!a->gblock[k]) a->gblock[k] = xalloc_floats(m->n_params);
+        else memset(a->gblock[k], 0, m->n_params * sizeof(float));
+        model_point(m, &gv[k], a->gblock[k]);
+    }
+    int bt = par ? blas_threads() : 0;
+    if (par) blas_set_threads(1);
+#pragma omp parallel for num_threads(T) schedule(static, 1) if (par)
+    for (int k = 0; k < T; k++) {
+        int b0 = slice_b0(B, T, k), nb = slice_b0(B, T, k + 1) - b0;
+        slice_backward(m, a->s[k], &gv[k], labels + b0, nb, 1.0f / (float)B);
+    }
+    if (par) blas_set_threads(bt);
+    for (int k = 1; k < T; k++)
+        for (size_t i = 0; i < m->n_params; i++) m->grads[i] += a->gblock[k][i];
 }

@@ -139,6 +139,27 @@ void model_acts_free(model_acts *a);
  * cross-entropy loss, else 0. Logits (B, V) stay readable through model_acts_logits. */
 float model_forward(const model *m, model_acts *a, const float *images, const int *labels, int B);
 const float *model_acts_logits(const model_acts *a);
+/* Observer of one layer's activations during model_forward (calibration statistics for the
+ * activation and wanda criteria). Pointers are valid only inside the call; rows = B*L. */
+typedef struct {
+    int layer, rows;          /* BL */
+    const float *a;           /* (BL, d) norm(h): input of in_proj */
+    const float *x, *z;       /* (BL, E) in_proj outputs: SSM branch (input of conv1d), gate branch */
+    const float *u;           /* (BL, E) silu(conv1d(x)): input of x_proj */
+    const float *dtl;         /* (BL, R) dt_low: input of dt_proj */
+    const float *Bm, *Cm;     /* (BL, N) */
+    const float *delta;       /* (BL, E) */
+    const float *y;           /* (BL, E) scan output */
+    const float *g;           /* (BL, E) y * silu(z): input of out_proj */
+    const float *mix_out;     /* (BL, d) out_proj output (the mixer's contribution) */
+    const float *a2;          /* (BL, d) norm2(hmid): input of fc1, NULL when M = 0 */
+    const float *f1g;         /* (BL, M) gelu(fc1): input of fc2, NULL when M = 0 */
+    const float *mlp_out;     /* (BL, d) fc2 output, NULL when M = 0 */
+} model_layer_view;
+typedef void (*model_layer_hook)(const model_layer_view *v, void *user);
+/* Install (or clear with NULL) an observer called after each layer of every forward on a. */
+void model_acts_set_hook(model_acts *a, model_layer_hook fn, void *user);
+
 /* Backward of the mean loss of the last forward (same B, labels). ACCUMULATES into m->grads
  * (call model_zero_grads first). Requires training acts and allocated grads. */
 void model_backward(model *m, model_acts *a, const int *labels, int B);

@@ -185,4 +185,47 @@ static inline float pl_gelu_grad_fast(float v)
     return pl_phi_fast(v) + v * PL_INV_SQRT_2PI * pl_expf_fast(-0.5f * v * v);
 }
 
+/* ---- 16-lane vectors (GCC vector extensions) for kernels vectorised by hand ----------------
+ * A pl_v16f is one AVX-512 register, two AVX2 or four SSE registers: GCC lowers each operation
+ * to what the enclosing function's target offers, so target_clones kernels can use it. Scalars
+ * in arithmetic with a vector are broadcast. Vector compares are avoided: GCC 12 scalarises
+ * 64-byte compares on AVX2/SSE. No pl_v16f is ever passed or returned by value across a
+ * function boundary (a 64-byte vector has no ABI common to all clones): loads, stores and
+ * pl_v16_exp2 are GNU statement-expression macros over an always_inline pointer helper.
+ * Loads and stores go through memcpy (no alignment or aliasing assumptions; plain moves). */
+typedef float pl_v16f __attribute__((vector_size(64)));
+typedef int32_t pl_v16i __attribute__((vector_size(64)));
+typedef uint32_t pl_v16u __attribute__((vector_size(64)));
+
+#define pl_v16_load(p) __extension__({ pl_v16f v16l_; memcpy(&v16l_, (p), sizeof v16l_); v16l_; })
+#define pl_v16_store(p, v)                                                                          \
+    do {                                                                                            \
+        pl_v16f v16s_ = (v);                                                                        \
+        memcpy((p), &v16s_, sizeof v16s_);                                                          \
+    } while (0)
+#define pl_v16_splat(s) ((pl_v16f){0} + (float)(s))
+
+/* 2^x lane-wise for x <= 0 (the scan's decays, x = delta A log2(e)). k = round(x) by the
+ * 1.5 * 2^23 magic constant, r = x - k in [-1/2, 1/2] exactly, 2^r by a degree-6 Chebyshev fit
+ * (mpmath chebyfit on [-1/2, 1/2], error 2e-9), 2^k written into the exponent field.
+ * k <= -127 gives +0 (x below -126.5, and any x < -2^22, where the rounding trick no longer
+ * holds); x in (-126.5, -126) gives a denormal, the only ones produced. rel err <= 3e-7 on
+ * [-126, 0] (test_ops.c). Needs x <= 127; NaN in gives NaN out. */
+static inline __attribute__((always_inline)) void pl_v16_exp2_p(pl_v16f *y, const pl_v16f *xp)
+{
+    pl_v16f x = *xp;
+    pl_v16f kb = x + 12582912.0f; /* bits(kb) = 0x4b400000 + k while |x| < 2^22 */
+    pl_v16f r = x - (kb - 12582912.0f);
+    pl_v16f p = r * 1.54614447e-4f + 1.34004282e-3f;
+    p = p * r + 9.61805668e-3f;
+    p = p * r + 5.55032723e-2f;
+    p = p * r + 2.40226509e-1f;
+    p = p * r + 6.93147207e-1f;
+    p = p * r + 1.0f;
+    pl_v16u ku = (pl_v16u)kb, e = ku - (0x4b400000u - 127u);     /* k + 127 */
+    pl_v16u neg = (pl_v16u)(((pl_v16i)e | (pl_v16i)ku) >> 31); /* k + 127 < 0 or kb < 0 */
+    *y = p * (pl_v16f)((e & ~neg) << 23);
+}
+#define pl_v16_exp2(x) __extension__({ pl_v16f v16x_ = (x), v16y_; pl_v16_exp2_p(&v16y_, &v16x_); v16y_; })
+
 #endif

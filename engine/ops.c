@@ -10,6 +10,9 @@
  *   over the vectorised index carry `omp simd reduction`. Hot kernels are compiled three times
  *   (x86-64-v4 = AVX-512, v3 = AVX2+FMA, baseline) and picked at load time by the CPU, so one
  *   binary runs everywhere. Results differ between those versions only by FMA contraction.
+ *   The selective scan is the exception: it is written on 16-lane GCC vectors (numerics.h
+ *   pl_v16f, 16 channels per vector) because the auto-vectoriser does not handle its loop nest;
+ *   see the layout note at the scan section.
  * - Threading: at most one `omp parallel for` per op, over independent blocks (batch rows,
  *   channel blocks or element chunks) so no two threads write the same output; the only
  *   cross-block reductions (scan dA_log/dD) go through per-chunk buffers summed serially after
@@ -345,58 +348,126 @@ void gate_backward(float *dy, float *dz, const float *dout, const float *y, cons
 
 /* ---------------------------------------------------------------------------- selective scan */
 
-/* A (E, N) = -exp(A_log), exact libm exp (E*N values per call). Caller frees. */
-static float *scan_make_A(const float *A_log, int E, int N)
-{
-    float *A = xmalloc((size_t)E * N * sizeof(float));
-    for (size_t i = 0; i < (size_t)E * N; i++) A[i] = -expf(A_log[i]);
-    return A;
-}
+/* Layout of the fast scan. The recurrence is independent per (b, e, n) and sequential in t.
+ * The kernels take PL_SW = 16 channels ("lanes": one AVX-512 vector, two AVX2 vectors) of one
+ * batch row at a time and loop over the states inside, so y_t and every per-channel sum are
+ * lane-wise (no horizontal sum per token and channel). The block's inputs are staged into
+ * (L, SW) slabs, zero past E, so the kernels only ever see full vectors; on a pad lane delta = u
+ * = dy = 0 and A = 0, so its state and gradients stay 0. A is transposed to (block, N, SW).
+ * No state cache crosses the forward/backward boundary: the backward recomputes the states of
+ * one block, h (L+1, N, SW) and the decays a (L, N, SW) (2 x 50 KB for L = 49, N = 16: L2), then
+ * runs back in time. dB, dC (sums over channels) are accumulated per (t, n) as lane vectors
+ * across the row's blocks and summed horizontally once per batch row. */
+#define PL_SW 16
+#define PL_LOG2E 1.44269504088896341f
+#define PL_LN2 0.693147180559945309f
 
-/* Batch row b, channels e0..e1 (at most PL_EBLK), tokens in order; the block's states live in
- * hbuf (e1-e0, N) or, when caching, in hs itself (h_{t-1} read from hs, h_t written there):
- *   h_t[e,n] = exp(delta_t[e] A[e,n]) h_{t-1}[e,n] + delta_t[e] Bm_t[n] u_t[e]
- *   y_t[e]   = sum_n Cm_t[n] h_t[e,n] + D[e] u_t[e]                              (mamba.c forward_layer) */
-static inline __attribute__((always_inline)) void
-scan_fwd_block_n(float *y, float *hs, float *hbuf, const float *zeros, const float *u, const float *delta,
-                 const float *A, const float *Bm, const float *Cm, const float *D, int b, int e0, int e1, int L,
-                 int E, int N)
+/* Per-thread scan workspace; every array is (.., SW)-shaped and 64-byte aligned. */
+typedef struct {
+    float *dt, *u, *g;  /* (L, SW) staged delta, u, dy */
+    float *o1, *o2;     /* (L, SW) outputs: y (forward) or du, ddelta (backward) */
+    float *h;           /* (L+1, N, SW) states, row t+1 = h_t, row 0 = h_{-1} = 0 (forward: (N, SW)) */
+    float *a;           /* (L, N, SW) decays exp(delta_t A) (backward only) */
+    float *dh;          /* (N, SW) dL/dh flowing back in time */
+    float *dB, *dC;     /* (L, N, SW) lane partials of dBm, dCm of the current batch row */
+} scan_ws;
+
+/* hist = 1: h and a keep every token (else h is (N, SW)); backward = 1: also dh, dB, dC.
+ * Caller: scan_ws_free. */
+static void scan_ws_init(scan_ws *w, int L, int N, int hist, int backward)
 {
-    for (int t = 0; t < L; t++) {
-        size_t bt = (size_t)b * L + t;
-        const float *Bt = Bm + bt * N, *Ct = Cm + bt * N;
-        for (int e = e0; e < e1; e++) {
-            size_t ix = bt * E + e;
-            float dt = delta[ix], uu = u[ix], du = dt * uu;
-            const float *Ae = A + (size_t)e * N;
-            const float *hp;
-            float *hc;
-            if (hs) {
-                hc = hs + ix * N;
-                hp = t > 0 ? hc - (size_t)E * N : zeros;
-            } else {
-                hc = hbuf + (size_t)(e - e0) * N;
-                hp = t > 0 ? hc : zeros;
-            }
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int n = 0; n < N; n++) {
-                float h = pl_expf_fast(dt * Ae[n]) * hp[n] + du * Bt[n];
-                hc[n] = h;
-                acc += Ct[n] * h;
-            }
-            y[ix] = acc + D[e] * uu;
-        }
+    size_t s = (size_t)L * PL_SW, sn = s * N;
+    memset(w, 0, sizeof *w);
+    w->dt = xalloc_floats(s), w->u = xalloc_floats(s), w->g = xalloc_floats(s);
+    w->o1 = xalloc_floats(s), w->o2 = xalloc_floats(s);
+    w->h = xalloc_floats((hist ? sn : 0) + (size_t)N * PL_SW);
+    if (hist) w->a = xalloc_floats(sn);
+    if (backward) {
+        w->dh = xalloc_floats((size_t)N * PL_SW);
+        w->dB = xalloc_floats(sn), w->dC = xalloc_floats(sn);
     }
 }
 
-/* N = 16 (the default d_state, one AVX-512 vector) gets its own compile-time-N copy */
-static PL_HOT void scan_fwd_block(float *y, float *hs, float *hbuf, const float *zeros, const float *u,
-                                  const float *delta, const float *A, const float *Bm, const float *Cm,
-                                  const float *D, int b, int e0, int e1, int L, int E, int N)
+static void scan_ws_free(scan_ws *w)
 {
-    if (N == 16) scan_fwd_block_n(y, hs, hbuf, zeros, u, delta, A, Bm, Cm, D, b, e0, e1, L, E, 16);
-    else scan_fwd_block_n(y, hs, hbuf, zeros, u, delta, A, Bm, Cm, D, b, e0, e1, L, E, N);
+    free(w->dt), free(w->u), free(w->g), free(w->o1), free(w->o2);
+    free(w->h), free(w->a), free(w->dh), free(w->dB), free(w->dC);
+}
+
+/* dst (L, SW) = src[b, :, e0 .. e0+cnt) of src (B, L, E), zero-padded lanes */
+static void scan_stage(float *dst, const float *src, int b, int e0, int cnt, int L, int E)
+{
+    for (int t = 0; t < L; t++) {
+        memcpy(dst + (size_t)t * PL_SW, src + ((size_t)b * L + t) * E + e0, (size_t)cnt * sizeof(float));
+        memset(dst + (size_t)t * PL_SW + cnt, 0, (size_t)(PL_SW - cnt) * sizeof(float));
+    }
+}
+
+/* A and D of every channel block, lane-major: AT (nblk, N, SW) = A log2(e) = -exp(A_log) log2(e)
+ * (libm exp, E*N values per call; the decays are 2^(delta AT)), Dl (nblk, SW); 0 on pad lanes.
+ * Caller frees both. */
+static void scan_make_lanes(float **AT, float **Dl, const float *A_log, const float *D, int E, int N)
+{
+    int nblk = (E + PL_SW - 1) / PL_SW;
+    *AT = xalloc_floats((size_t)nblk * N * PL_SW);
+    *Dl = xalloc_floats((size_t)nblk * PL_SW);
+    for (int e = 0; e < E; e++) {
+        int k = e / PL_SW, j = e % PL_SW;
+        for (int n = 0; n < N; n++) (*AT)[((size_t)k * N + n) * PL_SW + j] = -expf(A_log[(size_t)e * N + n]) * PL_LOG2E;
+        (*Dl)[e] = D ? D[e] : 0.0f;
+    }
+}
+
+/* Forward over the staged block, tokens in order (mamba.c forward_layer):
+ *   h_t[n] = exp(delta_t A[n]) h_{t-1}[n] + delta_t Bm_t[n] u_t,   y_t = sum_n Cm_t[n] h_t[n] + D u_t
+ * lane-wise. Bb, Cb (L, N) are the batch row's Bm, Cm. With keep = 1 (workspace with hist), w->h
+ * keeps every state (row t+1 = h_t) and w->a every decay; otherwise h is overwritten in place.
+ * ys (L, SW) receives y unless NULL. */
+static inline __attribute__((always_inline)) void
+scan_fwd_lanes(float *ys, scan_ws *w, int keep, const float *AT, const float *Dl, const float *Bb, const float *Cb,
+               int L, int N)
+{
+    size_t hstep = keep ? (size_t)N * PL_SW : 0;
+    pl_v16f Dv = pl_v16_load(Dl);
+    float *hr = w->h, *ar = w->a;
+    const float *dts = w->dt, *us = w->u;
+    memset(hr, 0, (size_t)N * PL_SW * sizeof(float));
+    for (int t = 0; t < L; t++) {
+        pl_v16f dt = pl_v16_load(dts + (size_t)t * PL_SW), uu = pl_v16_load(us + (size_t)t * PL_SW);
+        pl_v16f dtu = dt * uu, acc = Dv * uu;
+        const float *Bt = Bb + (size_t)t * N, *Ct = Cb + (size_t)t * N;
+        const float *hp = hr + (size_t)t * hstep;
+        float *hc = hr + (size_t)(t + 1) * hstep, *at = keep ? ar + (size_t)t * N * PL_SW : NULL;
+        for (int n = 0; n < N; n++) {
+            size_t o = (size_t)n * PL_SW;
+            pl_v16f a = pl_v16_exp2(dt * pl_v16_load(AT + o));
+            pl_v16f h = a * pl_v16_load(hp + o) + dtu * Bt[n];
+            pl_v16_store(hc + o, h);
+            if (keep) pl_v16_store(at + o, a);
+            acc += h * Ct[n];
+        }
+        if (ys) pl_v16_store(ys + (size_t)t * PL_SW, acc);
+    }
+}
+
+/* One block of batch row b: y[b, :, e0 .. e0+cnt) and, if hs, every state into hs (B, L, E, N). */
+static PL_HOT void scan_fwd_block(float *y, float *hs, scan_ws *w, const float *AT, const float *Dl,
+                                  const float *Bm, const float *Cm, int b, int e0, int cnt, int L, int E, int N)
+{
+    const float *Bb = Bm + (size_t)b * L * N, *Cb = Cm + (size_t)b * L * N;
+    if (hs) {
+        scan_fwd_lanes(w->o1, w, 1, AT, Dl, Bb, Cb, L, N);
+        for (int t = 0; t < L; t++)
+            for (int j = 0; j < cnt; j++)
+                for (int n = 0; n < N; n++)
+                    hs[(((size_t)b * L + t) * E + e0 + j) * N + n] = w->h[((size_t)(t + 1) * N + n) * PL_SW + j];
+    } else if (N == 16) {
+        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, L, 16);
+    } else {
+        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, L, N);
+    }
+    for (int t = 0; t < L; t++)
+        memcpy(y + ((size_t)b * L + t) * E + e0, w->o1 + (size_t)t * PL_SW, (size_t)cnt * sizeof(float));
 }
 
 /* y, u, delta (B, L, E); A_log (E, N); Bm, Cm (B, L, N); D (E); hs (B, L, E, N) or NULL */
@@ -408,18 +479,26 @@ void scan_forward(float *y, float *hs, const float *u, const float *delta, const
         for (size_t i = 0; i < (size_t)B * L * E; i++) y[i] = D[i % (size_t)E] * u[i];
         return;
     }
-    float *A = scan_make_A(A_log, E, N);
-    float *zeros = xcalloc((size_t)N, sizeof(float));
-    int neb = (E + PL_EBLK - 1) / PL_EBLK, nblk = B * neb;
-#pragma omp parallel for num_threads(g_threads) schedule(static) if (g_threads > 1 && nblk > 1)
-    for (int i = 0; i < nblk; i++) {
-        int b = i / neb, e0 = (i % neb) * PL_EBLK, e1 = e0 + PL_EBLK < E ? e0 + PL_EBLK : E;
-        float *hbuf = hs ? NULL : xmalloc((size_t)PL_EBLK * N * sizeof(float)); // (EBLK, N)
-        scan_fwd_block(y, hs, hbuf, zeros, u, delta, A, Bm, Cm, D, b, e0, e1, L, E, N);
-        free(hbuf);
+    float *AT, *Dl;
+    scan_make_lanes(&AT, &Dl, A_log, D, E, N);
+    int nblk = (E + PL_SW - 1) / PL_SW, ntask = B * nblk;
+    int nch = g_threads < ntask ? g_threads : ntask;
+#pragma omp parallel for num_threads(g_threads) schedule(static) if (nch > 1)
+    for (int c = 0; c < nch; c++) {
+        scan_ws w;
+        scan_ws_init(&w, L, N, hs != NULL, 0);
+        int i0 = (int)((long)ntask * c / nch), i1 = (int)((long)ntask * (c + 1) / nch);
+        for (int i = i0; i < i1; i++) {
+            int b = i / nblk, k = i % nblk, e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
+            scan_stage(w.dt, delta, b, e0, cnt, L, E);
+            scan_stage(w.u, u, b, e0, cnt, L, E);
+            scan_fwd_block(y, hs, &w, AT + (size_t)k * N * PL_SW, Dl + (size_t)k * PL_SW, Bm, Cm, b, e0, cnt, L, E,
+                           N);
+        }
+        scan_ws_free(&w);
     }
-    free(zeros);
-    free(A);
+    free(AT);
+    free(Dl);
 }
 
 void scan_forward_naive(float *y, float *hs, const float *u, const float *delta, const float *A_log,
@@ -444,72 +523,76 @@ void scan_forward_naive(float *y, float *hs, const float *u, const float *delta,
     free(h);
 }
 
-/* Backward through time for batch row b, all channels, tokens in reverse. With a_t = exp(delta_t A),
- * h_t = a_t h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t + D u_t and g = dL/dy_t, dh = dL/dh_t:
- *   dh += g C_t;  dC_t += g h_t;  dD += g u_t;  du_t += g D + delta_t sum_n dh B_t
- *   ddelta_t += sum_n dh (A a_t h_{t-1} + B_t u_t);  dB_t += dh delta_t u_t
- *   dA += dh a_t h_{t-1} delta_t;  dh <- a_t dh  (flows to h_{t-1})
- * dAc (E, N) and dDc (E) are this chunk's private accumulators (dL/dA, not dL/dA_log);
- * dh (EBLK, N), dBt, dCt (N) are scratch. */
+/* Backward through time over the staged block, tokens in reverse, after scan_fwd_lanes(keep = 1).
+ * With a_t = exp(delta_t A), h_t = a_t h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t + D u_t,
+ * g = dL/dy_t and d = dL/dh_t (lane-wise, state n):
+ *   d = dh + g C_t[n];  dC_t[n] += g h_t;  dB_t[n] += d delta_t u_t;  dD += g u_t
+ *   du_t = g D + delta_t sum_n d B_t[n]
+ *   ddelta_t = sum_n d (A a_t h_{t-1} + B_t[n] u_t) = sum_n A (d a_t h_{t-1}) + u_t sum_n d B_t[n]
+ *   dA[n] += (d a_t h_{t-1}) delta_t;  dh <- d a_t  (flows to h_{t-1})
+ * Writes w->o1 = du, w->o2 = ddelta (L, SW); accumulates dA (N, SW) (dL/dA, not dL/dA_log), dD (SW),
+ * and w->dB, w->dC (L, N, SW). */
 static inline __attribute__((always_inline)) void
-scan_bwd_row_n(float *du, float *ddelta, float *dBm, float *dCm, float *dAc, float *dDc, float *dh, float *dBt,
-               float *dCt, const float *zeros, const float *dy, const float *u, const float *delta, const float *A,
-               const float *Bm, const float *Cm, const float *D, const float *hs, int b, int L, int E, int N)
+scan_bwd_lanes(scan_ws *w, float *dA, float *dD, const float *AT, const float *Dl, const float *Bb, const float *Cb,
+               int L, int N)
 {
-    for (int e0 = 0; e0 < E; e0 += PL_EBLK) {
-        int e1 = e0 + PL_EBLK < E ? e0 + PL_EBLK : E;
-        memset(dh, 0, (size_t)PL_EBLK * N * sizeof(float));
-        for (int t = L - 1; t >= 0; t--) {
-            size_t bt = (size_t)b * L + t;
-            const float *Bt = Bm + bt * N, *Ct = Cm + bt * N;
-            for (int n = 0; n < N; n++) dBt[n] = dCt[n] = 0.0f;
-            for (int e = e0; e < e1; e++) {
-                size_t ix = bt * E + e;
-                float g = dy[ix], uu = u[ix], dt = delta[ix];
-                const float *Ae = A + (size_t)e * N, *hc = hs + ix * N;
-                const float *hp = t > 0 ? hc - (size_t)E * N : zeros;
-                float *dhe = dh + (size_t)(e - e0) * N, *dAe = dAc + (size_t)e * N;
-                float dtu = dt * uu, sdt = 0.0f, sdu = 0.0f;
-#pragma omp simd reduction(+ : sdt, sdu)
-                for (int n = 0; n < N; n++) {
-                    float a = pl_expf_fast(dt * Ae[n]);
-                    float d = dhe[n] + g * Ct[n];
-                    float ah = a * hp[n];
-                    dCt[n] += g * hc[n];
-                    dBt[n] += d * dtu;
-                    sdt += d * (Ae[n] * ah + Bt[n] * uu);
-                    sdu += d * Bt[n];
-                    dAe[n] += d * ah * dt;
-                    dhe[n] = d * a;
-                }
-                dDc[e] += g * uu;
-                if (du) du[ix] += g * D[e] + dt * sdu;
-                if (ddelta) ddelta[ix] += sdt;
-            }
-            if (dBm)
-                for (int n = 0; n < N; n++) dBm[bt * N + n] += dBt[n];
-            if (dCm)
-                for (int n = 0; n < N; n++) dCm[bt * N + n] += dCt[n];
+    pl_v16f Dv = pl_v16_load(Dl), dDv = pl_v16_load(dD);
+    /* local copies: stores through float pointers could otherwise alias the struct fields */
+    float *restrict dh = w->dh, *restrict dB = w->dB, *restrict dC = w->dC;
+    const float *restrict hr = w->h, *restrict ar = w->a;
+    memset(dh, 0, (size_t)N * PL_SW * sizeof(float));
+    for (int t = L - 1; t >= 0; t--) {
+        size_t ts = (size_t)t * PL_SW, tn = (size_t)t * N * PL_SW;
+        pl_v16f g = pl_v16_load(w->g + ts), dt = pl_v16_load(w->dt + ts), uu = pl_v16_load(w->u + ts);
+        pl_v16f dtu = dt * uu, sdu = pl_v16_splat(0.0f), sda = pl_v16_splat(0.0f);
+        const float *Bt = Bb + (size_t)t * N, *Ct = Cb + (size_t)t * N;
+        const float *hp = hr + tn, *hc = hp + (size_t)N * PL_SW, *at = ar + tn;
+        float *dBt = dB + tn, *dCt = dC + tn;
+        for (int n = 0; n < N; n++) {
+            size_t o = (size_t)n * PL_SW;
+            pl_v16f a = pl_v16_load(at + o);
+            pl_v16f d = pl_v16_load(dh + o) + g * Ct[n];
+            pl_v16f q = d * a * pl_v16_load(hp + o);
+            pl_v16_store(dCt + o, pl_v16_load(dCt + o) + g * pl_v16_load(hc + o));
+            pl_v16_store(dBt + o, pl_v16_load(dBt + o) + d * dtu);
+            pl_v16_store(dA + o, pl_v16_load(dA + o) + q * dt);
+            pl_v16_store(dh + o, d * a);
+            sda += q * pl_v16_load(AT + o);
+            sdu += d * Bt[n];
         }
+        pl_v16_store(w->o1 + ts, g * Dv + dt * sdu);
+        pl_v16_store(w->o2 + ts, sda * PL_LN2 + uu * sdu); /* AT = A log2(e) */
+        dDv += g * uu;
+    }
+    pl_v16_store(dD, dDv);
+}
+
+static PL_HOT void scan_bwd_block(scan_ws *w, float *dA, float *dD, const float *AT, const float *Dl,
+                                  const float *Bb, const float *Cb, int L, int N)
+{
+    if (N == 16) {
+        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, L, 16);
+        scan_bwd_lanes(w, dA, dD, AT, Dl, Bb, Cb, L, 16);
+    } else {
+        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, L, N);
+        scan_bwd_lanes(w, dA, dD, AT, Dl, Bb, Cb, L, N);
     }
 }
 
-static PL_HOT void scan_bwd_row(float *du, float *ddelta, float *dBm, float *dCm, float *dAc, float *dDc,
-                                float *dh, float *dBt, float *dCt, const float *zeros, const float *dy,
-                                const float *u, const float *delta, const float *A, const float *Bm,
-                                const float *Cm, const float *D, const float *hs, int b, int L, int E, int N)
+/* out (L, N) += lane sums of acc (L, N, SW); acc is cleared for the next batch row */
+static PL_HOT void scan_lane_sums(float *out, float *acc, int L, int N)
 {
-    if (N == 16)
-        scan_bwd_row_n(du, ddelta, dBm, dCm, dAc, dDc, dh, dBt, dCt, zeros, dy, u, delta, A, Bm, Cm, D, hs, b, L, E,
-                       16);
-    else
-        scan_bwd_row_n(du, ddelta, dBm, dCm, dAc, dDc, dh, dBt, dCt, zeros, dy, u, delta, A, Bm, Cm, D, hs, b, L, E,
-                       N);
+    for (size_t i = 0; i < (size_t)L * N; i++) {
+        float s = 0.0f;
+        for (int j = 0; j < PL_SW; j++) s += acc[i * PL_SW + j];
+        if (out) out[i] += s;
+        memset(acc + i * PL_SW, 0, PL_SW * sizeof(float));
+    }
 }
 
 void scan_backward(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD, const float *dy,
                    const float *u, const float *delta, const float *A_log, const float *Bm, const float *Cm,
-                   const float *D, const float *hs, int B, int L, int E, int N)
+                   const float *D, int B, int L, int E, int N)
 {
     if (B <= 0 || L <= 0 || E <= 0) return;
     if (N <= 0) {
@@ -520,32 +603,98 @@ void scan_backward(float *du, float *ddelta, float *dA_log, float *dBm, float *d
         }
         return;
     }
-    float *A = scan_make_A(A_log, E, N);
-    float *zeros = xcalloc((size_t)N, sizeof(float));
-    int nch = g_threads < B ? g_threads : B;
-    size_t per = (size_t)E * N + E;              // per chunk: dA (E, N) then dD (E)
-    float *acc = xcalloc((size_t)nch * per, sizeof(float));
+    float *AT, *Dl;
+    scan_make_lanes(&AT, &Dl, A_log, D, E, N);
+    int nblk = (E + PL_SW - 1) / PL_SW, nch = g_threads < B ? g_threads : B;
+    size_t per = (size_t)nblk * (N + 1) * PL_SW;   // per chunk: dA (nblk, N, SW) then dD (nblk, SW)
+    float *acc = xalloc_floats((size_t)nch * per);
 #pragma omp parallel for num_threads(g_threads) schedule(static) if (nch > 1)
     for (int c = 0; c < nch; c++) {
-        float *dAc = acc + (size_t)c * per, *dDc = dAc + (size_t)E * N;
-        float *scratch = xmalloc(((size_t)PL_EBLK * N + 2 * (size_t)N) * sizeof(float));
-        float *dh = scratch, *dBt = dh + (size_t)PL_EBLK * N, *dCt = dBt + N;
+        float *dAc = acc + (size_t)c * per, *dDc = dAc + (size_t)nblk * N * PL_SW;
+        scan_ws w;
+        scan_ws_init(&w, L, N, 1, 1);
         int b0 = (int)((long)B * c / nch), b1 = (int)((long)B * (c + 1) / nch);
-        for (int b = b0; b < b1; b++)
-            scan_bwd_row(du, ddelta, dBm, dCm, dAc, dDc, dh, dBt, dCt, zeros, dy, u, delta, A, Bm, Cm, D, hs, b,
-                         L, E, N);
-        free(scratch);
+        for (int b = b0; b < b1; b++) {
+            const float *Bb = Bm + (size_t)b * L * N, *Cb = Cm + (size_t)b * L * N;
+            for (int k = 0; k < nblk; k++) {
+                int e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
+                scan_stage(w.dt, delta, b, e0, cnt, L, E);
+                scan_stage(w.u, u, b, e0, cnt, L, E);
+                scan_stage(w.g, dy, b, e0, cnt, L, E);
+                scan_bwd_block(&w, dAc + (size_t)k * N * PL_SW, dDc + (size_t)k * PL_SW, AT + (size_t)k * N * PL_SW,
+                               Dl + (size_t)k * PL_SW, Bb, Cb, L, N);
+                for (int t = 0; t < L; t++) {
+                    size_t ix = ((size_t)b * L + t) * E + e0, ts = (size_t)t * PL_SW;
+                    for (int j = 0; j < cnt; j++) {
+                        if (du) du[ix + j] += w.o1[ts + j];
+                        if (ddelta) ddelta[ix + j] += w.o2[ts + j];
+                    }
+                }
+            }
+            scan_lane_sums(dBm ? dBm + (size_t)b * L * N : NULL, w.dB, L, N);
+            scan_lane_sums(dCm ? dCm + (size_t)b * L * N : NULL, w.dC, L, N);
+        }
+        scan_ws_free(&w);
     }
     for (int c = 1; c < nch; c++)
         for (size_t i = 0; i < per; i++) acc[i] += acc[(size_t)c * per + i];
     /* A = -exp(A_log)  =>  dL/dA_log = dL/dA * A */
-    if (dA_log)
-        for (size_t i = 0; i < (size_t)E * N; i++) dA_log[i] += acc[i] * A[i];
-    if (dD)
-        for (int e = 0; e < E; e++) dD[e] += acc[(size_t)E * N + e];
+    for (int e = 0; e < E; e++) {
+        int k = e / PL_SW, j = e % PL_SW;
+        if (dA_log)
+            for (int n = 0; n < N; n++) {
+                size_t o = ((size_t)k * N + n) * PL_SW + j;
+                dA_log[(size_t)e * N + n] += acc[o] * -expf(A_log[(size_t)e * N + n]);
+            }
+        if (dD) dD[e] += acc[(size_t)nblk * N * PL_SW + (size_t)k * PL_SW + j];
+    }
     free(acc);
-    free(zeros);
-    free(A);
+    free(AT);
+    free(Dl);
+}
+
+/* Plain reference: per (b, e) the states are recomputed into (L+1, N), then the same adjoint
+ * recurrence as scan_bwd_lanes runs back in time with double sums over n. */
+void scan_backward_naive(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD,
+                         const float *dy, const float *u, const float *delta, const float *A_log, const float *Bm,
+                         const float *Cm, const float *D, int B, int L, int E, int N)
+{
+    int Np = N > 0 ? N : 1;
+    float *h = xcalloc((size_t)(L + 1) * Np, sizeof(float)); // (L+1, N): row t+1 = h_t
+    float *dh = xcalloc((size_t)Np, sizeof(float));           // (N)
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < E; e++) {
+            for (int t = 0; t < L; t++) {
+                size_t ix = ((size_t)b * L + t) * E + e, bt = (size_t)b * L + t;
+                for (int n = 0; n < N; n++) {
+                    float A = -expf(A_log[(size_t)e * N + n]);
+                    h[(size_t)(t + 1) * N + n] =
+                        expf(delta[ix] * A) * h[(size_t)t * N + n] + delta[ix] * Bm[bt * N + n] * u[ix];
+                }
+            }
+            for (int n = 0; n < N; n++) dh[n] = 0.0f;
+            for (int t = L - 1; t >= 0; t--) {
+                size_t ix = ((size_t)b * L + t) * E + e, bt = (size_t)b * L + t;
+                float g = dy[ix], dt = delta[ix], uu = u[ix];
+                double sdd = 0.0, sdu = 0.0;
+                for (int n = 0; n < N; n++) {
+                    float A = -expf(A_log[(size_t)e * N + n]), a = expf(dt * A);
+                    float hp = h[(size_t)t * N + n], hc = h[(size_t)(t + 1) * N + n];
+                    float d = dh[n] + g * Cm[bt * N + n];
+                    if (dCm) dCm[bt * N + n] += g * hc;
+                    if (dBm) dBm[bt * N + n] += d * dt * uu;
+                    if (dA_log) dA_log[(size_t)e * N + n] += d * a * hp * dt * A;
+                    sdd += (double)d * (A * a * hp + Bm[bt * N + n] * uu);
+                    sdu += (double)d * Bm[bt * N + n];
+                    dh[n] = d * a;
+                }
+                if (du) du[ix] += g * D[e] + (float)(dt * sdu);
+                if (ddelta) ddelta[ix] += (float)sdd;
+                if (dD) dD[e] += g * uu;
+            }
+        }
+    free(h);
+    free(dh);
 }
 
 /* ---------------------------------------------------------------------------- patch, pos, pool, loss */

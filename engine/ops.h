@@ -57,15 +57,20 @@ void gate_backward(float *dy, float *dz, const float *dout, const float *y, cons
  *   h_t[e,n] = exp(delta_t[e] A[e,n]) h_{t-1}[e,n] + delta_t[e] Bm_t[n] u_t[e],  h_{-1} = 0
  *   y_t[e]   = sum_n Cm_t[n] h_t[e,n] + D[e] u_t[e]
  * y, u, delta (B, L, E); A_log (E, N); Bm, Cm (B, L, N); D (E).
- * hs (B, L, E, N) caches every state h_t for backward (may be NULL for inference). */
+ * hs (B, L, E, N): optional output of every state h_t, NULL in the model (training and
+ * inference): no state cache is kept between forward and backward. */
 void scan_forward(float *y, float *hs, const float *u, const float *delta, const float *A_log, const float *Bm,
                   const float *Cm, const float *D, int B, int L, int E, int N);
 void scan_forward_naive(float *y, float *hs, const float *u, const float *delta, const float *A_log,
                         const float *Bm, const float *Cm, const float *D, int B, int L, int E, int N);
-/* Gradients wrt u, delta, A_log, Bm, Cm, D given dy; hs from scan_forward. */
+/* Gradients wrt u, delta, A_log, Bm, Cm, D given dy. The states are recomputed from the inputs
+ * (one block of channels at a time, in cache), so backward needs only what forward read. */
 void scan_backward(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD, const float *dy,
                    const float *u, const float *delta, const float *A_log, const float *Bm, const float *Cm,
-                   const float *D, const float *hs, int B, int L, int E, int N);
+                   const float *D, int B, int L, int E, int N);
+void scan_backward_naive(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD,
+                         const float *dy, const float *u, const float *delta, const float *A_log, const float *Bm,
+                         const float *Cm, const float *D, int B, int L, int E, int N);
 
 /* Patch extraction (im2col): img (B, C, H, W) -> out (B, L, C*P*P), L = (H/P)*(W/P);
  * token t = row-major (ph, pw); feature f = c*P*P + py*P + px. H, W divisible by P. */

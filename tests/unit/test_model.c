@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "ops.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -181,6 +182,35 @@ START_TEST(test_forward_matches_reference)
             for (int v = 0; v < m.cfg.classes; v++)
                 ck_assert_msg(fabs(lg[b * 3 + v] - ref[v]) < 1e-4 * (1 + fabs(ref[v])),
                               "training=%d b=%d v=%d: %g vs reference %g", training, b, v, lg[b * 3 + v], ref[v]);
+        }
+        model_acts_free(a);
+    }
+    free(x);
+    model_free(&m);
+}
+END_TEST
+
+/* Structured out_proj pruning leaves zero rows that the forward skips; logits must not change
+ * against the reference, which multiplies every row. */
+START_TEST(test_out_proj_zero_rows_skipped)
+{
+    model m;
+    make_model(&m, 21);
+    int B = 2;
+    float *x = random_images(B, &m.cfg, 22);
+    int E0 = m.cfg.layers[0].E, E1 = m.cfg.layers[1].E;
+    for (int j = 0; j < m.cfg.d; j++)
+        if (j == 1 || j == 4 || j == 5) memset(m.w.layers[0].out_proj_w + (size_t)j * E0, 0, (size_t)E0 * sizeof(float));
+    memset(m.w.layers[1].out_proj_w, 0, (size_t)m.cfg.d * E1 * sizeof(float)); /* every row */
+    for (int training = 0; training <= 1; training++) {
+        model_acts *a = model_acts_new(&m, B, training);
+        model_forward(&m, a, x, NULL, B);
+        for (int b = 0; b < B; b++) {
+            double ref[8];
+            ref_forward(&m, x + (size_t)b * m.cfg.H * m.cfg.W, ref);
+            for (int v = 0; v < 3; v++)
+                ck_assert_msg(fabs(model_acts_logits(a)[b * 3 + v] - ref[v]) < 1e-4 * (1 + fabs(ref[v])),
+                              "b=%d v=%d: %g vs %g", b, v, model_acts_logits(a)[b * 3 + v], ref[v]);
         }
         model_acts_free(a);
     }
@@ -472,6 +502,93 @@ START_TEST(test_presets_and_flops)
 }
 END_TEST
 
+/* Batch-split threading: 1, 2 and 3 slices give the same loss, logits and gradients. */
+START_TEST(test_threads_agree)
+{
+    model m;
+    make_model(&m, 31);
+    model_alloc_grads(&m);
+    int B = 5, y[5] = {0, 1, 2, 1, 0};
+    float *x = random_images(B, &m.cfg, 32);
+    float *g1 = xmalloc(m.n_params * sizeof(float)), logits1[15], loss1 = 0;
+    for (int T = 1; T <= 3; T++) {
+        ops_set_threads(T);
+        model_acts *a = model_acts_new(&m, B, 1);
+        model_zero_grads(&m);
+        float loss = model_forward(&m, a, x, y, B);
+        model_backward(&m, a, y, B);
+        if (T == 1) {
+            loss1 = loss;
+            memcpy(logits1, model_acts_logits(a), sizeof logits1);
+            memcpy(g1, m.grads, m.n_params * sizeof(float));
+        } else {
+            ck_assert_float_eq_tol(loss, loss1, 1e-6);
+            for (int i = 0; i < 15; i++) ck_assert_float_eq_tol(model_acts_logits(a)[i], logits1[i], 1e-6);
+            for (size_t i = 0; i < m.n_params; i++)
+                ck_assert_msg(fabsf(m.grads[i] - g1[i]) <= 1e-6f + 1e-5f * fabsf(g1[i]), "T=%d grad %zu: %g vs %g", T,
+                              i, m.grads[i], g1[i]);
+        }
+        /* a smaller batch through the same activations */
+        model_forward(&m, a, x, y, 2);
+        for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(model_acts_logits(a)[i], logits1[i], 1e-6);
+        model_acts_free(a);
+    }
+    ops_set_threads(1);
+    free(g1);
+    free(x);
+    model_free(&m);
+}
+END_TEST
+
+typedef struct {
+    const model *m;
+    int calls, order_ok, mlp_ok;
+    double max_err;
+} hook_state;
+
+static void check_hook(const model_layer_view *v, void *user)
+{
+    hook_state *st = user;
+    const model *m = st->m;
+    if (v->layer != st->calls) st->order_ok = 0;
+    st->calls++;
+    const layer_dims *ld = &m->cfg.layers[v->layer];
+    if ((ld->M > 0) != (v->f1g != NULL && v->a2 != NULL && v->mlp_out != NULL)) st->mlp_ok = 0;
+    /* mix_out = g @ out_proj^T, recomputed naively */
+    const float *W = m->w.layers[v->layer].out_proj_w;
+    for (int r = 0; r < v->rows; r++)
+        for (int o = 0; o < m->cfg.d; o++) {
+            double s = 0;
+            for (int e = 0; e < ld->E; e++) s += (double)v->g[(size_t)r * ld->E + e] * W[(size_t)o * ld->E + e];
+            double err = fabs(s - v->mix_out[(size_t)r * m->cfg.d + o]);
+            if (err > st->max_err) st->max_err = err;
+        }
+}
+
+START_TEST(test_layer_hook)
+{
+    model m;
+    make_model(&m, 13);
+    int B = 2;
+    float *x = random_images(B, &m.cfg, 14);
+    for (int training = 0; training <= 1; training++) {
+        model_acts *a = model_acts_new(&m, B, training);
+        hook_state st = {.m = &m, .order_ok = 1, .mlp_ok = 1};
+        model_acts_set_hook(a, check_hook, &st);
+        model_forward(&m, a, x, NULL, B);
+        ck_assert_int_eq(st.calls, m.cfg.n_layers);
+        ck_assert(st.order_ok && st.mlp_ok);
+        ck_assert_msg(st.max_err < 1e-4, "mix_out differs from g @ out_proj^T by %g", st.max_err);
+        model_acts_set_hook(a, NULL, NULL);
+        model_forward(&m, a, x, NULL, B);
+        ck_assert_int_eq(st.calls, m.cfg.n_layers);
+        model_acts_free(a);
+    }
+    free(x);
+    model_free(&m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -479,12 +596,15 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_forward_matches_reference);
     tcase_add_test(tc, test_batch_independence);
+    tcase_add_test(tc, test_out_proj_zero_rows_skipped);
     tcase_add_test(tc, test_gradient_finite_differences);
     tcase_add_test(tc, test_save_load_roundtrip);
     tcase_add_test(tc, test_load_refusals_and_foreign_files);
     tcase_add_test(tc, test_init_statistics);
     tcase_add_test(tc, test_mask_zeroes_weights);
     tcase_add_test(tc, test_presets_and_flops);
+    tcase_add_test(tc, test_layer_hook);
+    tcase_add_test(tc, test_threads_agree);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -202,18 +202,24 @@ static void setup_gate(gcase *g, pl_rng *r)
     gc_finish(g, r, n);
 }
 
-/* scan: dims B L E N; in: u, delta, A_log, Bm, Cm, D; aux0 hs */
+/* scan: dims B L E N; in: u, delta, A_log, Bm, Cm, D. No state cache (as the model calls it):
+ * the backward recomputes the states. scan_bn runs the naive backward through the same checks. */
 static void scan_f(gcase *g)
 {
     int *d = g->dims;
-    scan_forward(g->out, g->aux[0], g->in[0], g->in[1], g->in[2], g->in[3], g->in[4], g->in[5], d[0], d[1], d[2],
-                 d[3]);
+    scan_forward(g->out, NULL, g->in[0], g->in[1], g->in[2], g->in[3], g->in[4], g->in[5], d[0], d[1], d[2], d[3]);
 }
 static void scan_b(gcase *g)
 {
     int *d = g->dims;
     scan_backward(g->grad[0], g->grad[1], g->grad[2], g->grad[3], g->grad[4], g->grad[5], g->r, g->in[0], g->in[1],
-                  g->in[2], g->in[3], g->in[4], g->in[5], g->aux[0], d[0], d[1], d[2], d[3]);
+                  g->in[2], g->in[3], g->in[4], g->in[5], d[0], d[1], d[2], d[3]);
+}
+static void scan_bn(gcase *g)
+{
+    int *d = g->dims;
+    scan_backward_naive(g->grad[0], g->grad[1], g->grad[2], g->grad[3], g->grad[4], g->grad[5], g->r, g->in[0],
+                        g->in[1], g->in[2], g->in[3], g->in[4], g->in[5], d[0], d[1], d[2], d[3]);
 }
 static void setup_scan_dims(gcase *g, pl_rng *r, int B, int L, int E, int N)
 {
@@ -225,12 +231,16 @@ static void setup_scan_dims(gcase *g, pl_rng *r, int B, int L, int E, int N)
     gc_add_in(g, randv(r, nb, -1, 1), nb);                      /* Bm */
     gc_add_in(g, randv(r, nb, -1, 1), nb);                      /* Cm */
     gc_add_in(g, randv(r, E, -1, 1), E);                        /* D */
-    g->aux[0] = xalloc_floats(nx * N);
     g->fwd = scan_f, g->bwd = scan_b;
     gc_finish(g, r, nx);
 }
 static void setup_scan(gcase *g, pl_rng *r) { setup_scan_dims(g, r, 2, 6, 5, 3); }
-static void setup_scan_wide(gcase *g, pl_rng *r) { setup_scan_dims(g, r, 3, 4, 35, 17); } /* 2 channel blocks */
+static void setup_scan_wide(gcase *g, pl_rng *r) { setup_scan_dims(g, r, 3, 4, 35, 17); } /* 2 full blocks + tail */
+static void setup_scan_naive(gcase *g, pl_rng *r)
+{
+    setup_scan_dims(g, r, 2, 5, 7, 4);
+    g->bwd = scan_bn;
+}
 
 /* posembed: dims B L d; in: pos; aux0 = x (constant) */
 static void pos_f(gcase *g)
@@ -298,6 +308,7 @@ static const grad_case grad_cases[] = {
     {"gate n37", setup_gate, 1e-3f, 5e-4f, 2e-3f},
     {"scan B2 L6 E5 N3", setup_scan, 1e-3f, 1e-3f, 3e-3f},
     {"scan B3 L4 E35 N17", setup_scan_wide, 1e-3f, 2e-3f, 3e-3f},
+    {"scan naive backward B2 L5 E7 N4", setup_scan_naive, 1e-3f, 1e-3f, 3e-3f},
     {"posembed B3 L5 d2", setup_pos, 1e-2f, 2e-4f, 1e-3f},
     {"meanpool B2 L7 d3", setup_pool, 1e-2f, 2e-4f, 1e-3f},
     {"crossentropy B3 V5", setup_ce, 1e-3f, 5e-4f, 2e-3f},
@@ -475,7 +486,8 @@ static void scan_ref_double(double *y, double *hs, const float *u, const float *
         }
 }
 
-static const int scan_shapes[][4] = {{2, 6, 5, 3}, {1, 49, 128, 16}, {3, 7, 33, 16}, {2, 5, 40, 1}, {1, 1, 3, 5}};
+static const int scan_shapes[][4] = {{2, 6, 5, 3},  {1, 49, 128, 16}, {3, 7, 33, 16}, {2, 5, 40, 1},
+                                     {1, 1, 3, 5},  {2, 9, 16, 17},    {3, 4, 21, 8}};
 #define N_SCAN ((int)(sizeof scan_shapes / sizeof scan_shapes[0]))
 
 START_TEST(test_scan_vs_naive)
@@ -487,7 +499,8 @@ START_TEST(test_scan_vs_naive)
     pl_rng_seed(&r, 77 + (uint64_t)_i);
     float *u = randv(&r, nx, -1, 1), *dl = randv(&r, nx, 0.001f, 2.0f), *Al = randv(&r, (size_t)E * N, -1, 3);
     float *Bm = randv(&r, nb, -1, 1), *Cm = randv(&r, nb, -1, 1), *D = randv(&r, E, -1, 1);
-    dl[0] = 40.0f; /* delta * A far below -87: the decay underflows to 0 */
+    dl[0] = 40.0f;  /* delta * A far below -87: the decay underflows to 0 */
+    if (E > 1) dl[1] = 1e7f; /* and far below -2^22 / log2(e) */
     float *y1 = xalloc_floats(nx), *y2 = xalloc_floats(nx), *y3 = xalloc_floats(nx);
     float *h1 = xalloc_floats(nh), *h2 = xalloc_floats(nh);
     double *yd = xmalloc(nx * sizeof(double)), *hd = xmalloc(nh * sizeof(double));
@@ -502,28 +515,66 @@ START_TEST(test_scan_vs_naive)
         ops_set_threads(th);
         scan_forward(y1, h1, u, dl, Al, Bm, Cm, D, B, L, E, N);
         scan_forward(y3, NULL, u, dl, Al, Bm, Cm, D, B, L, E, N);
-        ck_assert_msg(max_err_vs(y1, y2, nx) < 1e-5f, "y threads %d: %g", th, max_err_vs(y1, y2, nx));
-        ck_assert_msg(max_err_vs(h1, h2, nh) < 1e-5f, "hs threads %d: %g", th, max_err_vs(h1, h2, nh));
-        ck_assert_msg(max_rel_err(y3, y1, nx, 1e-6f) == 0.0f, "y without hs cache differs, threads %d", th);
+        /* against the double recurrence: the fast path rounds A log2(e) where the naive rounds
+         * delta A, so each is off by ~|delta A| 1e-7 in every decay (|delta A| up to 40 here) */
+        ck_assert_msg(max_err_vs(y1, yf, nx) < 2e-5f, "y threads %d: %g", th, max_err_vs(y1, yf, nx));
+        ck_assert_msg(max_err_vs(h1, hf, nh) < 2e-5f, "hs threads %d: %g", th, max_err_vs(h1, hf, nh));
+        ck_assert_msg(max_rel_err(y3, y1, nx, 1e-6f) == 0.0f, "y without hs output differs, threads %d", th);
     }
-    /* backward: 2 threads equal 1 thread */
+    /* backward: fast (1 and 2 threads) against the naive twin; gradients accumulate onto a
+     * nonzero start, and 2 threads agree with 1 */
     float *g = randv(&r, nx, -1, 1);
-    float *gr[2][6];
+    float *gr[3][6];
     size_t sz[6] = {nx, nx, (size_t)E * N, nb, nb, (size_t)E};
-    for (int th = 1; th <= 2; th++) {
-        ops_set_threads(th);
-        for (int k = 0; k < 6; k++) gr[th - 1][k] = xalloc_floats(sz[k]);
-        float **q = gr[th - 1];
-        scan_backward(q[0], q[1], q[2], q[3], q[4], q[5], g, u, dl, Al, Bm, Cm, D, h1, B, L, E, N);
+    for (int v = 0; v < 3; v++) {
+        for (int k = 0; k < 6; k++) {
+            gr[v][k] = xalloc_floats(sz[k]);
+            for (size_t i = 0; i < sz[k]; i++) gr[v][k][i] = 0.25f;
+        }
+        float **q = gr[v];
+        if (v == 0) {
+            scan_backward_naive(q[0], q[1], q[2], q[3], q[4], q[5], g, u, dl, Al, Bm, Cm, D, B, L, E, N);
+        } else {
+            ops_set_threads(v);
+            scan_backward(q[0], q[1], q[2], q[3], q[4], q[5], g, u, dl, Al, Bm, Cm, D, B, L, E, N);
+        }
     }
     ops_set_threads(1);
+    static const char *names[6] = {"du", "ddelta", "dA_log", "dBm", "dCm", "dD"};
     for (int k = 0; k < 6; k++) {
-        ck_assert_msg(max_err_vs(gr[1][k], gr[0][k], sz[k]) < 1e-5f, "grad %d differs across threads", k);
-        for (size_t i = 0; i < sz[k]; i++) ck_assert(isfinite(gr[0][k][i]));
-        free(gr[0][k]), free(gr[1][k]);
+        for (size_t i = 0; i < sz[k]; i++) ck_assert(isfinite(gr[1][k][i]));
+        float e1 = max_err_vs(gr[1][k], gr[0][k], sz[k]), e2 = max_err_vs(gr[2][k], gr[1][k], sz[k]);
+        ck_assert_msg(e1 < 1e-4f, "%s fast vs naive: %g", names[k], e1);
+        ck_assert_msg(e2 < 1e-5f, "%s differs across threads: %g", names[k], e2);
+        for (int v = 0; v < 3; v++) free(gr[v][k]);
     }
     free(u), free(dl), free(Al), free(Bm), free(Cm), free(D), free(y1), free(y2), free(y3), free(h1), free(h2);
     free(yd), free(hd), free(yf), free(hf), free(g);
+}
+END_TEST
+
+/* pl_v16_exp2 (the scan's decays) against libm over [-126, 0], its underflow and NaN */
+START_TEST(test_v16_exp2)
+{
+    double me = 0.0;
+    float xs[16];
+    for (double x0 = -126.0; x0 <= 0.0; x0 += 16 * 1e-4) {
+        for (int j = 0; j < 16; j++) xs[j] = (float)(x0 + j * 1e-4 > 0.0 ? 0.0 : x0 + j * 1e-4);
+        pl_v16f y = pl_v16_exp2(pl_v16_load(xs));
+        for (int j = 0; j < 16; j++) {
+            double ref = exp2((double)xs[j]);
+            me = fmax(me, fabs(y[j] - ref) / ref);
+        }
+    }
+    ck_assert_msg(me < 3e-7, "v16_exp2 rel err %g", me);
+    const float sp[16] = {0.0f, -1.0f, -126.0f, -126.4f, -126.6f, -127.0f, -150.0f, -1e6f,
+                          -4194304.0f, -5e6f, -12582912.0f, -2e7f, -1e30f, -3e38f, NAN, 1.0f};
+    pl_v16f y = pl_v16_exp2(pl_v16_load(sp));
+    ck_assert(y[0] == 1.0f && y[1] == 0.5f && y[15] == 2.0f);
+    ck_assert(y[2] > 0.0f && fabsf(y[2] / exp2f(-126.0f) - 1.0f) < 1e-6f);
+    for (int j = 4; j < 14; j++) ck_assert_msg(y[j] == 0.0f, "lane %d (x = %g): %g", j, sp[j], y[j]);
+    ck_assert(y[3] > 0.0f && y[3] < 0x1p-126f && fabs(y[3] / exp2(-126.4) - 1.0) < 1e-5); /* denormal */
+    ck_assert(isnan(y[14]));
 }
 END_TEST
 
@@ -706,6 +757,7 @@ static Suite *ops_suite(void)
     TCase *te = tcase_create("numerics");
     tcase_set_timeout(te, 60);
     tcase_add_test(te, test_fast_primitives);
+    tcase_add_test(te, test_v16_exp2);
     tcase_add_loop_test(te, test_unary_vs_scalar, 0, N_UNARY);
     tcase_add_test(te, test_softplus_guard);
     tcase_add_test(te, test_crossentropy_hand);
