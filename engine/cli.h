@@ -72,5 +72,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_components(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 #endif

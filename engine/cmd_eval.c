@@ -9,6 +9,7 @@
 #include "data.h"
 #include "model.h"
 #include "ops.h"
+#include "prune.h"
 #include "train.h"
 #include "util.h"
 
@@ -16,7 +17,7 @@ static const char *const splits[] = {"test", "train"};
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *dataset_name = NULL, *data_dir = NULL;
+    const char *model_path = NULL, *dataset_name = NULL, *data_dir = NULL, *masks = NULL;
     int split = 0, batch = 256, threads = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to evaluate", 0, 0, NULL, 0},
@@ -26,10 +27,12 @@ int cmd_eval(int argc, char **argv)
         {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
         {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
         {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--masks", CLI_STRING, &masks, "K", "apply this mask file (prunelab prune --masks-out) first", 0, 0, NULL, 0},
     };
     cli_spec s = {
         .cmd = "eval",
-        .usage = "prunelab eval --model M --dataset NAME [--split test|train] [--batch B --threads T --data-dir DIR]",
+        .usage = "prunelab eval --model M --dataset NAME [--split test|train] [--batch B --threads T --data-dir DIR "
+                 "--masks K]",
         .summary = "Evaluate a checkpoint and print one JSON object: accuracy, loss, params, nonzero_params,\n"
                    "flops_per_sample, latency_ms_per_batch, samples_per_s, peak_rss_kb, blas_kernel, threads, n.",
         .opts = opts,
@@ -44,6 +47,7 @@ int cmd_eval(int argc, char **argv)
 
     model m;
     cli_load_model(&s, &m, model_path, dataset_name);
+    if (masks && prune_mask_load(&m, masks, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     dataset ds;
     cli_load_dataset(&s, &ds, dataset_name, data_dir, splits[split]);
     eval_result r;

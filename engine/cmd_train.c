@@ -13,6 +13,7 @@
 #include "data.h"
 #include "model.h"
 #include "optim.h"
+#include "prune.h"
 #include "train.h"
 #include "util.h"
 
@@ -34,7 +35,7 @@ int cmd_train(int argc, char **argv)
     train_config tc;
     train_config_default(&tc);
     const char *model_path = NULL, *dataset_name = NULL, *out = NULL, *resume = NULL, *data_dir = NULL;
-    const char *checkpoint = NULL;
+    const char *checkpoint = NULL, *masks = NULL;
     int optimizer = 0, threads = 0, nesterov = 0, no_augment = 0, quiet = 0, no_checkpoint = 0;
     float report_every = 5.0f;
     cli_opt opts[] = {
@@ -69,6 +70,8 @@ int cmd_train(int argc, char **argv)
         {"--no-augment", CLI_FLAG, &no_augment, NULL, "disable the dataset's augmentation (cifar crop + flip)", 0, 0,
          NULL, 0},
         {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--masks", CLI_STRING, &masks, "K", "keep the weights this mask file prunes at zero while training", 0, 0,
+         NULL, 0},
         {"--report-every", CLI_FLOAT, &report_every, "SEC", "seconds between progress lines (default 5)", 0.01, 1e6,
          NULL, 0},
         {"--quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0, 0, NULL, 0},
@@ -77,7 +80,7 @@ int cmd_train(int argc, char **argv)
         .cmd = "train",
         .usage = "prunelab train --model M --dataset NAME [--epochs E --batch B --lr LR --min-lr LR --warmup STEPS "
                  "--weight-decay W --optimizer adamw|sgd --momentum MU --clip C --threads T --seed S --max-steps N "
-                 "--resume CKPT --data-dir DIR] --out M2",
+                 "--resume CKPT --data-dir DIR --masks K] --out M2",
         .summary = "Train a model (AdamW or SGD, linear warmup then cosine to --min-lr, global-norm clipping).\n"
                    "Progress goes to stderr; a checkpoint with the optimizer state is written after every\n"
                    "epoch, and --resume CKPT continues bit-identically (same flags, same --threads).",
@@ -110,6 +113,7 @@ int cmd_train(int argc, char **argv)
 
     model m;
     cli_load_model(&s, &m, resume ? resume : model_path, dataset_name);
+    if (masks && prune_mask_load(&m, masks, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     dataset train, test;
     cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
     int have_test = dataset_load(&test, dataset_name, data_dir, "test", err, sizeof err) == 0;

@@ -20,6 +20,8 @@ static const command commands[] = {
     {"grad", cmd_grad, "loss, logits and parameter gradients for one batch (safetensors in/out)"},
     {"inspect", cmd_inspect, "validate a checkpoint and print its config and dims as JSON"},
     {"bench", cmd_bench, "training / inference throughput and the GEMM roofline"},
+    {"components", cmd_components, "list the prunable components of a model with their share of params (JSON)"},
+    {"prune", cmd_prune, "prune a model as a JSON spec says; writes the model, masks and a JSON report"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,188 @@
+/* cmd_prune.c — `prunelab prune`: load a checkpoint (and optionally a mask file), apply a pruning
+ * spec (prune.h), optionally fine-tune with the masks fixed, write the pruned checkpoint (and
+ * its mask file), and print one JSON report on stdout:
+ *   params_before / params_after, nonzero_before / nonzero_after, flops_per_sample before /
+ *   after, entries (what each spec entry removed, per layer), sparsity (prune_sparsity_json),
+ *   finetune (steps, lr, final training loss, seconds), test accuracy and loss before pruning,
+ *   after pruning and after fine-tuning (when --dataset is given).
+ * Calibration (activation / taylor / wanda) and fine-tuning use the dataset's train split (loaded
+ * only when the spec needs it); evaluation its test split. Fine-tuning is train_run capped at
+ * finetune.steps (AdamW, cosine from finetune.lr to lr/100, seed = spec seed); the mask keeps
+ * pruned weights at zero. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "cli.h"
+#include "data.h"
+#include "model.h"
+#include "prune.h"
+#include "train.h"
+#include "util.h"
+
+static size_t count_nonzero(const model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_params; i++) n += m->params[i] != 0.0f;
+    return n;
+}
+
+static json_t *eval_json(const cli_spec *s, const model *m, const dataset *test, int batch)
+{
+    char err[PL_ERRLEN];
+    eval_result r;
+    if (train_evaluate(m, test, batch, &r, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
+    return json_pack("{s:f,s:f,s:i}", "accuracy", r.accuracy, "loss", r.loss, "n", r.n);
+}
+
+int cmd_prune(int argc, char **argv)
+{
+    const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
+    const char *dataset_name = NULL, *data_dir = NULL;
+    int threads = 0, batch = 256, ft_batch = 64, quiet = 0;
+    cli_opt opts[] = {
+        {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
+        {"--spec", CLI_STRING, &spec_path, "S.json", "pruning spec (JSON, see prune.h)", 0, 0, NULL, 0},
+        {"--out", CLI_STRING, &out, "M2", "pruned checkpoint to write", 0, 0, NULL, 0},
+        {"--masks-out", CLI_STRING, &masks_out, "K.safetensors", "write the mask (U8, one tensor per masked parameter)",
+         0, 0, NULL, 0},
+        {"--masks", CLI_STRING, &masks_in, "K.safetensors", "apply this mask file before pruning", 0, 0, NULL, 0},
+        {"--dataset", CLI_STRING, &dataset_name, "NAME",
+         "calibration / fine-tuning (train split) and evaluation (test split) data", 0, 0, NULL, 0},
+        {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
+        {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
+        {"--finetune-batch", CLI_INT, &ft_batch, "B", "fine-tuning batch size (default 64)", 1, 65536, NULL, 0},
+        {"--quiet", CLI_FLAG, &quiet, NULL, "no fine-tuning progress lines", 0, 0, NULL, 0},
+    };
+    cli_spec s = {
+        .cmd = "prune",
+        .usage = "prunelab prune --model M --spec S.json --out M2 [--masks-out K.safetensors] [--masks K.safetensors] "
+                 "[--dataset NAME] [--threads T]",
+        .summary = "Prune a checkpoint as a spec says ({\"prune\": [{\"component\", \"granularity\", \"rate\",\n"
+                   "\"criterion\", \"scope\", \"layers\", \"apply\"}, ...], \"finetune\": {\"steps\", \"lr\"},\n"
+                   "\"calibration\": {\"samples\"}, \"seed\"}), optionally fine-tune with the masks fixed, write\n"
+                   "the result and print a JSON report (params, sparsity, what each entry removed, accuracy).",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+    };
+    cli_parse(&s, argc, argv, NULL);
+    cli_require(&s, "--model");
+    cli_require(&s, "--spec");
+    cli_require(&s, "--out");
+    cli_set_threads(threads);
+    char err[PL_ERRLEN];
+    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+    double t0 = pl_now();
+
+    model m;
+    cli_load_model(&s, &m, model_path, dataset_name);
+    if (!prune_is_mamba_model(&m))
+        cli_fail(&s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", model_path);
+    if (masks_in && prune_mask_load(&m, masks_in, err, sizeof err) != 0)
+        cli_fail(&s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
+
+    size_t len;
+    char *text = (char *)pl_read_file(spec_path, &len, err, sizeof err);
+    if (!text) cli_fail(&s, NULL, "cannot read spec %s: %s", spec_path, err);
+    prune_spec spec;
+    if (prune_spec_parse(text, &m, &spec, err, sizeof err) != 0)
+        cli_fail(&s, "see 'prunelab prune --help' and 'prunelab components --model M' for names", "spec %s: %s",
+                 spec_path, err);
+    free(text);
+
+    int needs_data = spec.finetune_steps > 0;
+    for (int i = 0; i < spec.n; i++) {
+        prune_criterion c = spec.entries[i].criterion;
+        if (c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA) needs_data = 1;
+    }
+    if (needs_data && !dataset_name)
+        cli_fail(&s, NULL, "the spec needs data (%s): give --dataset NAME",
+                 spec.finetune_steps > 0 ? "fine-tuning" : "calibration criterion");
+    dataset train, test;
+    int have_data = dataset_name != NULL, have_train = have_data && needs_data;
+    if (have_train) cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
+    if (have_data) {
+        cli_load_dataset(&s, &test, dataset_name, data_dir, "test");
+        if (train_check_compat(&m, &test, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    }
+
+    json_t *rep = json_object();
+    json_object_set_new(rep, "model", json_string(model_path));
+    json_object_set_new(rep, "out", json_string(out));
+    json_object_set_new(rep, "spec", json_string(spec_path));
+    json_object_set_new(rep, "params_before", json_integer((json_int_t)m.n_params));
+    json_object_set_new(rep, "nonzero_before", json_integer((json_int_t)count_nonzero(&m)));
+    json_object_set_new(rep, "flops_per_sample_before", json_real(model_flops_per_sample(&m.cfg)));
+    json_t *acc = json_object();
+    if (have_data) json_object_set_new(acc, "before", eval_json(&s, &m, &test, batch));
+
+    char *entries = NULL;
+    if (prune_apply_spec_report(&m, &spec, have_train ? &train : NULL, &entries, err, sizeof err) != 0)
+        cli_fail(&s, NULL, "pruning failed: %s", err);
+    json_error_t je;
+    json_t *ej = json_loads(entries, 0, &je);
+    free(entries);
+    json_object_set_new(rep, "entries", ej ? ej : json_null());
+    if (have_data) json_object_set_new(acc, "pruned", eval_json(&s, &m, &test, batch));
+
+    json_t *ft = json_object();
+    json_object_set_new(ft, "steps", json_integer(spec.finetune_steps));
+    if (spec.finetune_steps > 0) {
+        train_config tc;
+        train_config_default(&tc);
+        tc.batch = ft_batch;
+        int Bb = ft_batch < train.n ? ft_batch : train.n;
+        long spe = train.n / Bb;
+        tc.epochs = (int)((spec.finetune_steps + spe - 1) / spe);
+        tc.max_steps = spec.finetune_steps;
+        tc.opt.lr = spec.finetune_lr;
+        tc.opt.min_lr = spec.finetune_lr * 0.01f;
+        tc.seed = spec.seed;
+        tc.report_every_s = 5.0;
+        tc.progress = quiet ? NULL : train_progress_stderr;
+        train_result tr;
+        if (train_run(&m, &train, NULL, &tc, &tr, err, sizeof err) != 0) cli_fail(&s, NULL, "fine-tuning: %s", err);
+        json_object_set_new(ft, "lr", json_real(spec.finetune_lr));
+        json_object_set_new(ft, "steps_done", json_integer(tr.steps));
+        json_object_set_new(ft, "train_loss", json_real(tr.train_loss));
+        json_object_set_new(ft, "seconds", json_real(tr.seconds));
+        json_object_set_new(acc, "finetuned", eval_json(&s, &m, &test, batch));
+    }
+    json_object_set_new(rep, "finetune", ft);
+
+    if (model_save(&m, out, err, sizeof err) != 0)
+        cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", out, err);
+    if (masks_out && prune_mask_save(&m, masks_out, err, sizeof err) != 0)
+        cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", masks_out, err);
+    if (masks_out) json_object_set_new(rep, "masks_out", json_string(masks_out));
+
+    json_object_set_new(rep, "params_after", json_integer((json_int_t)m.n_params));
+    json_object_set_new(rep, "nonzero_after", json_integer((json_int_t)count_nonzero(&m)));
+    json_object_set_new(rep, "flops_per_sample_after", json_real(model_flops_per_sample(&m.cfg)));
+    json_t *dims = json_array();
+    for (int i = 0; i < m.cfg.n_layers; i++) {
+        const layer_dims *ld = &m.cfg.layers[i];
+        json_array_append_new(dims, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "orig_index", m.cfg.orig_index[i], "E",
+                                              ld->E, "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
+    }
+    json_object_set_new(rep, "layers_after", dims);
+    char *sp = prune_sparsity_json(&m);
+    json_t *spj = json_loads(sp, 0, &je);
+    free(sp);
+    json_object_set_new(rep, "sparsity", spj ? spj : json_null());
+    if (have_data) json_object_set_new(rep, "test", acc);
+    else json_decref(acc);
+    json_object_set_new(rep, "seconds", json_real(pl_now() - t0));
+    char *o = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    printf("%s\n", o);
+    free(o);
+    json_decref(rep);
+    prune_spec_free(&spec);
+    if (have_train) dataset_free(&train);
+    if (have_data) dataset_free(&test);
+    model_free(&m);
+    return 0;
+}

@@ -1,0 +1,345 @@
+/* prune_apply.c — applying a whole pruning spec to a model (prune_apply_spec).
+ *
+ * Order (chosen so that a spec gives the same logits whether its structured part is masked or
+ * shrunk, and so that one calibration pass serves every entry):
+ *   1. calibration: collected once, on the model as given, when any entry's criterion needs it
+ *      (activation, taylor, wanda); every entry is scored against these statistics;
+ *   2. unstructured entries, in spec order, on the model as given (prune_unstructured): the
+ *      exact counts refer to the component's weights at full shape;
+ *   3. structured entries: every entry is scored on the model after step 2 and contributes to
+ *      ONE prune_selection (per layer, the lowest round(rate * units) units removed, ties to the
+ *      lower index; conv1d taps are removed oldest first whatever the criterion; the layer
+ *      component removes round(rate * selected blocks) blocks, lowest scores first, across the
+ *      selected blocks). gate and in_proj both select d_inner channels: a channel survives only
+ *      if both keep it. The selection is applied as a mask (apply mask) or by prune_shrink
+ *      (apply shrink: *m is replaced by the smaller model). prune_shrink gathers the mask with
+ *      the weights, so step 2's masks survive on the kept weights.
+ * A removal that would leave a layer without any d_inner channel, state, dt rank or conv tap,
+ * or the model without any block, keeps one unit (the report says "clamped"); removing every
+ * MLP neuron or out_proj row is allowed (the MLP disappears / the mixer outputs zero).
+ * Layer indices in the spec refer to the model as given.
+ * Ownership: the caller owns m (replaced in place on shrink, the old model freed here) and the
+ * report text (malloc'd). On error m may have been partly pruned (masks of earlier entries). */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prune.h"
+#include "util.h"
+
+static int needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
+
+/* Selected layers of e (explicit list or every layer of m). Returns the count. */
+static int entry_layers(const model *m, const prune_entry *e, int *out)
+{
+    int n = 0;
+    if (e->n_layers > 0)
+        for (int i = 0; i < e->n_layers; i++) out[n++] = e->layers[i];
+    else
+        for (int i = 0; i < m->cfg.n_layers; i++) out[n++] = i;
+    return n;
+}
+
+static size_t slice_zeros(const model *m, prune_component c, int layer, size_t *count)
+{
+    prune_slice s[PRUNE_MAX_SLICES];
+    int ns = prune_component_slices(m, c, layer, s);
+    size_t z = 0;
+    *count = 0;
+    for (int k = 0; k < ns; k++) {
+        const float *p = m->params + m->info[s[k].tensor].offset + s[k].start;
+        for (size_t i = 0; i < s[k].count; i++) z += p[i] == 0.0f;
+        *count += s[k].count;
+    }
+    return z;
+}
+
+static json_t *entry_header(const prune_entry *e)
+{
+    static const char *const gran[PG_COUNT] = {"unstructured", "structured"};
+    static const char *const scope[PS_COUNT] = {"layer", "global"};
+    static const char *const apply[PA_COUNT] = {"shrink", "mask"};
+    json_t *o = json_object();
+    json_object_set_new(o, "component", json_string(prune_component_name(e->component)));
+    json_object_set_new(o, "alias", json_string(prune_component_alias(e->component)));
+    json_object_set_new(o, "granularity", json_string(gran[e->granularity]));
+    json_object_set_new(o, "rate", json_real(round((double)e->rate * 1e6) / 1e6)); /* 0.7f prints as 0.7 */
+    json_object_set_new(o, "criterion", json_string(prune_criterion_name(e->criterion)));
+    if (e->granularity == PG_UNSTRUCTURED)
+        json_object_set_new(o, "scope", json_string(scope[e->scope]));
+    else
+        json_object_set_new(o, "apply", json_string(apply[e->apply]));
+    return o;
+}
+
+/* Step 2 for one entry; appends its report object to rep. */
+static int apply_unstructured(model *m, const prune_entry *e, const prune_calib *calib, uint64_t seed, json_t *rep,
+                              char *err, size_t errlen)
+{
+    int layers[MODEL_MAX_LAYERS];
+    int nl = entry_layers(m, e, layers);
+    size_t before[MODEL_MAX_LAYERS];
+    for (int i = 0; i < nl; i++) {
+        size_t n;
+        before[i] = slice_zeros(m, e->component, layers[i], &n);
+    }
+    long removed = prune_unstructured(m, e, calib, seed, err, errlen);
+    if (removed < 0) return -1;
+    json_t *o = entry_header(e);
+    json_t *per = json_array();
+    size_t tw = 0, tz = 0;
+    for (int i = 0; i < nl; i++) {
+        size_t n, z = slice_zeros(m, e->component, layers[i], &n);
+        if (n == 0) continue;
+        json_t *l = json_object();
+        json_object_set_new(l, "layer", json_integer(layers[i]));
+        json_object_set_new(l, "weights", json_integer((json_int_t)n));
+        json_object_set_new(l, "zeros_before", json_integer((json_int_t)before[i]));
+        json_object_set_new(l, "zeros_after", json_integer((json_int_t)z));
+        json_array_append_new(per, l);
+        tw += n;
+        tz += z;
+    }
+    json_object_set_new(o, "weights", json_integer((json_int_t)tw));
+    json_object_set_new(o, "removed", json_integer(removed));
+    json_object_set_new(o, "zeros", json_integer((json_int_t)tz));
+    json_object_set_new(o, "sparsity", json_real(tw ? (double)tz / (double)tw : 0.0));
+    json_object_set_new(o, "layers", per);
+    json_array_append_new(rep, o);
+    return 0;
+}
+
+/* The keep array of selection s for component c in layer li, created all-ones (n entries). */
+static uint8_t *keep_array(prune_selection *s, prune_component c, int li, int n)
+{
+    uint8_t **slot = NULL;
+    switch (c) {
+    case PC_OUT_PROJ: slot = &s->keep_row[li]; break;
+    case PC_MLP: slot = &s->keep_neuron[li]; break;
+    case PC_GATE:
+    case PC_IN_PROJ: slot = &s->keep_channel[li]; break;
+    case PC_X_PROJ_BC: slot = &s->keep_state[li]; break;
+    case PC_DT: slot = &s->keep_rank[li]; break;
+    default: return NULL;
+    }
+    if (!*slot) {
+        *slot = xmalloc((size_t)n);
+        memset(*slot, 1, (size_t)n);
+    }
+    return *slot;
+}
+
+typedef struct {
+    float score;
+    int idx;
+} unit_score;
+
+static int unit_cmp(const void *a, const void *b)
+{
+    const unit_score *x = a, *y = b;
+    if (x->score < y->score) return -1;
+    if (x->score > y->score) return 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static long round_count(float rate, int n) { return (long)floor((double)rate * n + 0.5); }
+
+/* Step 3 for one entry: adds its removals to sel; appends its report to rep. */
+static int select_structured(const model *m, const prune_entry *e, const prune_calib *calib, uint64_t seed,
+                             prune_selection *sel, json_t *rep, char *err, size_t errlen)
+{
+    int layers[MODEL_MAX_LAYERS];
+    int nl = entry_layers(m, e, layers);
+    json_t *o = entry_header(e);
+    json_object_set_new(o, "unit", json_string(prune_component_unit(e->component)));
+    json_t *per = json_array();
+    long units_total = 0, removed_total = 0;
+    int clamped = 0;
+
+    if (e->component == PC_LAYER) {
+        unit_score *us = xmalloc((size_t)(nl > 0 ? nl : 1) * sizeof *us);
+        float *scores = xmalloc((size_t)(nl > 0 ? nl : 1) * sizeof *scores);
+        for (int i = 0; i < nl; i++) {
+            float sc;
+            if (prune_score_units(m, PC_LAYER, layers[i], e->criterion, calib, seed, &sc, err, errlen) != 0) {
+                free(us);
+                free(scores);
+                json_decref(o);
+                json_decref(per);
+                return -1;
+            }
+            if (!isfinite(sc)) {
+                pl_err(err, errlen, "%s score of block %d is not finite", prune_criterion_name(e->criterion),
+                       layers[i]);
+                free(us);
+                free(scores);
+                json_decref(o);
+                json_decref(per);
+                return -1;
+            }
+            scores[i] = sc;
+            us[i] = (unit_score){.score = sc, .idx = layers[i]};
+        }
+        long k = round_count(e->rate, nl);
+        int alive = 0;
+        for (int i = 0; i < m->cfg.n_layers; i++) alive += !sel->drop_layer[i];
+        /* blocks of this entry already dropped by another entry count as removed */
+        int already = 0;
+        for (int i = 0; i < nl; i++) already += sel->drop_layer[layers[i]] != 0;
+        long need = k - already;
+        if (need > alive - 1) need = alive - 1, clamped = 1;
+        qsort(us, (size_t)nl, sizeof *us, unit_cmp);
+        for (int i = 0; i < nl && need > 0; i++)
+            if (!sel->drop_layer[us[i].idx]) {
+                sel->drop_layer[us[i].idx] = 1;
+                need--;
+            }
+        for (int i = 0; i < nl; i++) {
+            json_t *l = json_object();
+            json_object_set_new(l, "layer", json_integer(layers[i]));
+            json_object_set_new(l, "score", json_real(isfinite(scores[i]) ? scores[i] : 0.0));
+            json_object_set_new(l, "removed", json_boolean(sel->drop_layer[layers[i]]));
+            removed_total += sel->drop_layer[layers[i]] != 0;
+            json_array_append_new(per, l);
+        }
+        units_total = nl;
+        free(us);
+        free(scores);
+    } else {
+        for (int i = 0; i < nl; i++) {
+            int li = layers[i];
+            int U = prune_component_units(m, e->component, li);
+            if (U <= 0) continue;
+            long k = round_count(e->rate, U);
+            int may_empty = e->component == PC_MLP || e->component == PC_OUT_PROJ;
+            if (!may_empty && k > U - 1) k = U - 1, clamped = 1;
+            if (e->component == PC_CONV1D) {
+                /* taps: the oldest k go, the K - k nearest t stay, whatever the criterion */
+                int keep = U - (int)k;
+                if (sel->keep_taps[li] == 0 || keep < sel->keep_taps[li]) sel->keep_taps[li] = keep;
+            } else if (k > 0) {
+                float *sc = xmalloc((size_t)U * sizeof *sc);
+                if (prune_score_units(m, e->component, li, e->criterion, calib, seed, sc, err, errlen) != 0) {
+                    free(sc);
+                    json_decref(o);
+                    json_decref(per);
+                    return -1;
+                }
+                unit_score *us = xmalloc((size_t)U * sizeof *us);
+                for (int u = 0; u < U; u++) {
+                    if (!isfinite(sc[u])) {
+                        pl_err(err, errlen, "%s score of %s unit %d in layer %d is not finite",
+                               prune_criterion_name(e->criterion), prune_component_name(e->component), u, li);
+                        free(sc);
+                        free(us);
+                        json_decref(o);
+                        json_decref(per);
+                        return -1;
+                    }
+                    us[u] = (unit_score){.score = sc[u], .idx = u};
+                }
+                qsort(us, (size_t)U, sizeof *us, unit_cmp);
+                uint8_t *keep = keep_array(sel, e->component, li, U);
+                for (long r = 0; r < k; r++) keep[us[r].idx] = 0;
+                free(us);
+                free(sc);
+            }
+            json_t *l = json_object();
+            json_object_set_new(l, "layer", json_integer(li));
+            json_object_set_new(l, "units", json_integer(U));
+            json_object_set_new(l, "removed", json_integer(k));
+            json_object_set_new(l, "kept", json_integer(U - k));
+            json_array_append_new(per, l);
+            units_total += U;
+            removed_total += k;
+        }
+    }
+    json_object_set_new(o, "units", json_integer(units_total));
+    json_object_set_new(o, "removed", json_integer(removed_total));
+    json_object_set_new(o, "clamped", json_boolean(clamped));
+    json_object_set_new(o, "layers", per);
+    json_array_append_new(rep, o);
+    return 0;
+}
+
+int prune_apply_spec_report(model *m, const prune_spec *spec, const dataset *ds, char **report, char *err,
+                            size_t errlen)
+{
+    if (report) *report = NULL;
+    for (int i = 0; i < spec->n; i++) {
+        const prune_entry *e = &spec->entries[i];
+        for (int j = 0; j < e->n_layers; j++)
+            if (e->layers[j] < 0 || e->layers[j] >= m->cfg.n_layers)
+                return pl_err(err, errlen, "prune[%d].layers[%d]: layer %d is out of range (the model has %d layers)",
+                              i, j, e->layers[j], m->cfg.n_layers);
+    }
+    prune_calib *calib = NULL;
+    int rc = -1, any_structured = 0, shrink = 0;
+    for (int i = 0; i < spec->n; i++) {
+        if (spec->entries[i].granularity == PG_STRUCTURED) {
+            any_structured = 1;
+            shrink |= spec->entries[i].apply == PA_SHRINK;
+        }
+        if (!calib && needs_calib(spec->entries[i].criterion) &&
+            !(spec->entries[i].granularity == PG_STRUCTURED && spec->entries[i].component == PC_CONV1D)) {
+            if (!ds)
+                return pl_err(err, errlen, "prune[%d].criterion: %s needs calibration data (give a dataset)", i,
+                              prune_criterion_name(spec->entries[i].criterion));
+            char e2[PL_ERRLEN];
+            calib = prune_calib_collect(m, ds, spec->calib_samples, spec->seed, e2, sizeof e2);
+            if (!calib) return pl_err(err, errlen, "calibration on %s: %s", ds->name, e2);
+        }
+    }
+    json_t *rep = json_array();
+    prune_selection sel;
+    prune_selection_init(&sel);
+
+    for (int i = 0; i < spec->n; i++) {
+        const prune_entry *e = &spec->entries[i];
+        if (e->granularity != PG_UNSTRUCTURED) continue;
+        char e2[PL_ERRLEN];
+        if (apply_unstructured(m, e, calib, spec->seed, rep, e2, sizeof e2) != 0) {
+            pl_err(err, errlen, "prune[%d] (%s): %s", i, prune_component_name(e->component), e2);
+            goto done;
+        }
+        json_object_set_new(json_array_get(rep, json_array_size(rep) - 1), "entry", json_integer(i));
+    }
+    for (int i = 0; i < spec->n; i++) {
+        const prune_entry *e = &spec->entries[i];
+        if (e->granularity != PG_STRUCTURED) continue;
+        char e2[PL_ERRLEN];
+        if (select_structured(m, e, calib, spec->seed, &sel, rep, e2, sizeof e2) != 0) {
+            pl_err(err, errlen, "prune[%d] (%s): %s", i, prune_component_name(e->component), e2);
+            goto done;
+        }
+        json_object_set_new(json_array_get(rep, json_array_size(rep) - 1), "entry", json_integer(i));
+    }
+    if (any_structured) {
+        if (shrink) {
+            model dst;
+            char e2[PL_ERRLEN];
+            if (prune_shrink(m, &sel, &dst, e2, sizeof e2) != 0) {
+                model_free(&dst);
+                pl_err(err, errlen, "shrinking: %s", e2);
+                goto done;
+            }
+            model_free(m);
+            *m = dst;
+        } else {
+            prune_selection_to_mask(m, &sel);
+        }
+    }
+    if (report) *report = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(8));
+    rc = 0;
+done:
+    json_decref(rep);
+    prune_selection_free(&sel);
+    prune_calib_free(calib);
+    return rc;
+}
+
+int prune_apply_spec(model *m, const prune_spec *spec, const dataset *ds, char *err, size_t errlen)
+{
+    return prune_apply_spec_report(m, spec, ds, NULL, err, errlen);
+}
