@@ -6,38 +6,11 @@
 # Needs PRUNELAB_BIN (the built binary) and jq.
 set -u
 
-BIN=${PRUNELAB_BIN:-./prunelab}
-if [ ! -x "$BIN" ]; then echo "test_cli: PRUNELAB_BIN=$BIN is not an executable" >&2; exit 1; fi
-command -v jq >/dev/null || { echo "test_cli: jq is required (apt-get install jq)" >&2; exit 1; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-cli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+NAME=test_cli
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 DS="synthetic:n=512,classes=4"
 T=2
-FAILS=0
-PASSES=0
-
-ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
-bad() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
-check() { # check DESCRIPTION COMMAND...
-    local d=$1; shift
-    if "$@"; then ok "$d"; else bad "$d"; fi
-}
-jqcheck() { # jqcheck DESCRIPTION JQ-ARGS... (jq -e, output discarded)
-    local d=$1; shift
-    if jq -e "$@" >/dev/null; then ok "$d"; else bad "$d"; fi
-}
-# run a command that must fail (non-zero) and print a message matching a pattern on stderr
-must_fail() { # must_fail DESCRIPTION PATTERN COMMAND...
-    local d=$1 pat=$2; shift 2
-    if "$@" >"$TMP/out" 2>"$TMP/err"; then
-        bad "$d (exit 0)"
-    elif ! grep -Eq -- "$pat" "$TMP/err"; then
-        bad "$d (stderr lacks /$pat/: $(head -c 300 "$TMP/err"))"
-    else
-        ok "$d"
-    fi
-}
 
 # --- help -----------------------------------------------------------------------------------
 check "prunelab --help exits 0" "$BIN" --help >/dev/null
@@ -138,5 +111,4 @@ must_fail "inspect needs a file" "missing" "$BIN" inspect
 jqcheck "bench JSON" '.train_samples_per_s > 0 and .infer_samples_per_s > 0 and .flops_per_sample > 0
     and .sgemm_gflops > 0 and has("train_roofline") and (.blas_kernel | length) > 0' "$TMP/bench.json"
 
-echo "$PASSES passed, $FAILS failed"
-[ "$FAILS" -eq 0 ]
+finish

@@ -9,37 +9,11 @@
 # Needs PRUNELAB_BIN (the built binary) and jq; PRUNELAB_SRCDIR is accepted for symmetry.
 set -u
 
-BIN=${PRUNELAB_BIN:-./prunelab}
-if [ ! -x "$BIN" ]; then echo "test_prune_cli: PRUNELAB_BIN=$BIN is not an executable" >&2; exit 1; fi
-command -v jq >/dev/null || { echo "test_prune_cli: jq is required (apt-get install jq)" >&2; exit 1; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-prune-cli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+NAME=test_prune_cli
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 DS="synthetic:n=256,classes=4"
 T=2
-FAILS=0
-PASSES=0
-
-ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
-bad() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
-check() { # check DESCRIPTION COMMAND...
-    local d=$1; shift
-    if "$@"; then ok "$d"; else bad "$d"; fi
-}
-jqcheck() { # jqcheck DESCRIPTION JQ-ARGS... (jq -e, output discarded)
-    local d=$1; shift
-    if jq -e "$@" >/dev/null; then ok "$d"; else bad "$d"; fi
-}
-must_fail() { # must_fail DESCRIPTION PATTERN COMMAND...
-    local d=$1 pat=$2; shift 2
-    if "$@" >"$TMP/out" 2>"$TMP/err"; then
-        bad "$d (exit 0)"
-    elif ! grep -Eq -- "$pat" "$TMP/err"; then
-        bad "$d (stderr lacks /$pat/: $(head -c 300 "$TMP/err"))"
-    else
-        ok "$d"
-    fi
-}
 
 for c in components prune; do
     if "$BIN" "$c" --help >"$TMP/help" 2>&1 && grep -q "usage: prunelab $c" "$TMP/help"; then
@@ -181,5 +155,4 @@ must_fail "missing spec file" 'cannot read spec' \
     "$BIN" prune --model "$M" --spec "$TMP/none.json" --out "$TMP/x.safetensors"
 check "refused runs wrote nothing" test ! -e "$TMP/x.safetensors"
 
-echo "$PASSES passed, $FAILS failed"
-[ "$FAILS" -eq 0 ]
+finish
