@@ -74,5 +74,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_components(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_rsst(int argc, char **argv);
+int cmd_lite(int argc, char **argv);
+int cmd_cell(int argc, char **argv);
 
 #endif

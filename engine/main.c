@@ -22,6 +22,9 @@ static const command commands[] = {
     {"bench", cmd_bench, "training / inference throughput and the GEMM roofline"},
     {"components", cmd_components, "list the prunable components of a model with their share of params (JSON)"},
     {"prune", cmd_prune, "prune a model as a JSON spec says; writes the model, masks and a JSON report"},
+    {"rsst", cmd_rsst, "regularised (RSST) and iterative (IMP) pruning with rewind and refill"},
+    {"lite", cmd_lite, "build a smaller model with target dims from a trained one, then fine-tune"},
+    {"cell", cmd_cell, "run one experiment cell: JSON spec on stdin, JSON lines on stdout"},
 };
 
 static void usage(FILE *f)

@@ -326,7 +326,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
     long n_since = 0;
     int rc = 0;
     float lr = 0.0f;
-    double gnorm = 0.0;
+    double gnorm = 0.0, penalty = 0.0;
 
     while (st.epoch < cfg->epochs && st.step < total) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
@@ -346,6 +346,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
             const float *logits = model_acts_logits(a); // logits (Bb, V)
             for (int i = 0; i < Bb; i++) ep_correct += argmax(logits + (size_t)i * V, V) == y[i];
             model_backward(m, a, y, Bb);
+            if (cfg->penalty) penalty = cfg->penalty(m, st.step, total, cfg->penalty_user);
             if (m->mask) model_apply_mask(m); /* masked weights get no gradient (and no norm share) */
             gnorm = optim_clip(m->grads, m->n_params, oc.clip);
             lr = optim_step(&o, m);
@@ -368,6 +369,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
                 p.loss = (float)(loss_since / n_since);
                 p.lr = lr;
                 p.grad_norm = gnorm;
+                p.penalty = penalty;
                 p.samples_per_s = samples_since / (now - t_report);
                 p.test_loss = p.test_acc = -1.0f;
                 cfg->progress(&p, cfg->progress_user);
@@ -408,6 +410,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
             p.loss = n_since ? (float)(loss_since / n_since) : res->train_loss;
             p.lr = lr;
             p.grad_norm = gnorm;
+            p.penalty = penalty;
             p.samples_per_s = now > t_report ? samples_since / (now - t_report) : 0.0;
             p.epoch_end = 1;
             p.train_loss = res->train_loss;

@@ -2,7 +2,8 @@
  *
  * train_run: shuffled mini-batches (pl_rng seeded with cfg.seed; the permutation is rebuilt
  * from the identity every epoch, so a run is a pure function of the seed), forward / backward
- * / clip / optimizer step, progress through a callback, a checkpoint after every epoch.
+ * / optional penalty hook / clip / optimizer step, progress through a callback, a checkpoint
+ * after every epoch.
  *
  * A training checkpoint is two files:
  *   CKPT              the model, an ordinary checkpoint (model_save): every tool can read it;
@@ -38,9 +39,18 @@ typedef struct {
     float train_acc;        /* (epoch end) training accuracy over the epoch (on the fly) */
     float test_loss;        /* (epoch end) test loss, or -1 without a test set */
     float test_acc;         /* (epoch end) test accuracy, or -1 without a test set */
+    double penalty;         /* value of the penalty hook at the last step (0 without one) */
 } train_progress;
 
 typedef void (*train_progress_fn)(const train_progress *p, void *user);
+
+/* Optional extra loss term (e.g. RSST's lambda(t) * sum w^2 over chosen weights). Called once per
+ * optimizer step, after model_backward and before the mask is applied to the gradients and
+ * before clipping, with the 0-based global step being taken and the run's total steps. It adds
+ * the term's gradient into m->grads (masked weights lose it with the mask) and returns the
+ * term's value, reported as train_progress.penalty; the reported loss stays the task loss.
+ * It may read m->params (the weights after `step` steps) but must not change them. */
+typedef double (*train_penalty_fn)(model *m, long step, long total_steps, void *user);
 
 /* Prints one human line per report to stderr (the default reporter). */
 void train_progress_stderr(const train_progress *p, void *user);
@@ -59,6 +69,8 @@ typedef struct {
     double report_every_s;  /* seconds between progress reports (<= 0: 5 s) */
     train_progress_fn progress; /* NULL = silent */
     void *progress_user;
+    train_penalty_fn penalty;   /* NULL = task loss only */
+    void *penalty_user;
 } train_config;
 
 void train_config_default(train_config *c); /* epochs 10, batch 64, AdamW defaults, auto warmup */

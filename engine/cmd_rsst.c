@@ -1,0 +1,138 @@
+/* cmd_rsst.c — `prunelab rsst`: load a checkpoint, run RSST / IMP rounds as an rsst spec says
+ * (rsst.h), write the pruned (possibly shrunk) checkpoint and its mask file, and print one JSON
+ * report on stdout: the rsst result (base / final test accuracy, params, flops, the per-round
+ * "series") plus the spec, paths and the final sparsity (prune_sparsity_json).
+ * Training (calibration, regularisation, fine-tuning) uses the dataset's train split, the
+ * evaluations its test split. Progress goes to stderr, one line per report, unless --quiet. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "cli.h"
+#include "data.h"
+#include "model.h"
+#include "prune.h"
+#include "rsst.h"
+#include "train.h"
+#include "util.h"
+
+static void progress_stderr(const rsst_progress *p, void *user)
+{
+    (void)user;
+    if (strcmp(p->phase, "regularise") == 0 && p->phase_fraction > 0.0 && p->phase_fraction < 1.0)
+        fprintf(stderr, "round %d/%d  regularise %5.1f%%  loss %.4f  lambda %.3g  penalty %.4g  [%.1f%% of run]\n",
+                p->round, p->rounds, 100.0 * p->phase_fraction, p->loss, p->lambda, p->penalty, 100.0 * p->fraction);
+    else if (strcmp(p->phase, "finetune") == 0 && p->phase_fraction > 0.0 && p->phase_fraction < 1.0)
+        fprintf(stderr, "round %d/%d  finetune %5.1f%%  loss %.4f  [%.1f%% of run]\n", p->round, p->rounds,
+                100.0 * p->phase_fraction, p->loss, 100.0 * p->fraction);
+    else if (p->phase_fraction == 0.0)
+        fprintf(stderr, "round %d/%d  %s ...\n", p->round, p->rounds, p->phase);
+    fflush(stderr);
+}
+
+int cmd_rsst(int argc, char **argv)
+{
+    const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
+    const char *dataset_name = NULL, *data_dir = NULL;
+    int threads = 0, batch = 256, quiet = 0;
+    cli_opt opts[] = {
+        {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
+        {"--spec", CLI_STRING, &spec_path, "S.json", "rsst spec (JSON, see rsst.h)", 0, 0, NULL, 0},
+        {"--dataset", CLI_STRING, &dataset_name, "NAME", "training (train split) and evaluation (test split) data",
+         0, 0, NULL, 0},
+        {"--out", CLI_STRING, &out, "M2", "pruned checkpoint to write", 0, 0, NULL, 0},
+        {"--masks-out", CLI_STRING, &masks_out, "K.safetensors", "write the mask (U8, one tensor per masked parameter)",
+         0, 0, NULL, 0},
+        {"--masks", CLI_STRING, &masks_in, "K.safetensors", "apply this mask file first", 0, 0, NULL, 0},
+        {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
+        {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
+        {"--quiet", CLI_FLAG, &quiet, NULL, "no progress lines on stderr", 0, 0, NULL, 0},
+    };
+    cli_spec s = {
+        .cmd = "rsst",
+        .usage = "prunelab rsst --model M --spec S.json --dataset NAME --out M2 [--masks-out K] [--threads T] "
+                 "[--data-dir DIR]",
+        .summary = "RSST / iterative pruning: per round, pick what to remove by criterion, train with\n"
+                   "lambda(t) * sum w^2 on exactly those weights, remove them, optionally refill / rewind,\n"
+                   "fine-tune with the masks fixed. Spec: {\"prune\": [...], \"rsst\": {\"reg_steps\",\n"
+                   "\"lambda_max\", \"power\", \"lr\"}, \"rounds\", \"rewind\": \"none\"|\"init\"|{\"step\": k},\n"
+                   "\"refill\": {\"fillback_rate\", \"apply\"}, \"finetune\": {\"steps\", \"lr\"},\n"
+                   "\"calibration\": {\"samples\"}, \"batch\", \"seed\"}. Prints a JSON report with a per-round series.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+    };
+    cli_parse(&s, argc, argv, NULL);
+    cli_require(&s, "--model");
+    cli_require(&s, "--spec");
+    cli_require(&s, "--dataset");
+    cli_require(&s, "--out");
+    cli_set_threads(threads);
+    char err[PL_ERRLEN];
+    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+
+    model m;
+    cli_load_model(&s, &m, model_path, dataset_name);
+    if (!prune_is_mamba_model(&m))
+        cli_fail(&s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", model_path);
+    if (masks_in && prune_mask_load(&m, masks_in, err, sizeof err) != 0)
+        cli_fail(&s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
+
+    size_t len;
+    char *text = (char *)pl_read_file(spec_path, &len, err, sizeof err);
+    if (!text) cli_fail(&s, NULL, "cannot read spec %s: %s", spec_path, err);
+    rsst_spec spec;
+    if (rsst_spec_parse(text, &m, &spec, err, sizeof err) != 0)
+        cli_fail(&s, "see 'prunelab rsst --help' and 'prunelab components --model M' for names", "spec %s: %s",
+                 spec_path, err);
+    free(text);
+
+    dataset train, test;
+    cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
+    cli_load_dataset(&s, &test, dataset_name, data_dir, "test");
+    if (train_check_compat(&m, &test, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+
+    rsst_options ro = {.progress = quiet ? NULL : progress_stderr, .report_every_s = 5.0, .eval_batch = batch};
+    rsst_result res;
+    if (rsst_run(&m, &spec, &train, &test, &ro, &res, err, sizeof err) != 0) cli_fail(&s, NULL, "rsst: %s", err);
+
+    if (model_save(&m, out, err, sizeof err) != 0)
+        cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", out, err);
+    if (masks_out && prune_mask_save(&m, masks_out, err, sizeof err) != 0)
+        cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", masks_out, err);
+
+    char *rt = rsst_result_json(&res);
+    json_error_t je;
+    json_t *rep = json_loads(rt, 0, &je);
+    free(rt);
+    if (!rep) rep = json_object();
+    json_object_set_new(rep, "model", json_string(model_path));
+    json_object_set_new(rep, "out", json_string(out));
+    json_object_set_new(rep, "spec", json_string(spec_path));
+    json_object_set_new(rep, "dataset", json_string(train.name));
+    if (masks_out) json_object_set_new(rep, "masks_out", json_string(masks_out));
+    json_object_set_new(rep, "rounds", json_integer(spec.rounds));
+    json_t *dims = json_array();
+    for (int i = 0; i < m.cfg.n_layers; i++) {
+        const layer_dims *ld = &m.cfg.layers[i];
+        json_array_append_new(dims, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "orig_index", m.cfg.orig_index[i], "E",
+                                              ld->E, "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
+    }
+    json_object_set_new(rep, "layers_after", dims);
+    char *sp = prune_sparsity_json(&m);
+    json_t *spj = json_loads(sp, 0, &je);
+    free(sp);
+    json_object_set_new(rep, "sparsity", spj ? spj : json_null());
+    char *o = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    printf("%s\n", o);
+    free(o);
+    json_decref(rep);
+    rsst_result_free(&res);
+    rsst_spec_free(&spec);
+    dataset_free(&train);
+    dataset_free(&test);
+    model_free(&m);
+    return 0;
+}
