@@ -199,7 +199,17 @@ int prune_mask_load(model *m, const char *path, char *err, size_t errlen);
  * zeros agree with counting zero weights in m->params. */
 char *prune_sparsity_json(const model *m);
 
-/* The notes' checklist under our names. */
+/* The notes' checklist under our names:
+ *   is_mamba_model()            prune_is_mamba_model (our tensor names and consistent shapes)
+ *   get_prunable_layers()       prune_component_slices / prune_component_units per layer
+ *                               (`prunelab components`)
+ *   prune_mamba_unstructured()  prune_unstructured
+ *   prune_mamba_structured()    prune_score_units + prune_selection_* + prune_shrink, one unit
+ *                               type per component (prune_apply_spec does the whole spec)
+ *   extract_mask_mamba()        prune_mask_save (model->mask to a U8 file)
+ *   apply_mask_mamba()          prune_mask_load / model_apply_mask
+ *   check_sparsity_mamba()      prune_sparsity_json
+ * Returns 1 when m has our tensor names with consistent shapes, else 0. */
 int prune_is_mamba_model(const model *m);
 
 #endif
