@@ -11,7 +11,8 @@
 # Every number comes from `prunelab prune` (its JSON report) and `prunelab eval` (samples/s of the
 # realised model, median of EVALS runs, batch 64). Raw JSON goes to $OUT.
 #
-# Usage: bench/prune_grid.sh [MODEL] [SECTIONS]   e.g. bench/prune_grid.sh var/models/fm-small.safetensors "1 2 3 4"
+# Usage: bench/prune_grid.sh [MODEL] [SECTIONS]   e.g. bench/prune_grid.sh var/models/fm-small.safetensors "3 4 1 2"
+# (sections run in the order given)
 # Environment: FT_STEPS (default 300), FT_LR (5e-4), THREADS (2), EVALS (3), OUT (var/bench/prune_grid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ speed() { # samples/s of a model file, median of EVALS evals at batch 64
 # run_prune NAME SPEC_JSON -> writes $OUT/NAME.json (report) and $OUT/NAME.safetensors
 run_prune() {
     printf '%s\n' "$2" >"$OUT/$1.spec.json"
-    "$BIN" prune --model "$MODEL" --spec "$OUT/$1.spec.json" --dataset "$DS" --threads "$THREADS" --quiet \
+    "$BIN" prune --model "$MODEL" --spec "$OUT/$1.spec.json" --dataset "$DS" --threads "$THREADS" --quiet --no-eval-before \
         --out "$OUT/$1.safetensors" >"$OUT/$1.json"
 }
 pts() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f", 100 * (a - b)}'; }
@@ -53,7 +54,7 @@ printf 'fine-tune: %s steps, lr %s, batch 64; accuracy change in points (pruned 
 comps=(linear_out mlp linear_gate linear_in conv1d linear_B_C)
 rates=(0.3 0.5 0.7 0.9)
 
-if [[ " $SECTIONS " == *" 1 "* ]]; then
+section1() {
     printf '### 1. Single-component ablation (unstructured, magnitude, layer-wise)\n\n'
     printf '| component |'; for r in "${rates[@]}"; do printf ' %s |' "$r"; done; printf '\n|---|'
     for _ in "${rates[@]}"; do printf -- '---|'; done; printf '\n'
@@ -68,9 +69,9 @@ if [[ " $SECTIONS " == *" 1 "* ]]; then
         printf '\n'
     done
     printf '\n'
-fi
+}
 
-if [[ " $SECTIONS " == *" 2 "* ]]; then
+section2() {
     nl=$(jq '.layers | length' <<<"$("$BIN" inspect "$MODEL")")
     printf '### 2. Per-layer sensitivity at 0.7 (unstructured, magnitude)\n\n'
     printf '| layer |'; for c in "${comps[@]}"; do printf ' %s |' "$c"; done; printf '\n|---|'
@@ -86,9 +87,9 @@ if [[ " $SECTIONS " == *" 2 "* ]]; then
         printf '\n'
     done
     printf '\n'
-fi
+}
 
-if [[ " $SECTIONS " == *" 3 "* ]]; then
+section3() {
     printf '### 3. Structured reductions alone (physically shrunk)\n\n'
     printf '| reduction | spec | params | speed-up | notes expect | accuracy (pruned / fine-tuned) |\n|---|---|---|---|---|---|\n'
     while IFS='|' read -r name comp rate expect; do
@@ -107,9 +108,9 @@ MLP 70% neurons|mlp|0.7|~-40% FLOPs, <1% drop
 one block removed|layer|0.25|(24 -> 16 layers in stage 3)
 ROWS
     printf '\n'
-fi
+}
 
-if [[ " $SECTIONS " == *" 4 "* ]]; then
+section4() {
     printf '### 4. Stage 2: the notes hybrid spec\n\n'
     spec=$(jq -c --argjson steps "$FT_STEPS" --argjson lr "$FT_LR" '.finetune = {steps: $steps, lr: $lr}' \
         bench/specs/stage2_hybrid.json)
@@ -122,4 +123,6 @@ if [[ " $SECTIONS " == *" 4 "* ]]; then
         "$(awk -v a="$s" -v b="$base_speed" 'BEGIN{print a/b}')" \
         "$(pts "$(jq -r .test.pruned.accuracy "$OUT/stage2.json")" "$base_acc")" \
         "$(pts "$(jq -r .test.finetuned.accuracy "$OUT/stage2.json")" "$base_acc")"
-fi
+}
+
+for sec in $SECTIONS; do "section$sec"; done

@@ -41,7 +41,7 @@ int cmd_prune(int argc, char **argv)
 {
     const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
     const char *dataset_name = NULL, *data_dir = NULL;
-    int threads = 0, batch = 256, ft_batch = 64, quiet = 0;
+    int threads = 0, batch = 256, ft_batch = 64, quiet = 0, skip_before = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
         {"--spec", CLI_STRING, &spec_path, "S.json", "pruning spec (JSON, see prune.h)", 0, 0, NULL, 0},
@@ -56,6 +56,8 @@ int cmd_prune(int argc, char **argv)
         {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
         {"--finetune-batch", CLI_INT, &ft_batch, "B", "fine-tuning batch size (default 64)", 1, 65536, NULL, 0},
         {"--quiet", CLI_FLAG, &quiet, NULL, "no fine-tuning progress lines", 0, 0, NULL, 0},
+        {"--no-eval-before", CLI_FLAG, &skip_before, NULL, "do not evaluate the model before pruning (grids)", 0, 0,
+         NULL, 0},
     };
     cli_spec s = {
         .cmd = "prune",
@@ -117,7 +119,7 @@ int cmd_prune(int argc, char **argv)
     json_object_set_new(rep, "nonzero_before", json_integer((json_int_t)count_nonzero(&m)));
     json_object_set_new(rep, "flops_per_sample_before", json_real(model_flops_per_sample(&m.cfg)));
     json_t *acc = json_object();
-    if (have_data) json_object_set_new(acc, "before", eval_json(&s, &m, &test, batch));
+    if (have_data && !skip_before) json_object_set_new(acc, "before", eval_json(&s, &m, &test, batch));
 
     char *entries = NULL;
     if (prune_apply_spec_report(&m, &spec, have_train ? &train : NULL, &entries, err, sizeof err) != 0)
