@@ -36,11 +36,13 @@ int cmd_bench(int argc, char **argv)
 {
     int preset = 1, batch = 64, threads = 0, as_json = 0, steps = 10, warmup = 3;
     uint64_t seed = 1;
-    const char *dataset_name = NULL;
+    const char *dataset_name = NULL, *model_path = NULL;
     cli_opt opts[] = {
         {"--preset", CLI_CHOICE, &preset, NULL, "model preset (default small)", 0, 0, "tiny|small|base", 0},
         {"--batch", CLI_INT, &batch, "B", "batch size (default 64)", 1, 65536, NULL, 0},
         {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
+        {"--model", CLI_STRING, &model_path, "M", "measure this checkpoint instead of a preset (e.g. a pruned model)", 0,
+         0, NULL, 0},
         {"--dataset", CLI_STRING, &dataset_name, "NAME", "image shape and classes of this dataset (default 1x28x28, 10)",
          0, 0, NULL, 0},
         {"--steps", CLI_INT, &steps, "N", "timed steps, the median is reported (default 10)", 1, 100000, NULL, 0},
@@ -50,7 +52,7 @@ int cmd_bench(int argc, char **argv)
     };
     cli_spec s = {
         .cmd = "bench",
-        .usage = "prunelab bench --preset tiny|small|base --batch B --threads T [--dataset NAME] [--steps N] [--json]",
+        .usage = "prunelab bench (--preset tiny|small|base | --model M) --batch B --threads T [--dataset NAME] [--steps N] [--json]",
         .summary = "Measure training and inference samples/s (median over timed steps after warmup) on random\n"
                    "input, the model's FLOPs per sample, achieved GFLOP/s, sgemm GFLOP/s and the roofline ratio.",
         .opts = opts,
@@ -65,12 +67,18 @@ int cmd_bench(int argc, char **argv)
     if (dataset_name && dataset_shape(dataset_name, &C, &H, &W, &classes) != 0)
         cli_fail(&s, "datasets: fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]", "unknown dataset '%s'",
                  dataset_name);
-    model_hparams hp;
-    model_preset(presets[preset], &hp);
-    model_config cfg;
-    if (model_config_from_hparams(&cfg, &hp, C, H, W, classes, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     model m;
-    if (model_create(&m, &cfg, seed, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    if (model_path) {
+        cli_load_model(&s, &m, model_path, dataset_name);
+        C = m.cfg.C, H = m.cfg.H, W = m.cfg.W, classes = m.cfg.classes;
+    } else {
+        model_hparams hp;
+        model_preset(presets[preset], &hp);
+        model_config cfg;
+        if (model_config_from_hparams(&cfg, &hp, C, H, W, classes, err, sizeof err) != 0)
+            cli_fail(&s, NULL, "%s", err);
+        if (model_create(&m, &cfg, seed, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+    }
     model_alloc_grads(&m);
 
     size_t img = (size_t)C * H * W;
@@ -110,7 +118,7 @@ int cmd_bench(int argc, char **argv)
     double infer_s = median(t, steps);
     model_acts_free(ai);
 
-    double flops = model_flops_per_sample(&cfg);
+    double flops = model_flops_per_sample(&m.cfg);
     double train_sps = batch / train_s, infer_sps = batch / infer_s;
     double train_gflops = 3.0 * flops * train_sps * 1e-9, infer_gflops = flops * infer_sps * 1e-9;
     double sgemm = blas_sgemm_gflops(0);
@@ -118,7 +126,8 @@ int cmd_bench(int argc, char **argv)
 
     if (as_json) {
         json_t *j = json_object();
-        json_object_set_new(j, "preset", json_string(presets[preset]));
+        json_object_set_new(j, "preset", model_path ? json_null() : json_string(presets[preset]));
+        if (model_path) json_object_set_new(j, "model", json_string(model_path));
         json_object_set_new(j, "image", json_pack("[iii]", C, H, W));
         json_object_set_new(j, "classes", json_integer(classes));
         json_object_set_new(j, "batch", json_integer(batch));

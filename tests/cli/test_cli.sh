@@ -110,5 +110,10 @@ must_fail "inspect needs a file" "missing" "$BIN" inspect
 "$BIN" bench --preset tiny --batch 8 --threads 1 --steps 2 --warmup-steps 1 --json >"$TMP/bench.json"
 jqcheck "bench JSON" '.train_samples_per_s > 0 and .infer_samples_per_s > 0 and .flops_per_sample > 0
     and .sgemm_gflops > 0 and has("train_roofline") and (.blas_kernel | length) > 0' "$TMP/bench.json"
+"$BIN" bench --model "$TMP/m2.safetensors" --batch 8 --threads 1 --steps 2 --warmup-steps 1 --json >"$TMP/benchm.json"
+jqcheck "bench --model measures that checkpoint" --slurpfile i "$TMP/inspect.json" \
+    '.model != null and .preset == null and .params == $i[0].params and .infer_samples_per_s > 0' "$TMP/benchm.json"
+must_fail "bench --model refuses a missing file" "cannot open|No such file" \
+    "$BIN" bench --model "$TMP/none.safetensors" --batch 8 --threads 1 --steps 1 --json
 
 finish
