@@ -1,25 +1,34 @@
-/* main.c — prunelabd: configuration, data directory, HTTP routes, signals.
+/* main.c — prunelabd: configuration, data directory, store, scheduler, HTTP routes, signals,
+ * and the `prunelabd user add|list|revoke` commands.
  *
  * Start-up: config (defaults < --config file < flags) -> DATA_DIR, DATA_DIR/models and
  * DATA_DIR/tmp created -> DATA_DIR/prunelabd.lock taken (one daemon per data directory: it is
- * the only writer of the database) -> stale upload temp files removed -> HTTP started ->
- * DATA_DIR/prunelabd.port written -> "prunelabd listening on http://HOST:PORT/" on stdout.
- * SIGTERM / SIGINT: stop accepting, shut the services down, give requests in flight up to
- * DRAIN_S seconds, close connections, exit 0.
+ * the only daemon writing the database) -> stale upload temp files removed -> the store opened
+ * at DATA_DIR/prunelab.db (migrations applied) -> the scheduler started (it first requeues the
+ * cells a dead daemon left running) -> HTTP started -> DATA_DIR/prunelabd.port written ->
+ * "prunelabd listening on http://HOST:PORT/" on stdout.
+ * SIGTERM / SIGINT: stop accepting, stop the scheduler (running cells get cfg.grace_s seconds to
+ * finish, then are terminated and released back to the queue), give requests in flight up to
+ * DRAIN_S seconds, close connections, close the store, exit 0.
  *
- * Extension points. `struct daemon` is the application state every handler receives; the
- * store, the scheduler and the executor join it, are opened in daemon_open, stopped (with the
- * scheduler's grace period) in daemon_shutdown and freed in daemon_close. `routes[]` is the
- * whole API surface; /api/v1/openapi.json is generated from it.
+ * Migrations directory (sql_dir_find), first that holds 001_init.sql:
+ *   1. $PRUNELAB_SQL_DIR (environment);
+ *   2. the source tree beside the binary: DIR/sql, where DIR is the directory of
+ *      /proc/self/exe (else of argv[0]) — a build in the source tree;
+ *   3. DIR/../share/prunelab — an installed prefix moved as a whole;
+ *   4. PRUNELAB_SQL_DIR, the compile-time install directory (pkgdatadir).
  *
- * Routes answered so far: /healthz, /metrics, /api/v1/openapi.json. POST /api/v1/jobs parses
- * its body strictly (400 bad_json with the position, 413 over body_max) and answers 501
- * not_implemented for valid JSON; GET /api/v1/models/{name} answers 501; PUT
- * /api/v1/models/{name} streams its body (up to upload_max) to DATA_DIR/tmp and answers 501,
- * the temp file being removed. They become real when the store and the scheduler land.
+ * State. `struct daemon` is the application state every handler receives: its FIRST member is
+ * the api_ctx of the REST handlers (api.h), so handlers of either kind cast the same app
+ * pointer. The route table is this file's routes (healthz, metrics, openapi) followed by the
+ * API's rows (api_routes, api.h); /api/v1/openapi.json is generated from it.
+ *
+ * The user commands open the store directly (WAL and the busy timeout make that safe while a
+ * daemon runs on the same data directory).
  *
  * Signals are blocked in every thread and taken synchronously by the main thread
- * (sigwaitinfo), so no handler code runs in signal context. */
+ * (sigwaitinfo), so no handler code runs in signal context. SIGCHLD keeps its default
+ * disposition (the executor needs exit statuses). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,19 +43,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "http.h"
+#include "scheduler.h"
+#include "store.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.0.0"
 #endif
 
 #define ERRLEN 512
+#ifndef PRUNELAB_SQL_DIR
+#define PRUNELAB_SQL_DIR "/usr/local/share/prunelab"
+#endif
 #define DRAIN_S 5.0 /* on SIGTERM, seconds given to requests in flight before connections close */
 
 struct daemon {
+    api_ctx api;             /* FIRST: the REST handlers cast the app pointer to api_ctx */
     pl_config cfg;
     http_server *http;
+    store *st;               /* DATA_DIR/prunelab.db */
+    scheduler *sched;
+    char *sql_dir;           /* migrations */
+    http_route *routes;      /* this file's routes + api_routes() */
+    size_t n_routes;
     double started;          /* monotonic seconds */
     char *models_dir;        /* DATA_DIR/models */
     char *tmp_dir;           /* DATA_DIR/tmp: upload temp files */
@@ -78,6 +99,56 @@ static int handle_healthz(http_request *req, void *app) {
                                      (json_int_t)(now_s() - d->started)));
 }
 
+/* Queue and cell gauges from the store, counters from the scheduler. Returns 0, or -1 when
+ * writing to f failed; a store error becomes a comment line (the endpoint stays up). */
+static int metrics_service_write(struct daemon *d, FILE *f) {
+    store_metrics m;
+    char err[ERRLEN];
+    if (d->st && store_metrics_get(d->st, &m, err, sizeof err) == STORE_OK) {
+        fprintf(f,
+                "# HELP prunelabd_queue_depth Cells waiting to run.\n"
+                "# TYPE prunelabd_queue_depth gauge\nprunelabd_queue_depth %lld\n",
+                (long long)m.cells[STORE_STATE_QUEUED]);
+        fprintf(f, "# HELP prunelabd_cells Cells in the database per state.\n"
+                   "# TYPE prunelabd_cells gauge\n");
+        for (int i = 0; i < STORE_STATE_COUNT; i++)
+            fprintf(f, "prunelabd_cells{state=\"%s\"} %lld\n", store_state_name((store_state)i),
+                    (long long)m.cells[i]);
+        fprintf(f, "# HELP prunelabd_cells_done Cells finished with a result.\n"
+                   "# TYPE prunelabd_cells_done gauge\nprunelabd_cells_done %lld\n"
+                   "# HELP prunelabd_cells_failed Cells failed after their last attempt.\n"
+                   "# TYPE prunelabd_cells_failed gauge\nprunelabd_cells_failed %lld\n",
+                (long long)m.cells[STORE_STATE_DONE], (long long)m.cells[STORE_STATE_FAILED]);
+        fprintf(f, "# HELP prunelabd_jobs Jobs in the database per state.\n"
+                   "# TYPE prunelabd_jobs gauge\n");
+        for (int i = 0; i < STORE_STATE_COUNT; i++)
+            fprintf(f, "prunelabd_jobs{state=\"%s\"} %lld\n", store_state_name((store_state)i),
+                    (long long)m.jobs[i]);
+        fprintf(f,
+                "# HELP prunelabd_users Registered users.\n# TYPE prunelabd_users gauge\n"
+                "prunelabd_users %lld\n"
+                "# HELP prunelabd_models Registered models.\n# TYPE prunelabd_models gauge\n"
+                "prunelabd_models %lld\n",
+                (long long)m.users, (long long)m.models);
+    } else {
+        fprintf(f, "# store metrics unavailable\n");
+    }
+    scheduler_stats_t ss;
+    if (scheduler_stats(d->sched, &ss) == 0)
+        fprintf(f,
+                "# HELP prunelabd_cells_running Cell processes running now.\n"
+                "# TYPE prunelabd_cells_running gauge\nprunelabd_cells_running %d\n"
+                "# HELP prunelabd_cell_attempts_total Cell attempts since start, by outcome.\n"
+                "# TYPE prunelabd_cell_attempts_total counter\n"
+                "prunelabd_cell_attempts_total{outcome=\"started\"} %lld\n"
+                "prunelabd_cell_attempts_total{outcome=\"done\"} %lld\n"
+                "prunelabd_cell_attempts_total{outcome=\"failed\"} %lld\n"
+                "prunelabd_cell_attempts_total{outcome=\"released\"} %lld\n",
+                ss.running, (long long)ss.started, (long long)ss.done, (long long)ss.failed,
+                (long long)ss.released);
+    return ferror(f) ? -1 : 0;
+}
+
 static int handle_metrics(http_request *req, void *app) {
     struct daemon *d = app;
     int rc = -1;
@@ -93,6 +164,7 @@ static int handle_metrics(http_request *req, void *app) {
             "# HELP prunelabd_workers Cells allowed to run at once.\n"
             "# TYPE prunelabd_workers gauge\nprunelabd_workers %d\n",
             now_s() - d->started, d->cfg.workers);
+    if (metrics_service_write(d, f) != 0) goto cleanup;
     if (http_server_metrics_write(d->http, f) != 0) goto cleanup;
     if (fclose(f) != 0) {
         f = NULL;
@@ -161,43 +233,27 @@ fail:
     return -1;
 }
 
-static int handle_jobs_create(http_request *req, void *app) {
-    (void)app;
-    json_t *spec = http_request_json(req);
-    if (!spec) return 0; /* 400 already set */
-    json_decref(spec);
-    return http_reply_error(req, 501, "not_implemented", NULL,
-                            "job submission is not available in this build yet");
-}
-
-static int handle_model_get(http_request *req, void *app) {
-    (void)app;
-    return http_reply_error(req, 501, "not_implemented", NULL,
-                            "model %s: the model registry is not available in this build yet",
-                            http_request_param(req, "name"));
-}
-
-static int handle_model_put(http_request *req, void *app) {
-    (void)app;
-    size_t len;
-    http_request_body_file(req, &len); /* left in place: removed after the response */
-    return http_reply_error(req, 501, "not_implemented", NULL,
-                            "model upload (%zu bytes received) is not available in this build yet",
-                            len);
-}
-
-/* The API. Literal rows before {name} rows that overlap them (first match wins). */
-static const http_route routes[] = {
+/* This file's routes; the REST API's rows follow them (routes_build). */
+static const http_route own_routes[] = {
     {"GET", "/healthz", handle_healthz, HTTP_BODY_MEMORY, 0, "liveness: status and version"},
     {"GET", "/metrics", handle_metrics, HTTP_BODY_MEMORY, 0,
-     "Prometheus text: request counts and latencies"},
+     "Prometheus text: queue depth, running cells, cells per state, request counts and "
+     "latencies"},
     {"GET", "/api/v1/openapi.json", handle_openapi, HTTP_BODY_MEMORY, 0, "this document"},
-    {"POST", "/api/v1/jobs", handle_jobs_create, HTTP_BODY_MEMORY, 0,
-     "submit a job (JSON spec); 202 with id and cell count"},
-    {"GET", "/api/v1/models/{name}", handle_model_get, HTTP_BODY_MEMORY, 0, "one model"},
-    {"PUT", "/api/v1/models/{name}", handle_model_put, HTTP_BODY_FILE, 0,
-     "upload a safetensors checkpoint (body up to upload_max)"},
 };
+
+/* d->routes = own_routes followed by the API's rows. Returns 0, or -1 on out-of-memory. */
+static int routes_build(struct daemon *d) {
+    size_t n_api = 0;
+    const http_route *api = api_routes(&n_api);
+    size_t n_own = sizeof own_routes / sizeof own_routes[0];
+    d->routes = malloc((n_own + n_api) * sizeof *d->routes);
+    if (!d->routes) return -1;
+    memcpy(d->routes, own_routes, sizeof own_routes);
+    if (n_api) memcpy(d->routes + n_own, api, n_api * sizeof *api);
+    d->n_routes = n_own + n_api;
+    return 0;
+}
 
 /* ------------------------------------------------------------------ daemon state */
 
@@ -271,14 +327,61 @@ static void tmp_clean(const char *tmp_dir) {
     closedir(dir);
 }
 
-/* Directories, lock, temp clean-up. The store opens here, after the lock. Returns 0 or -1
- * with err; daemon_close undoes a partial open. */
-static int daemon_open(struct daemon *d, char *err, size_t errlen) {
+/* 1 when dir holds the first migration. */
+static int sql_dir_usable(const char *dir) {
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/001_init.sql", dir) >= (int)sizeof p) return 0;
+    return access(p, R_OK) == 0;
+}
+
+/* The migrations directory (order in the design comment at the top). Returns a malloc'd path;
+ * when none holds the migrations, the compile-time directory (store_open then says what is
+ * missing). NULL only on out-of-memory. */
+static char *sql_dir_find(const char *argv0) {
+    const char *env = getenv("PRUNELAB_SQL_DIR");
+    if (env && *env) return strdup(env);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+    } else if (argv0 && strchr(argv0, '/') && strlen(argv0) < sizeof self) {
+        strcpy(self, argv0);
+    } else {
+        self[0] = '\0';
+    }
+    char *slash = strrchr(self, '/');
+    if (slash) {
+        *slash = '\0';
+        const char *rel[] = {"sql", "../share/prunelab"};
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            char cand[PATH_MAX];
+            if (snprintf(cand, sizeof cand, "%s/%s", self, rel[i]) >= (int)sizeof cand) continue;
+            if (sql_dir_usable(cand)) return strdup(cand);
+        }
+    }
+    return strdup(PRUNELAB_SQL_DIR);
+}
+
+/* Open DATA_DIR/prunelab.db with the migrations of sql_dir. Returns STORE_OK with *st, or
+ * another store_rc with err. */
+static int store_open_in(const char *data_dir, const char *sql_dir, store **st, char *err,
+                         size_t errlen) {
+    char *db = path_join(data_dir, "prunelab.db");
+    if (!db) return snprintf(err, errlen, "out of memory"), STORE_ERR;
+    int rc = store_open(db, sql_dir, st, err, errlen);
+    free(db);
+    return rc;
+}
+
+/* Directories, lock, temp clean-up, store, scheduler. Returns 0 or -1 with err; daemon_close
+ * undoes a partial open. */
+static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t errlen) {
     const char *dir = d->cfg.data_dir;
     d->models_dir = path_join(dir, "models");
     d->tmp_dir = path_join(dir, "tmp");
     d->port_path = path_join(dir, "prunelabd.port");
-    if (!d->models_dir || !d->tmp_dir || !d->port_path)
+    d->sql_dir = sql_dir_find(argv0);
+    if (!d->models_dir || !d->tmp_dir || !d->port_path || !d->sql_dir)
         return snprintf(err, errlen, "out of memory"), -1;
     if (mkdir_p(dir, err, errlen) != 0 || mkdir_p(d->models_dir, err, errlen) != 0 ||
         mkdir_p(d->tmp_dir, err, errlen) != 0)
@@ -286,19 +389,46 @@ static int daemon_open(struct daemon *d, char *err, size_t errlen) {
     d->lock_fd = lock_take(dir, err, errlen);
     if (d->lock_fd < 0) return -1;
     tmp_clean(d->tmp_dir);
+    if (store_open_in(dir, d->sql_dir, &d->st, err, errlen) != STORE_OK) return -1;
+    d->sched = scheduler_start(d->st, &d->cfg, d->cfg.engine_bin, d->models_dir, err, errlen);
+    if (!d->sched) return -1;
+    d->api.st = d->st;
+    d->api.sched = d->sched;
+    d->api.cfg = &d->cfg;
+    d->api.data_dir = d->cfg.data_dir;
+    d->api.models_dir = d->models_dir;
+    d->api.engine_bin = d->cfg.engine_bin;
+    d->api.sql_dir = d->sql_dir;
+    d->api.datasets_dir = NULL;
+    if (routes_build(d) != 0) return snprintf(err, errlen, "out of memory"), -1;
     return 0;
 }
 
-/* Stop the services that run cells; HTTP has stopped accepting. The scheduler's grace period
- * (cfg.grace_s: let running cells finish, else requeue them) belongs here. */
-static void daemon_shutdown(struct daemon *d) { (void)d; }
+/* Stop the services that run cells; HTTP has stopped accepting. Running cells get
+ * cfg.grace_s seconds to finish, then are released back to the queue. */
+static void daemon_shutdown(struct daemon *d) {
+    if (!d->sched) return;
+    d->api.sched = NULL;
+    scheduler_stop(d->sched, (double)d->cfg.grace_s);
+    d->sched = NULL;
+}
 
 static void daemon_close(struct daemon *d) {
-    http_server_free(d->http);
+    http_server_free(d->http); /* no handler runs past this point */
     d->http = NULL;
+    if (d->sched) {
+        d->api.sched = NULL;
+        scheduler_stop(d->sched, 0);
+        d->sched = NULL;
+    }
+    store_close(d->st);
+    d->st = NULL;
+    d->api.st = NULL;
     if (d->port_path && d->lock_fd >= 0) unlink(d->port_path);
     if (d->lock_fd >= 0) close(d->lock_fd);
     d->lock_fd = -1;
+    free(d->routes);
+    free(d->sql_dir);
     free(d->models_dir);
     free(d->tmp_dir);
     free(d->port_path);
@@ -331,16 +461,160 @@ cleanup:
 
 /* ------------------------------------------------------------------ commands */
 
-/* `prunelabd user add|list|revoke` manages bearer tokens in the database. */
-static int cmd_user(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "prunelabd: 'user' commands need the user database, which this build does "
-                    "not include yet\n");
-    return 2;
+static void user_usage(FILE *f) {
+    fputs("usage: prunelabd user add NAME [--admin] [--data-dir DIR] [--config FILE]\n"
+          "       prunelabd user list [--json] [--data-dir DIR] [--config FILE]\n"
+          "       prunelabd user revoke NAME [--data-dir DIR] [--config FILE]\n"
+          "'add' prints the new bearer token once (only its hash is stored); 'revoke' revokes\n"
+          "every active token of the user.\n",
+          f);
 }
 
-static int serve(struct daemon *d) {
+/* "--opt VALUE" or "--opt=VALUE" at argv[*i]: 1 with *val set (advancing *i), 0 when argv[*i]
+ * is not opt, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *opt, const char **val) {
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0') return 0;
+    if (*i + 1 >= argc) return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+static void time_format(int64_t ms, char *buf, size_t len) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, len, "%lld", (long long)ms);
+}
+
+/* `prunelabd user add|list|revoke`: manage bearer tokens in DATA_DIR/prunelab.db. Returns the
+ * exit status: 0, 1 (refused or failed), 2 (usage). */
+static int cmd_user(int argc, char **argv, const char *argv0) {
+    int rc = 2;
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    const char *name = NULL, *data_dir = NULL, *config_file = NULL;
+    int admin = 0, as_json = 0;
+    char err[ERRLEN];
+    pl_config c;
+    config_init(&c);
+    store *st = NULL;
+    char *sql_dir = NULL;
+    if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        user_usage(sub ? stdout : stderr);
+        rc = sub ? 0 : 2;
+        goto cleanup;
+    }
+    if (strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "revoke") != 0) {
+        fprintf(stderr, "prunelabd: unknown user command '%s'; try 'prunelabd user --help'\n", sub);
+        goto cleanup;
+    }
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if ((r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0 ||
+            (r = opt_value(argc, argv, &i, "--config", &config_file)) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "prunelabd: %s needs a value\n", argv[i]);
+                goto cleanup;
+            }
+        } else if (strcmp(argv[i], "--admin") == 0 && strcmp(sub, "add") == 0) {
+            admin = 1;
+        } else if (strcmp(argv[i], "--json") == 0 && strcmp(sub, "list") == 0) {
+            as_json = 1;
+        } else if (argv[i][0] == '-' || name || strcmp(sub, "list") == 0) {
+            fprintf(stderr, "prunelabd: user %s: unexpected argument '%s'; try 'prunelabd user "
+                            "--help'\n", sub, argv[i]);
+            goto cleanup;
+        } else {
+            name = argv[i];
+        }
+    }
+    if (strcmp(sub, "list") != 0 && !name) {
+        fprintf(stderr, "prunelabd: user %s needs a NAME; try 'prunelabd user --help'\n", sub);
+        goto cleanup;
+    }
+    rc = 1;
+    if (config_file && config_load_file(&c, config_file, err, sizeof err) != 0) {
+        fprintf(stderr, "prunelabd: %s\n", err);
+        goto cleanup;
+    }
+    if (data_dir && config_set(&c, "data_dir", data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "prunelabd: --data-dir: %s\n", err);
+        goto cleanup;
+    }
+    sql_dir = sql_dir_find(argv0);
+    if (!sql_dir || mkdir_p(c.data_dir, err, sizeof err) != 0 ||
+        store_open_in(c.data_dir, sql_dir, &st, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "prunelabd: %s\n", sql_dir ? err : "out of memory");
+        goto cleanup;
+    }
+    if (strcmp(sub, "add") == 0) {
+        char token[STORE_TOKEN_LEN];
+        int r = store_user_add(st, name, admin, token, err, sizeof err);
+        if (r == STORE_EXISTS) {
+            fprintf(stderr, "prunelabd: user '%s' already exists\n", name);
+            goto cleanup;
+        }
+        if (r != STORE_OK) {
+            fprintf(stderr, "prunelabd: user add %s: %s\n", name, err);
+            goto cleanup;
+        }
+        fprintf(stderr, "prunelabd: created %suser '%s'; its token (shown only now):\n",
+                admin ? "admin " : "", name);
+        printf("%s\n", token);
+    } else if (strcmp(sub, "revoke") == 0) {
+        int n = 0;
+        int r = store_user_revoke(st, name, &n, err, sizeof err);
+        if (r == STORE_NOTFOUND) {
+            fprintf(stderr, "prunelabd: no user '%s'\n", name);
+            goto cleanup;
+        }
+        if (r != STORE_OK && r != STORE_NOOP) {
+            fprintf(stderr, "prunelabd: user revoke %s: %s\n", name, err);
+            goto cleanup;
+        }
+        printf("revoked %d token(s) of user '%s'\n", r == STORE_NOOP ? 0 : n, name);
+    } else {
+        store_user *users = NULL;
+        size_t n = 0;
+        if (store_users_list(st, &users, &n, err, sizeof err) != STORE_OK) {
+            fprintf(stderr, "prunelabd: user list: %s\n", err);
+            goto cleanup;
+        }
+        json_t *arr = as_json ? json_array() : NULL;
+        if (!as_json) printf("%-24s %-5s %-6s %s\n", "NAME", "ADMIN", "TOKENS", "CREATED");
+        for (size_t i = 0; i < n; i++) {
+            char when[64];
+            time_format(users[i].created_ms, when, sizeof when);
+            if (as_json)
+                json_array_append_new(arr, json_pack("{s:s, s:b, s:i, s:s}", "name", users[i].name,
+                                                     "admin", users[i].admin, "active_tokens",
+                                                     users[i].active_tokens, "created", when));
+            else
+                printf("%-24s %-5s %-6d %s\n", users[i].name, users[i].admin ? "yes" : "no",
+                       users[i].active_tokens, when);
+        }
+        if (as_json) {
+            char *text = json_dumps(arr, JSON_INDENT(2));
+            if (text) printf("%s\n", text);
+            free(text);
+            json_decref(arr);
+        }
+        store_users_free(users, n);
+    }
+    rc = 0;
+cleanup:
+    store_close(st);
+    free(sql_dir);
+    config_free(&c);
+    return rc;
+}
+
+static int serve(struct daemon *d, const char *argv0) {
     char err[ERRLEN];
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -350,7 +624,7 @@ static int serve(struct daemon *d) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (daemon_open(d, err, sizeof err) != 0) {
+    if (daemon_open(d, argv0, err, sizeof err) != 0) {
         fprintf(stderr, "prunelabd: %s\n", err);
         return 1;
     }
@@ -365,7 +639,7 @@ static int serve(struct daemon *d) {
         .tmp_dir = d->tmp_dir,
         .log_requests = d->cfg.log_requests,
     };
-    if (http_server_start(&d->http, &ho, routes, sizeof routes / sizeof routes[0], d, err,
+    if (http_server_start(&d->http, &ho, d->routes, d->n_routes, d, err,
                           sizeof err) != 0) {
         fprintf(stderr, "prunelabd: %s\n", err);
         return 1;
@@ -388,15 +662,18 @@ static int serve(struct daemon *d) {
         sig = sigwaitinfo(&sigs, NULL);
     } while (sig < 0 && errno == EINTR);
     fprintf(stderr, "prunelabd: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* HTTP first: once its threads are joined no handler can reach the scheduler */
     http_server_quiesce(d->http);
-    daemon_shutdown(d);
     int left = http_server_drain(d->http, DRAIN_S);
     if (left > 0) fprintf(stderr, "prunelabd: closing %d unfinished request(s)\n", left);
+    http_server_free(d->http);
+    d->http = NULL;
+    daemon_shutdown(d);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "user") == 0) return cmd_user(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "user") == 0) return cmd_user(argc - 1, argv + 1, argv[0]);
     struct daemon d;
     memset(&d, 0, sizeof d);
     d.lock_fd = -1;
@@ -407,7 +684,7 @@ int main(int argc, char **argv) {
     switch (config_from_args(&d.cfg, argc, argv, err, sizeof err)) {
     case CONFIG_ACTION_RUN:
         config_warnings(&d.cfg, stderr);
-        rc = serve(&d);
+        rc = serve(&d, argv[0]);
         break;
     case CONFIG_ACTION_HELP:
     case CONFIG_ACTION_VERSION:

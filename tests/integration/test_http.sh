@@ -132,7 +132,7 @@ expect "trailing garbage 400" 400 bad_json
 req POST /api/v1/jobs
 expect "empty body 400" 400 bad_json
 req POST /api/v1/jobs -H 'Content-Type: application/json' --data-binary '{"type": "ablation"}'
-expect "valid JSON reaches the stub: 501" 501 not_implemented
+expect "valid JSON without a token: 401" 401 unauthorized
 
 # ------------------------------------------------------------------ body caps
 head -c 70000 /dev/zero | tr '\0' ' ' >"$TMP/b70k"
@@ -142,8 +142,7 @@ req POST /api/v1/jobs -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/b70k"
 expect "body over body_max: 413 (chunked)" 413 body_too_large
 head -c 1000000 /dev/urandom >"$TMP/b1m"
 req PUT /api/v1/models/m1 -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/b1m"
-expect "upload route takes a body over body_max (stub 501)" 501 not_implemented
-jqcheck "upload stub saw every byte" "$TMP/body" '.error.message | test("1000000 bytes")'
+expect "upload route takes a body over body_max (then 401 without a token)" 401 unauthorized
 [ -z "$(ls -A "$DATA/tmp")" ] && ok "upload temp file removed" || bad "upload temp left: $(ls "$DATA/tmp")"
 head -c 3000000 /dev/zero >"$TMP/b3m"
 req PUT /api/v1/models/m1 --data-binary @"$TMP/b3m"
@@ -161,8 +160,10 @@ expect "encoded control character refused" 400 bad_path
 req GET '/api/v1/models/%zz'
 expect "bad percent escape refused" 400 bad_path
 req GET '/api/v1/models/caf%C3%A9'
-expect "a valid encoded name is routed (stub 501)" 501 not_implemented
-jqcheck "the name is decoded" "$TMP/body" '.error.message | test("café")'
+expect "a valid encoded name is routed to the model handler" 400 bad_name
+req GET '/api/v1/models/m%31x'
+expect "an encoded valid name reaches the model handler" 404 not_found
+jqcheck "the name is decoded" "$TMP/body" '.error.message | test("m1x")'
 
 # ------------------------------------------------------------------ access log
 wait_line "$TMP/stderr" 'GET /healthz 200 [0-9.]* ms' && ok "access log line per request" ||

@@ -1,0 +1,457 @@
+/* api_models.c — the /api/v1/models and /api/v1/datasets handlers.
+ *
+ * Uploads: PUT /api/v1/models/{name} arrives as a temp file under DATA_DIR/tmp (http.c streams
+ * and fsyncs it). It is validated by running `ENGINE inspect FILE` (posix_spawn, own process
+ * group, stdin /dev/null, stdout and stderr captured, killed after a timeout), then hard-linked
+ * to models_dir/NAME.safetensors (link() refuses to replace an existing file, so two uploads of
+ * one name cannot overwrite each other), the directory fsynced, and registered in the store;
+ * the temp file is left for http.c to remove. `ENGINE components --model PATH` is run the same
+ * way. Children are reaped with waitpid on their own pid only (the executor owns the rest). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define ENGINE_TIMEOUT_S 60.0
+#define ENGINE_OUT_MAX (8u << 20)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buf_t;
+
+static void buf_add(buf_t *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > ENGINE_OUT_MAX) n = ENGINE_OUT_MAX > b->len + 1 ? ENGINE_OUT_MAX - b->len - 1 : 0;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *d = realloc(b->data, cap);
+        if (!d) return;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+/* Run argv (argv[0] a path or a name found on PATH) with a timeout, capturing stdout and stderr
+ * (NUL-terminated, malloc'd, caller frees; never NULL on success). Returns 0 with *status the
+ * exit status (or 128 + signal, or -2 for a timeout), or -1 with err when it cannot be started. */
+static int run_engine(char *const argv[], double timeout_s, char **out, char **errout, int *status, char *err,
+                      size_t errlen)
+{
+    int po[2] = {-1, -1}, pe[2] = {-1, -1};
+    buf_t bo = {0}, be = {0};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    int rc = -1, fa_init = 0, at_init = 0;
+    pid_t pid = -1;
+    *out = *errout = NULL;
+    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto cleanup;
+    }
+    posix_spawn_file_actions_init(&fa);
+    fa_init = 1;
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+    posix_spawnattr_init(&at);
+    at_init = 1;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    int e = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(e));
+        pid = -1;
+        goto cleanup;
+    }
+    close(po[1]);
+    close(pe[1]);
+    po[1] = pe[1] = -1;
+    double deadline = now_s() + timeout_s;
+    int timed_out = 0;
+    while (po[0] >= 0 || pe[0] >= 0) {
+        struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+        double left = deadline - now_s();
+        if (left <= 0) {
+            timed_out = 1;
+            kill(-pid, SIGKILL);
+            break;
+        }
+        int r = poll(p, 2, (int)(left * 1000) + 1);
+        if (r < 0 && errno != EINTR) break;
+        for (int i = 0; i < 2 && r > 0; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            char tmp[16384];
+            ssize_t n = read(p[i].fd, tmp, sizeof tmp);
+            if (n > 0) {
+                buf_add(i ? &be : &bo, tmp, (size_t)n);
+            } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                close(p[i].fd);
+                if (i) pe[0] = -1;
+                else po[0] = -1;
+            }
+        }
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    *status = timed_out ? -2 : WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    *out = bo.data ? bo.data : strdup("");
+    *errout = be.data ? be.data : strdup("");
+    bo.data = be.data = NULL;
+    rc = 0;
+cleanup:
+    for (int i = 0; i < 2; i++) {
+        if (po[i] >= 0) close(po[i]);
+        if (pe[i] >= 0) close(pe[i]);
+    }
+    if (fa_init) posix_spawn_file_actions_destroy(&fa);
+    if (at_init) posix_spawnattr_destroy(&at);
+    free(bo.data);
+    free(be.data);
+    return rc;
+}
+
+/* The engine's complaint: stderr without the "prunelab: " prefix, trimmed, first 400 bytes. */
+static void engine_message(const char *errtext, int status, char *msg, size_t len)
+{
+    const char *s = errtext ? errtext : "";
+    if (strncmp(s, "prunelab: ", 10) == 0) s += 10;
+    snprintf(msg, len, "%.400s", s);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = 0;
+    if (!n) snprintf(msg, len, status == -2 ? "the engine timed out" : "the engine failed (status %d)", status);
+}
+
+static const char *engine_bin(const api_ctx *ctx)
+{
+    if (ctx->engine_bin) return ctx->engine_bin;
+    if (ctx->cfg && ctx->cfg->engine_bin) return ctx->cfg->engine_bin;
+    return "prunelab";
+}
+
+static json_t *model_json(const store_model *m)
+{
+    json_t *info = m->info_json ? json_loads(m->info_json, 0, NULL) : NULL;
+    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:I, s:o}", "name", m->name, "dataset",
+                     m->dataset ? json_string(m->dataset) : json_null(), "params",
+                     m->params >= 0 ? json_integer(m->params) : json_null(), "accuracy",
+                     isfinite(m->accuracy) ? json_real(m->accuracy) : json_null(), "owner", m->owner,
+                     "created_ms", (json_int_t)m->created_ms, "info", info ? info : json_null());
+}
+
+/* The {name} parameter, or NULL after replying 400. */
+static const char *path_model_name(http_request *req)
+{
+    const char *name = http_request_param(req, "name");
+    if (!name || !store_name_valid(name)) {
+        http_reply_error(req, 400, "bad_name", "name",
+                         "name: model names match [A-Za-z0-9._-]{1,64} and are not . or ..");
+        return NULL;
+    }
+    return name;
+}
+
+int api_models_list(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model *ms = NULL;
+    size_t n = 0;
+    char err[256] = "";
+    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
+    store_user_free(&u);
+    int src = store_models_list(ctx->st, &ms, &n, err, sizeof err);
+    int rc;
+    if (src != STORE_OK) {
+        rc = api_reply_store(req, src, "models", err);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) json_array_append_new(arr, model_json(&ms[i]));
+        rc = http_reply_json(req, 200, json_pack("{s:o}", "models", arr));
+    }
+    store_models_free(ms, n);
+    return rc < 0 ? -1 : 0;
+}
+
+int api_model_get(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model m;
+    char err[256] = "", what[96];
+    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
+    store_user_free(&u);
+    const char *name = path_model_name(req);
+    if (!name) return 0;
+    snprintf(what, sizeof what, "model %s", name);
+    int src = store_model_get(ctx->st, name, &m, err, sizeof err);
+    if (src != STORE_OK) return api_reply_store(req, src, what, err) < 0 ? -1 : 0;
+    int rc = http_reply_json(req, 200, model_json(&m));
+    store_model_free(&m);
+    return rc < 0 ? -1 : 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int api_model_put(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model existing;
+    char err[256] = "", msg[512], *out = NULL, *errtext = NULL, *final = NULL;
+    json_t *info = NULL;
+    char *info_text = NULL;
+    int rc = 0, linked = 0;
+    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    const char *name = path_model_name(req);
+    if (!name) goto cleanup;
+    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
+        store_model_free(&existing);
+        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+        goto cleanup;
+    }
+    size_t len = 0;
+    const char *tmp = http_request_body_file(req, &len);
+    if (!tmp || len == 0) {
+        rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
+        goto cleanup;
+    }
+    const char *ds = http_request_query(req, "dataset");
+    char *argv[6] = {(char *)engine_bin(ctx), "inspect", (char *)tmp, NULL, NULL, NULL};
+    if (ds && *ds) {
+        argv[3] = "--dataset";
+        argv[4] = (char *)ds;
+    }
+    int status = 0;
+    if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
+        rc = http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+        goto cleanup;
+    }
+    if (status != 0) {
+        engine_message(errtext, status, msg, sizeof msg);
+        /* the engine names the temp file; say "the upload" instead */
+        rc = http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
+        goto cleanup;
+    }
+    info = json_loads(out, 0, NULL);
+    if (!json_is_object(info)) {
+        rc = http_reply_error(req, 502, "engine_error", NULL, "prunelab inspect printed no JSON object");
+        goto cleanup;
+    }
+    json_object_del(info, "file");
+    info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
+    mkdir(models_dir, 0755);
+    size_t flen = strlen(models_dir) + strlen(name) + 32;
+    final = malloc(flen);
+    snprintf(final, flen, "%s/%s.safetensors", models_dir, name);
+    if (link(tmp, final) != 0) {
+        if (errno == EEXIST)
+            rc = http_reply_error(req, 409, "model_exists", "name", "name: a checkpoint for '%s' already exists", name);
+        else
+            rc = http_reply_error(req, 500, "internal", NULL, "cannot store the checkpoint: %s", strerror(errno));
+        goto cleanup;
+    }
+    linked = 1;
+    fsync_dir(models_dir);
+    json_t *cfg = json_object_get(info, "config");
+    const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
+    json_t *params = json_object_get(info, "params");
+    store_model m = {
+        .name = (char *)name,
+        .path = final,
+        .dataset = (char *)dataset,
+        .params = json_is_integer(params) ? json_integer_value(params) : -1,
+        .accuracy = NAN,
+        .info_json = info_text,
+        .owner = u.name,
+    };
+    int src = store_model_insert(ctx->st, &m, NULL, err, sizeof err);
+    if (src == STORE_EXISTS) {
+        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+        goto cleanup;
+    }
+    if (src != STORE_OK) {
+        rc = api_reply_store(req, src, "model", err);
+        goto cleanup;
+    }
+    linked = 0; /* registered: keep the file */
+    store_model got;
+    if (store_model_get(ctx->st, name, &got, err, sizeof err) == STORE_OK) {
+        rc = http_reply_json(req, 201, model_json(&got));
+        store_model_free(&got);
+    } else {
+        rc = http_reply_json(req, 201, json_pack("{s:s}", "name", name));
+    }
+cleanup:
+    if (linked) unlink(final);
+    free(final);
+    free(out);
+    free(errtext);
+    free(info_text);
+    json_decref(info);
+    store_user_free(&u);
+    return rc < 0 ? -1 : 0;
+}
+
+int api_model_delete(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model m;
+    memset(&m, 0, sizeof m);
+    char err[256] = "", what[96];
+    int rc = 0, have = 0;
+    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    const char *name = path_model_name(req);
+    if (!name) goto cleanup;
+    snprintf(what, sizeof what, "model %s", name);
+    int src = store_model_get(ctx->st, name, &m, err, sizeof err);
+    if (src != STORE_OK) {
+        rc = api_reply_store(req, src, what, err);
+        goto cleanup;
+    }
+    have = 1;
+    if (!u.admin && (!m.owner || strcmp(m.owner, u.name) != 0)) {
+        rc = http_reply_error(req, 403, "forbidden", NULL, "only the owner of %s (%s) or an admin may delete it",
+                              what, m.owner ? m.owner : "?");
+        goto cleanup;
+    }
+    src = store_model_delete(ctx->st, name, err, sizeof err);
+    if (src == STORE_CONFLICT) {
+        rc = http_reply_error(req, 409, "model_in_use", NULL, "%s is used by a queued or running job", what);
+        goto cleanup;
+    }
+    if (src != STORE_OK) {
+        rc = api_reply_store(req, src, what, err);
+        goto cleanup;
+    }
+    if (m.path) unlink(m.path);
+    rc = http_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+cleanup:
+    if (have) store_model_free(&m);
+    store_user_free(&u);
+    return rc < 0 ? -1 : 0;
+}
+
+int api_model_components(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model m;
+    char err[256] = "", what[96], msg[512], *out = NULL, *errtext = NULL;
+    int rc = 0, status = 0;
+    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
+    store_user_free(&u);
+    const char *name = path_model_name(req);
+    if (!name) return 0;
+    snprintf(what, sizeof what, "model %s", name);
+    int src = store_model_get(ctx->st, name, &m, err, sizeof err);
+    if (src != STORE_OK) return api_reply_store(req, src, what, err) < 0 ? -1 : 0;
+    char *argv[] = {(char *)engine_bin(ctx), "components", "--model", m.path, NULL};
+    if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
+        rc = http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+    } else if (status != 0) {
+        engine_message(errtext, status, msg, sizeof msg);
+        rc = http_reply_error(req, 502, "engine_error", NULL, "%s", msg);
+    } else {
+        json_t *doc = json_loads(out, 0, NULL);
+        if (!doc) rc = http_reply_error(req, 502, "engine_error", NULL, "prunelab components printed no JSON");
+        else {
+            json_object_set_new(doc, "model", json_string(name));
+            rc = http_reply_json(req, 200, doc);
+        }
+    }
+    free(out);
+    free(errtext);
+    store_model_free(&m);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Datasets: a directory of files counts as available (the engine checks the files themselves). */
+static int dir_nonempty(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_nlink >= 2;
+}
+
+int api_datasets_list(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
+    store_user_free(&u);
+    static const struct {
+        const char *name;
+        int c, h, w, classes;
+        const char *hint;
+    } DS[] = {
+        {"fashion-mnist", 1, 28, 28, 10, "apt-get install dataset-fashion-mnist, or set PRUNELAB_DATASETS"},
+        {"mnist", 1, 28, 28, 10, "apt-get install dataset-mnist, or set PRUNELAB_DATASETS"},
+        {"cifar10", 3, 32, 32, 10, "unpack cifar-10-batches-bin into $PRUNELAB_DATASETS/cifar10"},
+        {"cifar100", 3, 32, 32, 100, "unpack cifar-100-binary into $PRUNELAB_DATASETS/cifar100"},
+    };
+    json_t *arr = json_array();
+    const char *env = getenv("PRUNELAB_DATASETS");
+    for (size_t i = 0; i < sizeof DS / sizeof DS[0]; i++) {
+        char cand[4][1024];
+        int nc = 0;
+        if (ctx->datasets_dir) snprintf(cand[nc++], sizeof cand[0], "%s/%s", ctx->datasets_dir, DS[i].name);
+        if (env && *env) snprintf(cand[nc++], sizeof cand[0], "%s/%s", env, DS[i].name);
+        snprintf(cand[nc++], sizeof cand[0], "/usr/share/datasets/%s", DS[i].name);
+        snprintf(cand[nc++], sizeof cand[0], "%s/datasets/%s", ctx->data_dir ? ctx->data_dir : "./var", DS[i].name);
+        const char *found = NULL;
+        for (int k = 0; k < nc && !found; k++)
+            if (dir_nonempty(cand[k])) found = cand[k];
+        json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:o, s:s}", "name", DS[i].name,
+                                             "available", found != NULL, "shape", DS[i].c, DS[i].h, DS[i].w,
+                                             "classes", DS[i].classes, "path",
+                                             found ? json_string(found) : json_null(), "hint", DS[i].hint));
+    }
+    json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:n, s:s}", "name", "synthetic", "available", 1, "shape",
+                                         1, 16, 16, "classes", 4, "path", "hint",
+                                         "generated; options synthetic:n=,classes=,c=,h=,w=,seed="));
+    return http_reply_json(req, 200, json_pack("{s:o}", "datasets", arr)) < 0 ? -1 : 0;
+}

@@ -1,0 +1,324 @@
+#!/bin/bash
+# tests/integration/test_api.sh — the REST API (jobs, models, datasets) against a real prunelabd.
+# Starts prunelabd on 127.0.0.1 port 0 with a temp data dir, creates users with
+# `prunelabd user add`, uploads a tiny model made by `prunelab init`, then checks: auth (no
+# token, malformed, unknown and revoked tokens, another user's job), every bad input (malformed
+# JSON with its position, unknown field, unknown component and model, rate 1.5, empty and
+# oversized grids, path traversal in model names, invalid uploads), Idempotency-Key, listing
+# with filters and page tokens, and — with the scheduler running — a train job on the
+# synthetic set with the tiny preset, an ablation, a sensitivity and a joint job to completion
+# with results.json / results.csv rows, cancel, retry of failed cells and delete.
+# Env: PRUNELABD_BIN (default ./prunelabd), PRUNELAB_BIN (default ./prunelab). Needs curl, jq.
+# Exit 77 (skipped) when the daemon does not serve the API routes yet.
+NAME=test_api
+BIN=${PRUNELABD_BIN:-./prunelabd}
+ENGINE=${PRUNELAB_BIN:-./prunelab}
+if [ ! -x "$BIN" ]; then echo "$NAME: PRUNELABD_BIN=$BIN is not an executable" >&2; exit 1; fi
+if [ ! -x "$ENGINE" ]; then echo "$NAME: PRUNELAB_BIN=$ENGINE is not an executable" >&2; exit 1; fi
+for tool in curl jq; do
+    command -v $tool >/dev/null || { echo "$NAME: $tool is required (apt-get install $tool)" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-$NAME.XXXXXX")
+PID=
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+FAILS=0
+PASSES=0
+ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
+bad() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
+note() { echo "#    $1"; }
+jqcheck() { # jqcheck DESCRIPTION FILE FILTER
+    if jq -e "$3" "$2" >/dev/null 2>&1; then ok "$1"; else bad "$1 (body: $(head -c 400 "$2"))"; fi
+}
+# req METHOD PATH [curl args...]: status in $CODE, body in $TMP/body, headers in $TMP/headers
+req() {
+    local m=$1 p=$2; shift 2
+    CODE=$(curl -s --path-as-is -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$m" "$@" "$BASE$p")
+}
+# As alice (when tokens exist).
+areq() { local m=$1 p=$2; shift 2; req "$m" "$p" "${AUTH[@]}" "$@"; }
+expect() { # expect DESCRIPTION STATUS ERROR-CODE-or-"" [FIELD]
+    if [ "$CODE" != "$2" ]; then
+        bad "$1 (status $CODE, want $2: $(head -c 400 "$TMP/body"))"
+    elif [ -n "$3" ]; then
+        local f='true'
+        [ -n "$4" ] && f=".error.field == \"$4\""
+        jqcheck "$1" "$TMP/body" ".error.code == \"$3\" and (.error.message | length > 0) and $f"
+    else
+        ok "$1"
+    fi
+}
+post_job() { # post_job DESCRIPTION JSON STATUS CODE [FIELD]
+    areq POST /api/v1/jobs -H 'Content-Type: application/json' --data-binary "$2"
+    expect "$1" "$3" "$4" "$5"
+}
+wait_line() {
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# wait_job ID SECONDS: long-poll until the job is finished; state in $STATE
+wait_job() {
+    local end=$((SECONDS + $2)) v=0
+    STATE=
+    while [ $SECONDS -lt $end ]; do
+        kill -0 "$PID" 2>/dev/null || { STATE="(daemon died)"; return 1; }
+        curl -s -o "$TMP/job" "$BASE/api/v1/jobs/$1?wait=5&since=$v"
+        STATE=$(jq -r .state "$TMP/job" 2>/dev/null)
+        v=$(jq -r '.version // 0' "$TMP/job" 2>/dev/null)
+        case "$STATE" in done | failed | cancelled) return 0 ;; esac
+    done
+    return 1
+}
+finish() {
+    echo "$NAME: $PASSES passed, $FAILS failed"
+    [ $FAILS -eq 0 ]
+    exit $?
+}
+
+DATA=$TMP/var
+mkdir -p "$DATA"
+# ------------------------------------------------------------------ users
+AUTH=()
+HAVE_USERS=0
+if "$BIN" user add alice --data-dir "$DATA" >"$TMP/alice" 2>"$TMP/err" &&
+    "$BIN" user add bob --data-dir "$DATA" >"$TMP/bob" 2>>"$TMP/err" &&
+    "$BIN" user add root --admin --data-dir "$DATA" >"$TMP/root" 2>>"$TMP/err"; then
+    ALICE=$(grep -o 'plt_[0-9a-f]\{64\}' "$TMP/alice" | head -1)
+    BOB=$(grep -o 'plt_[0-9a-f]\{64\}' "$TMP/bob" | head -1)
+    ROOT=$(grep -o 'plt_[0-9a-f]\{64\}' "$TMP/root" | head -1)
+    if [ -n "$ALICE" ] && [ -n "$BOB" ] && [ -n "$ROOT" ]; then
+        HAVE_USERS=1
+        AUTH=(-H "Authorization: Bearer $ALICE")
+        ok "user add printed tokens"
+    fi
+fi
+if [ $HAVE_USERS -eq 0 ]; then
+    echo "$NAME: prunelabd user add is not available ($(head -c 200 "$TMP/err")); skipping the API checks"
+    exit 77
+fi
+
+# ------------------------------------------------------------------ start
+"$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 2 >"$TMP/stdout" 2>"$TMP/stderr" &
+PID=$!
+if ! wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$'; then
+    echo "FAIL - daemon did not start: $(cat "$TMP/stderr")"
+    exit 1
+fi
+PORT=$(sed -n 's|^prunelabd listening on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$TMP/stdout")
+BASE=http://127.0.0.1:$PORT
+ok "listening on port $PORT"
+req GET /api/v1/jobs
+if [ "$CODE" != 200 ] || ! jq -e '.jobs' "$TMP/body" >/dev/null 2>&1; then
+    echo "$NAME: GET /api/v1/jobs answers $CODE: the API routes are not wired into prunelabd yet; skipping"
+    kill -TERM $PID
+    wait $PID
+    PID=
+    exit 77
+fi
+ok "GET /api/v1/jobs anonymous 200"
+
+alive() { kill -0 "$PID" 2>/dev/null || { bad "the daemon died: $(tail -5 "$TMP/stderr")"; finish; }; }
+
+# ------------------------------------------------------------------ auth
+ABL='{"type":"ablation","model":"tiny0","components":["linear_out"],"rates":[0.5]}'
+req POST /api/v1/jobs --data-binary "$ABL"
+expect "POST without a token 401" 401 unauthorized
+grep -qi '^www-authenticate: Bearer' "$TMP/headers" && ok "401 carries WWW-Authenticate" || bad "401 WWW-Authenticate"
+req POST /api/v1/jobs -H 'Authorization: Basic YWxpY2U6eA==' --data-binary "$ABL"
+expect "non-bearer Authorization 401" 401 unauthorized
+req POST /api/v1/jobs -H "Authorization: Bearer plt_$(printf '%064d' 0)" --data-binary "$ABL"
+expect "unknown token 401" 401 invalid_token
+
+# ------------------------------------------------------------------ models
+"$ENGINE" init --preset tiny --dataset synthetic:n=256,classes=4 --out "$TMP/tiny0.safetensors" >/dev/null 2>&1 ||
+    bad "prunelab init failed"
+req PUT /api/v1/models/tiny0 --data-binary @"$TMP/tiny0.safetensors"
+expect "PUT model without a token 401" 401 unauthorized
+areq PUT /api/v1/models/tiny0 --data-binary @"$TMP/tiny0.safetensors"
+expect "PUT model 201" 201 ""
+jqcheck "uploaded model has params, dataset and layers" "$TMP/body" \
+    '.name == "tiny0" and .params > 0 and .dataset == "synthetic:n=256,classes=4" and .info.config.n_layers == 2 and .owner == "alice"'
+[ -f "$DATA/models/tiny0.safetensors" ] && ok "checkpoint stored under models/" || bad "checkpoint not in models/"
+areq PUT /api/v1/models/tiny0 --data-binary @"$TMP/tiny0.safetensors"
+expect "PUT an existing name 409" 409 model_exists name
+head -c 5000 /dev/urandom >"$TMP/junk"
+areq PUT /api/v1/models/junk --data-binary @"$TMP/junk"
+expect "PUT a non-model 400 with the engine's message" 400 invalid_model
+[ -e "$DATA/models/junk.safetensors" ] && bad "invalid upload left a file" || ok "invalid upload leaves nothing"
+areq PUT '/api/v1/models/..%2F..%2Fetc' --data-binary @"$TMP/tiny0.safetensors"
+case "$CODE" in 400 | 404) ok "PUT with a traversal name refused ($CODE)" ;; *) bad "traversal PUT answered $CODE" ;; esac
+areq PUT '/api/v1/models/a%20b' --data-binary @"$TMP/tiny0.safetensors"
+expect "PUT with a bad name 400" 400 bad_name name
+req GET '/api/v1/models/..'
+case "$CODE" in 400 | 404) ok "GET /models/.. refused ($CODE)" ;; *) bad "GET /models/.. answered $CODE" ;; esac
+req GET /api/v1/models
+jqcheck "model list" "$TMP/body" '.models | map(.name) == ["tiny0"]'
+req GET /api/v1/models/tiny0/components
+expect "components 200" 200 ""
+jqcheck "components lists out_proj with its alias" "$TMP/body" '.total | map(select(.component == "out_proj" and .alias == "linear_out")) | length == 1'
+req GET /api/v1/models/nope
+expect "unknown model 404" 404 not_found
+req GET /api/v1/datasets
+jqcheck "datasets list synthetic as available" "$TMP/body" \
+    '(.datasets | map(.name) | index("fashion-mnist")) != null and (.datasets[] | select(.name == "synthetic") | .available)'
+
+alive
+# ------------------------------------------------------------------ bad job bodies
+areq POST /api/v1/jobs --data-binary '{"type": "ablation", "rates": [0.3,]}'
+expect "malformed JSON 400" 400 bad_json
+jqcheck "bad_json names the position" "$TMP/body" '.error.message | test("line 1 column")'
+req POST /api/v1/jobs --data-binary '{"type": tru}'
+expect "malformed JSON without a token: 400 before 401" 400 bad_json
+post_job "unknown model 404 with field model" \
+    '{"type":"ablation","model":"nosuch","components":["mlp"],"rates":[0.5]}' 404 unknown_model model
+post_job "unknown field 400" \
+    '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.5],"ratez":1}' 400 unknown_field ratez
+post_job "unknown component 400" \
+    '{"type":"ablation","model":"tiny0","components":["mlp","linear_zz"],"rates":[0.5]}' 400 unknown_component "components[1]"
+post_job "rate 1.5 400" \
+    '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.3,1.5]}' 400 invalid_value "rates[1]"
+post_job "rate as a string 400" \
+    '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":["0.3"]}' 400 invalid_value "rates[0]"
+post_job "empty grid 400" '{"type":"ablation","model":"tiny0","components":[],"rates":[0.5]}' 400 empty_grid components
+RATES=$(seq 0 1000 | awk '{ if (NR > 1) printf ","; printf "%.6f", $1 / 1002 }')
+post_job "10,010-cell grid refused" \
+    "{\"type\":\"ablation\",\"model\":\"tiny0\",\"components\":[\"out_proj\",\"mlp\",\"gate\",\"in_proj\",\"conv1d\",\"x_proj_bc\",\"dt\",\"A\",\"D\",\"layer\"],\"rates\":[$RATES]}" \
+    400 grid_too_large rates
+post_job "traversal in the model name 400" \
+    '{"type":"ablation","model":"../../etc/passwd","components":["mlp"],"rates":[0.5]}' 400 invalid_value model
+post_job "sensitivity layer out of range 400" \
+    '{"type":"sensitivity","model":"tiny0","layers":[0,2],"components":["mlp"],"rate":0.5}' 400 invalid_value "layers[1]"
+post_job "unknown job type 400" '{"type":"prune","model":"tiny0"}' 400 invalid_value type
+post_job "train into an existing model 409" \
+    '{"type":"train","name":"tiny0","dataset":"synthetic:n=256,classes=4","preset":"tiny"}' 409 model_exists name
+req GET '/api/v1/jobs?type=bogus'
+expect "list with a bad type 400" 400 bad_query type
+req GET '/api/v1/jobs?page_token=zzz'
+expect "list with a bad page token 400" 400 bad_query page_token
+req GET /api/v1/jobs/999999
+expect "unknown job 404" 404 not_found
+
+alive
+# ------------------------------------------------------------------ jobs to completion
+EVAL='"eval":{"max_samples":32}'
+post_job "train job 202" \
+    "{\"type\":\"train\",\"name\":\"tiny1\",\"dataset\":\"synthetic:n=256,classes=4\",\"preset\":\"tiny\",\"epochs\":1,\"batch\":32,$EVAL}" 202 ""
+TRAIN=$(jq -r .id "$TMP/body")
+jqcheck "train job has 1 cell" "$TMP/body" '.cells == 1'
+grep -qi "^location: /api/v1/jobs/$TRAIN" "$TMP/headers" && ok "202 carries Location" || bad "Location header"
+
+ABL_BODY="{\"type\":\"ablation\",\"model\":\"tiny0\",\"components\":[\"linear_out\",\"mlp\"],\"rates\":[0.3,0.5],$EVAL}"
+areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "$ABL_BODY"
+expect "ablation 202" 202 ""
+ABLID=$(jq -r .id "$TMP/body")
+jqcheck "ablation 2x2 = 4 cells" "$TMP/body" '.cells == 4'
+areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "$ABL_BODY"
+[ "$CODE" = 202 ] && [ "$(jq -r .id "$TMP/body")" = "$ABLID" ] && ok "Idempotency-Key replay returns the same job" ||
+    bad "idempotent replay ($CODE $(head -c 200 "$TMP/body"))"
+areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "${ABL_BODY/0.5/0.6}"
+expect "Idempotency-Key with another body 409" 409 idempotency_conflict
+post_job "sensitivity 202" \
+    "{\"type\":\"sensitivity\",\"model\":\"tiny0\",\"layers\":\"all\",\"components\":[\"mlp\"],\"rate\":0.5,$EVAL}" 202 ""
+SENS=$(jq -r .id "$TMP/body")
+jqcheck "sensitivity over all 2 layers = 2 cells" "$TMP/body" '.cells == 2'
+post_job "joint 202" \
+    "{\"type\":\"joint\",\"model\":\"tiny0\",\"configs\":[{\"mlp\":0.5,\"linear_out\":0.3},{\"conv1d\":0.25}],$EVAL}" 202 ""
+JOINT=$(jq -r .id "$TMP/body")
+post_job "rsst job with a bad sub-spec is accepted (checked by the engine)" \
+    '{"type":"rsst","model":"tiny0","spec":{"no_such_key":1}}' 202 ""
+BADRSST=$(jq -r .id "$TMP/body")
+
+req GET "/api/v1/jobs?type=ablation&order=oldest&limit=1"
+jqcheck "list filtered by type" "$TMP/body" ".jobs | length == 1 and .[0].id == $ABLID and .[0].owner == \"alice\""
+req GET "/api/v1/jobs?order=oldest&limit=2"
+TOKEN=$(jq -r .next_page_token "$TMP/body")
+req GET "/api/v1/jobs?order=oldest&limit=2&page_token=$TOKEN"
+jqcheck "second page continues" "$TMP/body" ".jobs | length == 2 and .[0].id == $SENS"
+
+# permissions
+req POST "/api/v1/jobs/$ABLID/cancel" -H "Authorization: Bearer $BOB"
+expect "another user cannot cancel 403" 403 forbidden
+req DELETE "/api/v1/jobs/$ABLID" -H "Authorization: Bearer $BOB"
+expect "another user cannot delete 403" 403 forbidden
+"$BIN" user revoke bob --data-dir "$DATA" >/dev/null 2>&1
+req POST /api/v1/jobs -H "Authorization: Bearer $BOB" --data-binary "$ABL"
+case "$CODE" in 401 | 403) ok "revoked token refused ($CODE)" ;; *) bad "revoked token answered $CODE" ;; esac
+
+for id in $TRAIN $ABLID $SENS $JOINT; do
+    if wait_job "$id" 80 && [ "$STATE" = done ]; then ok "job $id done"
+    else bad "job $id ended $STATE: $(head -c 600 "$TMP/job")"; fi
+done
+jqcheck "joint job: 2 cells done, progress 1" "$TMP/job" '.counts.done == 2 and .progress == 1'
+req GET "/api/v1/jobs/$ABLID"
+jqcheck "ablation: 4 cells done, progress 1" "$TMP/body" '.counts.done == 4 and .progress == 1 and .state == "done"'
+req GET /api/v1/models/tiny1
+expect "the train job registered its model" 200 ""
+req GET "/api/v1/jobs/$ABLID/results.json"
+jqcheck "results.json: 4 rows with coordinates and accuracy" "$TMP/body" \
+    '.rows | length == 4 and all(.[]; (.accuracy | type == "number") and (.rate | type == "number") and (.component | type == "string") and (.params | type == "number"))'
+jqcheck "every result carries its delta and sparsity" "$TMP/body" \
+    '.rows | all(.[]; (.delta_accuracy | type == "number") and .sparsity > 0 and .sparsity < 1)'
+req GET "/api/v1/jobs/$ABLID/results.csv"
+expect "results.csv 200" 200 ""
+[ "$(wc -l <"$TMP/body")" -eq 5 ] && ok "results.csv: header + 4 rows" || bad "results.csv rows: $(cat "$TMP/body")"
+head -1 "$TMP/body" | grep -q '^idx,cell_id,state,component,.*accuracy' && ok "results.csv header" || bad "csv header: $(head -1 "$TMP/body")"
+grep -qi '^content-type: text/csv' "$TMP/headers" && ok "results.csv is text/csv" || bad "csv content type"
+req GET "/api/v1/jobs/$SENS/cells"
+jqcheck "sensitivity cells carry layer and result" "$TMP/body" \
+    '.cells | length == 2 and (map(.spec.layer) == [0, 1]) and all(.[]; .result.accuracy | type == "number")'
+req GET "/api/v1/jobs/$JOINT/results.csv"
+grep -q 'linear_out=0.3;mlp=0.5\|mlp=0.5;linear_out=0.3' "$TMP/body" && ok "joint CSV shows the config" || bad "joint CSV: $(cat "$TMP/body")"
+
+# long-poll on a finished job returns at once
+T0=$SECONDS
+req GET "/api/v1/jobs/$ABLID?wait=20"
+[ $((SECONDS - T0)) -lt 5 ] && [ "$CODE" = 200 ] && ok "long-poll on a finished job returns at once" || bad "long-poll"
+
+# retry of failed cells
+if wait_job "$BADRSST" 60 && [ "$STATE" = failed ]; then ok "bad rsst spec: job failed"; else bad "bad rsst job ended $STATE"; fi
+req GET "/api/v1/jobs/$BADRSST/cells"
+jqcheck "failed cell carries the engine's error" "$TMP/body" '.cells[0].state == "failed" and .cells[0].error.code == "bad_spec"'
+areq POST "/api/v1/jobs/$ABLID/retry"
+expect "retry with no failed cells 409" 409 nothing_to_retry
+req POST "/api/v1/jobs/$BADRSST/retry" -H "Authorization: Bearer $ROOT"
+expect "admin retries failed cells 200" 200 ""
+jqcheck "one cell requeued" "$TMP/body" '.requeued == 1'
+wait_job "$BADRSST" 60
+[ "$STATE" = failed ] && ok "retried cell ran again and failed again" || bad "retried job ended $STATE"
+
+# cancel
+post_job "big ablation 202" \
+    '{"type":"ablation","model":"tiny0","components":["linear_out","mlp","linear_gate","linear_in","conv1d","linear_B_C"],"rates":[0.3,0.5,0.7,0.9]}' 202 ""
+BIG=$(jq -r .id "$TMP/body")
+jqcheck "the notes' grid is 24 cells" "$TMP/body" '.cells == 24'
+areq POST "/api/v1/jobs/$BIG/cancel"
+expect "cancel 200" 200 ""
+wait_job "$BIG" 30
+[ "$STATE" = cancelled ] && ok "cancelled job stays cancelled" || bad "cancelled job ended $STATE"
+req GET "/api/v1/jobs/$BIG"
+jqcheck "cancelled job: no queued or running cells" "$TMP/body" '.counts.queued == 0 and .counts.running == 0 and .counts.cancelled >= 1'
+areq POST "/api/v1/jobs/$ABLID/cancel"
+expect "cancel a done job 409" 409 not_cancellable
+
+# delete
+areq DELETE "/api/v1/jobs/$BIG"
+expect "delete 200" 200 ""
+req GET "/api/v1/jobs/$BIG"
+expect "deleted job 404" 404 not_found
+areq DELETE /api/v1/models/tiny1
+expect "owner deletes the trained model" 200 ""
+[ -e "$DATA/models/tiny1.safetensors" ] && bad "deleted model file left" || ok "model file removed"
+
+kill -TERM $PID
+for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+wait $PID; rc=$?
+[ $rc -eq 0 ] && ok "SIGTERM -> exit 0" || bad "exit status $rc after SIGTERM"
+PID=
+finish

@@ -1,0 +1,316 @@
+/* test_jobspec.c — job body validation and expansion (server/jobspec.c).
+ *
+ * Checks cell counts and order for each job type, the contents of the produced cell specs
+ * (model name kept, dataset defaulted from the model, aliases kept), and that every bad input
+ * is refused with the expected code and field path. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "jobspec.h"
+
+static jobspec_limits LIM = {"fashion-mnist", 4, 10000};
+
+/* Expand text; returns 0/-1 and fills js / e. */
+static int expand(const char *text, jobspec *js, jobspec_error *e)
+{
+    json_error_t je;
+    json_t *body = json_loads(text, 0, &je);
+    ck_assert_msg(body != NULL, "test body does not parse: %s", je.text);
+    int rc = jobspec_expand(body, &LIM, js, e);
+    json_decref(body);
+    return rc;
+}
+
+/* The body must be refused with code and field. */
+static void refused(const char *text, const char *code, const char *field)
+{
+    jobspec js;
+    jobspec_error e;
+    int rc = expand(text, &js, &e);
+    ck_assert_msg(rc == -1, "accepted: %s", text);
+    ck_assert_str_eq(e.code, code);
+    ck_assert_str_eq(e.field, field);
+    ck_assert_msg(strncmp(e.message, field, strlen(field)) == 0, "message '%s' does not start with '%s'", e.message,
+                  field);
+}
+
+static json_t *cell(const jobspec *js, size_t i)
+{
+    ck_assert_uint_lt(i, js->n_cells);
+    json_t *c = json_loads(js->cells[i], 0, NULL);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(test_notes_ablation_24_cells)
+{
+    jobspec js;
+    jobspec_error e;
+    int rc = expand("{\"type\": \"ablation\", \"model\": \"fm-small\", \"components\": [\"linear_out\", \"mlp\", "
+                    "\"linear_gate\", \"linear_in\", \"conv1d\", \"linear_B_C\"], \"rates\": [0.3, 0.5, 0.7, 0.9]}",
+                    &js, &e);
+    ck_assert_msg(rc == 0, "%s", e.message);
+    ck_assert_uint_eq(js.n_cells, 24);
+    ck_assert_int_eq(js.type, STORE_JOB_ABLATION);
+    ck_assert_str_eq(js.model, "fm-small");
+    /* component-major order: cell 5 = mlp at rate 0.5 */
+    json_t *c = cell(&js, 5);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "recipe")), "ablation");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "model")), "fm-small");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "dataset")), "fashion-mnist");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "component")), "mlp");
+    ck_assert_double_eq_tol(json_number_value(json_object_get(c, "rate")), 0.5, 1e-12);
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "seed")), 1);
+    json_decref(c);
+    c = cell(&js, 23);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "component")), "linear_B_C");
+    ck_assert_double_eq_tol(json_number_value(json_object_get(c, "rate")), 0.9, 1e-12);
+    json_decref(c);
+    ck_assert_ptr_nonnull(strstr(js.spec_json, "\"type\":\"ablation\""));
+    jobspec_free(&js);
+}
+END_TEST
+
+START_TEST(test_ablation_seeds_and_options)
+{
+    jobspec js;
+    jobspec_error e;
+    int rc = expand("{\"type\":\"ablation\",\"model\":\"m\",\"dataset\":\"synthetic:n=256,classes=4\","
+                    "\"components\":[\"out_proj\",\"dt\"],\"rates\":[0,0.5,0.99],\"seeds\":[1,2,3,4],"
+                    "\"granularity\":\"structured\",\"criterion\":\"l2\",\"apply\":\"mask\","
+                    "\"finetune\":{\"steps\":5,\"lr\":0.001},\"eval\":{\"split\":\"test\",\"max_samples\":64},"
+                    "\"priority\":3}",
+                    &js, &e);
+    ck_assert_msg(rc == 0, "%s", e.message);
+    ck_assert_uint_eq(js.n_cells, 2 * 3 * 4);
+    ck_assert_int_eq(js.priority, 3);
+    json_t *c = cell(&js, 4 + 1); /* out_proj, rate 0.5, seed 2 */
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "seed")), 2);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(c, "rate")), 0.5, 1e-12);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "dataset")), "synthetic:n=256,classes=4");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "apply")), "mask");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(c, "finetune"), "steps")), 5);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(c, "eval"), "max_samples")), 64);
+    json_decref(c);
+    jobspec_free(&js);
+}
+END_TEST
+
+START_TEST(test_aliases_accepted)
+{
+    const char *names[] = {"linear_out", "mlp", "linear_gate", "linear_in", "conv1d", "linear_B_C",
+                           "linear_delta", "A", "D", "layer", "out_proj", "gate", "in_proj", "x_proj_bc",
+                           "dt", "A_log"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        ck_assert_int_ge(jobspec_component_parse(names[i]), 0);
+        char body[256];
+        snprintf(body, sizeof body, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"%s\"],\"rates\":[0.5]}",
+                 names[i]);
+        jobspec js;
+        jobspec_error e;
+        ck_assert_msg(expand(body, &js, &e) == 0, "%s: %s", names[i], e.message);
+        ck_assert_uint_eq(js.n_cells, 1);
+        jobspec_free(&js);
+    }
+    ck_assert_int_eq(jobspec_component_parse("linear_B_C"), jobspec_component_parse("x_proj_bc"));
+    ck_assert_int_eq(jobspec_component_parse("A"), jobspec_component_parse("A_log"));
+    ck_assert_int_eq(jobspec_component_parse("Linear_out"), -1);
+    ck_assert_str_eq(jobspec_component_alias(jobspec_component_parse("dt")), "linear_delta");
+}
+END_TEST
+
+START_TEST(test_sensitivity_and_all_layers)
+{
+    jobspec js;
+    jobspec_error e;
+    ck_assert(expand("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0,3],\"components\":[\"mlp\","
+                     "\"linear_in\",\"conv1d\"],\"rate\":0.5}",
+                     &js, &e) == 0);
+    ck_assert_uint_eq(js.n_cells, 6);
+    json_t *c = cell(&js, 4); /* layer 3, linear_in */
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "layer")), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "components")), "linear_in");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "recipe")), "sensitivity");
+    json_decref(c);
+    jobspec_free(&js);
+    ck_assert(expand("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\"],"
+                     "\"rate\":0.3}",
+                     &js, &e) == 0);
+    ck_assert_uint_eq(js.n_cells, 4); /* LIM.model_layers */
+    c = cell(&js, 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "layer")), 3);
+    json_decref(c);
+    jobspec_free(&js);
+    /* unknown layer count: "all" refused */
+    jobspec_limits unknown = {"mnist", 0, 0};
+    json_t *b = json_loads("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\"],"
+                           "\"rate\":0.3}", 0, NULL);
+    ck_assert_int_eq(jobspec_expand(b, &unknown, &js, &e), -1);
+    ck_assert_str_eq(e.field, "layers");
+    json_decref(b);
+    refused("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0,4],\"components\":[\"mlp\"],\"rate\":0.3}",
+            "invalid_value", "layers[1]");
+    refused("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0],\"components\":[\"mlp\"]}", "missing_field",
+            "rate");
+}
+END_TEST
+
+START_TEST(test_joint_train_rsst_lite)
+{
+    jobspec js;
+    jobspec_error e;
+    ck_assert(expand("{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5,\"linear_out\":0.3},"
+                     "{\"conv1d\":0.25}]}",
+                     &js, &e) == 0);
+    ck_assert_uint_eq(js.n_cells, 2);
+    json_t *c = cell(&js, 0);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(json_object_get(c, "config"), "linear_out")), 0.3,
+                            1e-12);
+    json_decref(c);
+    jobspec_free(&js);
+
+    ck_assert_msg(expand("{\"type\":\"train\",\"name\":\"tiny-1\",\"dataset\":\"synthetic:n=256,classes=4\","
+                         "\"preset\":\"tiny\",\"epochs\":2,\"dims\":{\"layers\":3},\"lr\":0.002}",
+                         &js, &e) == 0, "%s", e.message);
+    ck_assert_uint_eq(js.n_cells, 1);
+    ck_assert_ptr_null(js.model);
+    ck_assert_str_eq(js.out, "tiny-1");
+    c = cell(&js, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "recipe")), "train");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "out")), "tiny-1");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "preset")), "tiny");
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "layers")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "epochs")), 2);
+    ck_assert_ptr_null(json_object_get(c, "model"));
+    ck_assert_ptr_null(json_object_get(c, "dims"));
+    json_decref(c);
+    jobspec_free(&js);
+
+    ck_assert(expand("{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"rounds\":2}}", &js, &e) == 0);
+    ck_assert_uint_eq(js.n_cells, 1);
+    c = cell(&js, 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(c, "rsst"), "rounds")), 2);
+    json_decref(c);
+    jobspec_free(&js);
+    ck_assert(expand("{\"type\":\"lite\",\"model\":\"m\",\"spec\":{}}", &js, &e) == 0);
+    c = cell(&js, 0);
+    ck_assert(json_is_object(json_object_get(c, "lite")));
+    json_decref(c);
+    jobspec_free(&js);
+}
+END_TEST
+
+START_TEST(test_bad_inputs_name_the_field)
+{
+    const char *abl = "{\"type\":\"ablation\",\"model\":\"m\",";
+    char b[512];
+#define ABL(rest) (snprintf(b, sizeof b, "%s%s", abl, rest), b)
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.3,0.5,1.5]}"), "invalid_value", "rates[2]");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.3,1]}"), "invalid_value", "rates[1]");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[-0.1]}"), "invalid_value", "rates[0]");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[\"0.5\"]}"), "invalid_value", "rates[0]");
+    refused(ABL("\"components\":[\"mlp\",\"linear_x\"],\"rates\":[0.5]}"), "unknown_component", "components[1]");
+    refused(ABL("\"components\":[],\"rates\":[0.5]}"), "empty_grid", "components");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[]}"), "empty_grid", "rates");
+    refused(ABL("\"components\":[\"mlp\"]}"), "missing_field", "rates");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"rate_s\":1}"), "unknown_field", "rate_s");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"finetune\":{\"stepz\":1}}"), "unknown_field",
+            "finetune.stepz");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"criterion\":\"biggest\"}"), "invalid_value",
+            "criterion");
+    refused(ABL("\"components\":[\"A\"],\"rates\":[0.5],\"granularity\":\"structured\"}"), "invalid_value",
+            "components[0]");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"seeds\":[1,-2]}"), "invalid_value", "seeds[1]");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"eval\":{\"split\":\"val\"}}"), "invalid_value",
+            "eval.split");
+    refused(ABL("\"components\":[\"mlp\"],\"rates\":[0.5],\"priority\":1.5}"), "invalid_value", "priority");
+#undef ABL
+    refused("{\"type\":\"ablation\",\"model\":\"../etc/passwd\",\"components\":[\"mlp\"],\"rates\":[0.5]}",
+            "invalid_value", "model");
+    refused("{\"type\":\"ablation\",\"components\":[\"mlp\"],\"rates\":[0.5]}", "missing_field", "model");
+    refused("{\"type\":\"prune\",\"model\":\"m\"}", "invalid_value", "type");
+    refused("{\"model\":\"m\"}", "missing_field", "type");
+    refused("{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},{\"mlp\":2}]}", "invalid_value",
+            "configs[1].mlp");
+    refused("{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},{}]}", "empty_grid", "configs[1]");
+    refused("{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5,\"bogus\":0.1}]}", "unknown_component",
+            "configs[0].bogus");
+    refused("{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"out_proj\":0.5,\"linear_out\":0.1}]}",
+            "invalid_value", "configs[0].linear_out");
+    refused("{\"type\":\"train\",\"dataset\":\"mnist\"}", "missing_field", "name");
+    refused("{\"type\":\"train\",\"name\":\"..\",\"dataset\":\"mnist\"}", "invalid_value", "name");
+    refused("{\"type\":\"train\",\"name\":\"x\"}", "missing_field", "dataset");
+    refused("{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"../../etc\"}", "invalid_value", "dataset");
+    refused("{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"preset\":\"huge\"}", "invalid_value",
+            "preset");
+    refused("{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"dims\":{\"layers\":0}}", "invalid_value",
+            "dims.layers");
+    refused("{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"rates\":[0.5]}", "unknown_field", "rates");
+    refused("{\"type\":\"rsst\",\"model\":\"m\"}", "missing_field", "spec");
+}
+END_TEST
+
+START_TEST(test_grid_cap)
+{
+    /* 10 components x 1000 rates = 10,000 cells: accepted; one more rate: refused. */
+    size_t cap = 64 * 1024;
+    char *b = malloc(cap);
+    size_t n = (size_t)snprintf(b, cap, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"out_proj\","
+                                         "\"mlp\",\"gate\",\"in_proj\",\"conv1d\",\"x_proj_bc\",\"dt\",\"A\",\"D\","
+                                         "\"layer\"],\"rates\":[");
+    for (int i = 0; i < 1000; i++) n += (size_t)snprintf(b + n, cap - n, "%s%.6f", i ? "," : "", i / 1001.0);
+    size_t mark = n;
+    snprintf(b + n, cap - n, "]}");
+    jobspec js;
+    jobspec_error e;
+    ck_assert_msg(expand(b, &js, &e) == 0, "%s", e.message);
+    ck_assert_uint_eq(js.n_cells, 10000);
+    jobspec_free(&js);
+    snprintf(b + mark, cap - mark, ",0.9995]}");
+    ck_assert_int_eq(expand(b, &js, &e), -1);
+    ck_assert_str_eq(e.code, "grid_too_large");
+    ck_assert_str_eq(e.field, "rates");
+    free(b);
+    /* sensitivity cap via a small limit */
+    jobspec_limits small = {"mnist", 8, 5};
+    json_t *body = json_loads("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\"],"
+                              "\"rate\":0.3}", 0, NULL);
+    ck_assert_int_eq(jobspec_expand(body, &small, &js, &e), -1);
+    ck_assert_str_eq(e.code, "grid_too_large");
+    json_decref(body);
+}
+END_TEST
+
+START_TEST(test_info_layers)
+{
+    ck_assert_int_eq(jobspec_info_layers("{\"config\":{\"n_layers\":6}}"), 6);
+    ck_assert_int_eq(jobspec_info_layers("{\"layers\":[{},{},{}]}"), 3);
+    ck_assert_int_eq(jobspec_info_layers("{\"n_layers\":2}"), 2);
+    ck_assert_int_eq(jobspec_info_layers("not json"), 0);
+    ck_assert_int_eq(jobspec_info_layers(NULL), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("jobspec");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_notes_ablation_24_cells);
+    tcase_add_test(tc, test_ablation_seeds_and_options);
+    tcase_add_test(tc, test_aliases_accepted);
+    tcase_add_test(tc, test_sensitivity_and_all_layers);
+    tcase_add_test(tc, test_joint_train_rsst_lite);
+    tcase_add_test(tc, test_bad_inputs_name_the_field);
+    tcase_add_test(tc, test_grid_cap);
+    tcase_add_test(tc, test_info_layers);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
