@@ -135,6 +135,10 @@ typedef struct {
 
 void prune_selection_init(prune_selection *s);
 void prune_selection_free(prune_selection *s);
+/* The keep array of component c's units in layer li (row / neuron / channel (gate and in_proj
+ * share it) / state / rank), created all-ones with n entries when absent. NULL for components
+ * without a keep array (conv1d taps, layer, A_log, D). */
+uint8_t *prune_selection_keep(prune_selection *s, prune_component c, int li, int n);
 
 /* Zero every weight the selection removes, coupled tensors included (sets m->mask, allocating it,
  * and applies it). A masked model and prune_shrink of the same selection give the same logits. */

@@ -110,25 +110,6 @@ static int apply_unstructured(model *m, const prune_entry *e, const prune_calib 
     return 0;
 }
 
-/* The keep array of selection s for component c in layer li, created all-ones (n entries). */
-static uint8_t *keep_array(prune_selection *s, prune_component c, int li, int n)
-{
-    uint8_t **slot = NULL;
-    switch (c) {
-    case PC_OUT_PROJ: slot = &s->keep_row[li]; break;
-    case PC_MLP: slot = &s->keep_neuron[li]; break;
-    case PC_GATE:
-    case PC_IN_PROJ: slot = &s->keep_channel[li]; break;
-    case PC_X_PROJ_BC: slot = &s->keep_state[li]; break;
-    case PC_DT: slot = &s->keep_rank[li]; break;
-    default: return NULL;
-    }
-    if (!*slot) {
-        *slot = xmalloc((size_t)n);
-        memset(*slot, 1, (size_t)n);
-    }
-    return *slot;
-}
 
 typedef struct {
     float score;
@@ -240,7 +221,7 @@ static int select_structured(const model *m, const prune_entry *e, const prune_c
                     us[u] = (unit_score){.score = sc[u], .idx = u};
                 }
                 qsort(us, (size_t)U, sizeof *us, unit_cmp);
-                uint8_t *keep = keep_array(sel, e->component, li, U);
+                uint8_t *keep = prune_selection_keep(sel, e->component, li, U);
                 for (long r = 0; r < k; r++) keep[us[r].idx] = 0;
                 free(us);
                 free(sc);

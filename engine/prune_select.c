@@ -128,3 +128,22 @@ void prune_selection_to_mask(model *m, const prune_selection *s)
     for (int i = 0; i < m->cfg.n_layers; i++) layer_to_mask(m, s, i);
     model_apply_mask(m);
 }
+
+uint8_t *prune_selection_keep(prune_selection *s, prune_component c, int li, int n)
+{
+    uint8_t **slot = NULL;
+    switch (c) {
+    case PC_OUT_PROJ: slot = &s->keep_row[li]; break;
+    case PC_MLP: slot = &s->keep_neuron[li]; break;
+    case PC_GATE:
+    case PC_IN_PROJ: slot = &s->keep_channel[li]; break;
+    case PC_X_PROJ_BC: slot = &s->keep_state[li]; break;
+    case PC_DT: slot = &s->keep_rank[li]; break;
+    default: return NULL;
+    }
+    if (!*slot) {
+        *slot = xmalloc((size_t)n);
+        memset(*slot, 1, (size_t)n);
+    }
+    return *slot;
+}

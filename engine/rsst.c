@@ -289,25 +289,6 @@ static int model_clone(const model *src, model *dst, char *err, size_t errlen)
     return 0;
 }
 
-/* The keep array of sel for component c in layer li, created all-ones (n entries). */
-static uint8_t *keep_array(prune_selection *sel, prune_component c, int li, int n)
-{
-    uint8_t **slot = NULL;
-    switch (c) {
-    case PC_OUT_PROJ: slot = &sel->keep_row[li]; break;
-    case PC_MLP: slot = &sel->keep_neuron[li]; break;
-    case PC_GATE:
-    case PC_IN_PROJ: slot = &sel->keep_channel[li]; break;
-    case PC_X_PROJ_BC: slot = &sel->keep_state[li]; break;
-    case PC_DT: slot = &sel->keep_rank[li]; break;
-    default: return NULL;
-    }
-    if (!*slot) {
-        *slot = xmalloc((size_t)n);
-        memset(*slot, 1, (size_t)n);
-    }
-    return *slot;
-}
 
 typedef struct {
     float key1, key2; /* sort keys: ascending key1, then ascending key2, then index */
@@ -375,7 +356,7 @@ static int select_structured(const model *m, const prune_entry *e, double cum, c
             if (sel->keep_taps[li] == 0 || keep < sel->keep_taps[li]) sel->keep_taps[li] = keep;
             continue;
         }
-        uint8_t *keep = keep_array(sel, e->component, li, U);
+        uint8_t *keep = prune_selection_keep(sel, e->component, li, U);
         long removed = 0;
         for (int u = 0; u < U; u++) removed += !keep[u];
         long need = target - removed;
@@ -586,7 +567,7 @@ int rsst_refill(model *m, const rsst_spec *s, const prune_calib *calib, prune_se
                 continue;
             }
             qsort(rk, (size_t)alive, sizeof *rk, ranked_cmp);
-            uint8_t *keep = keep_array(sel, e->component, li, U);
+            uint8_t *keep = prune_selection_keep(sel, e->component, li, U);
             uint8_t *kept = xcalloc((size_t)U, 1);
             for (int r = 0; r < alive; r++) {
                 if (r < keep_n) kept[rk[r].idx] = 1;
