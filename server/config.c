@@ -80,6 +80,8 @@ static const cfg_key config_keys[] = {
      "lease of a claimed cell, renewed while it runs"},
     {"grace_seconds", CFG_TYPE_INT, offsetof(pl_config, grace_s), 0, 3600,
      "on shutdown or cancel: wait this long before SIGKILL / requeue"},
+    {"cell_nice", CFG_TYPE_INT, offsetof(pl_config, cell_nice), 0, 19,
+     "nice steps of cell processes below the daemon, so request threads keep the CPU"},
     {"max_cells_per_job", CFG_TYPE_INT, offsetof(pl_config, max_cells_per_job), 1, 1000000,
      "largest grid a job may expand to"},
     {"executor", CFG_TYPE_EXECUTOR, offsetof(pl_config, executor), 0, 0,
@@ -156,6 +158,7 @@ void config_init(pl_config *c) {
     c->owner_running_cap = 0;
     c->lease_s = 30;
     c->grace_s = 20;
+    c->cell_nice = 10;
     c->max_cells_per_job = 10000;
     c->executor = dup_str("local");
     c->engine_bin = default_engine_bin();

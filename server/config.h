@@ -47,6 +47,7 @@ typedef struct {
     int max_attempts;          /* runs of a cell before it is failed (2) */
     int owner_running_cap;     /* running cells per owner, 0 = no cap beyond workers (0) */
     int lease_s;               /* cell lease, renewed while the cell runs (30) */
+    int cell_nice;             /* cells run this many nice steps below the daemon (10) */
     int grace_s;               /* SIGTERM / cancel: seconds before SIGKILL or requeue (20) */
     int max_cells_per_job;     /* grid size cap (10000) */
     char *executor;            /* "local" (the only one so far) */

@@ -114,6 +114,9 @@ typedef struct {
     size_t stderr_tail;      /* stderr bytes kept (default 8 KiB) */
     int subreaper;           /* 1 (default): make this process a child subreaper (prctl), so that
                               * orphans of a cell are reaped here and never outlive its outcome */
+    int nice;                /* each cell runs this many nice steps below the daemon (capped at
+                              * 19; 0 = same priority): numerics yield the CPU to the daemon's
+                              * request threads */
 } executor_config;
 
 void executor_config_default(executor_config *c);

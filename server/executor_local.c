@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -756,6 +757,12 @@ static int local_start(executor *base, const executor_request *req, char *err, s
         goto cleanup;
     }
     c->pid = pid;
+    /* cells run `nice` steps below the daemon (capped at 19); the child may run a few
+     * instructions at the daemon's priority first; its re-exec inherits the value */
+    if (ex->base.cfg.nice > 0) {
+        int v = getpriority(PRIO_PROCESS, 0) + ex->base.cfg.nice;
+        (void)setpriority(PRIO_PROCESS, (id_t)pid, v > 19 ? 19 : v);
+    }
     c->started = c->last_line = executor_clock();
     fd_close(&in_sp[1]);
     fd_close(&out_p[1]);

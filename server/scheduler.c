@@ -521,6 +521,7 @@ scheduler *scheduler_start(store *st, const pl_config *cfg, const char *engine_b
     ec.coretype = getenv("OPENBLAS_CORETYPE");
     ec.threads = cfg->threads_per_cell;
     ec.grace_s = CANCEL_GRACE_S;
+    ec.nice = cfg->cell_nice;
     executor_callbacks cb = {.user = s, .on_progress = on_progress, .on_exit = on_exit_cb};
     char xerr[EXECUTOR_ERRLEN];
     s->ex = executor_local_init(&ec, &cb, xerr, sizeof xerr);

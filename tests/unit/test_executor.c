@@ -12,6 +12,7 @@
  * Deadlines are generous upper bounds that keep a broken executor from hanging the suite. */
 #define _GNU_SOURCE
 #include <check.h>
+#include <sys/resource.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -772,6 +773,35 @@ START_TEST(test_env_overrides)
 }
 END_TEST
 
+/* cfg.nice lowers the priority of every cell (and what it execs); 0 leaves the daemon's. */
+START_TEST(test_cell_nice)
+{
+    int base = getpriority(PRIO_PROCESS, 0);
+    for (int want = 0; want <= 1; want++) {
+        rec r;
+        memset(&r, 0, sizeof r);
+        executor_config cfg;
+        executor_config_default(&cfg);
+        cfg.nice = want ? 7 : 0;
+        executor_callbacks cb = {&r, cb_progress, cb_result, cb_error, cb_exit};
+        char err[EXECUTOR_ERRLEN];
+        r.ex = executor_local_init(&cfg, &cb, err, sizeof err);
+        ck_assert_msg(r.ex != NULL, "%s", err);
+        /* field 19 of /proc/PID/stat is the nice value; the sleep orders the read after the
+         * daemon's setpriority, which follows posix_spawn at once */
+        const char *bin = script("nice", "sleep 0.3; printf '{\"event\":\"result\",\"metrics\":{\"nice\":%s}}\\n' "
+                                         "\"$(cut -d' ' -f19 /proc/$$/stat)\"");
+        executor_request req = {.cell_id = 1, .spec = "{}", .bin = bin};
+        ck_assert_msg(executor_start(r.ex, &req, err, sizeof err) == 0, "%s", err);
+        run_until_exits(&r, 1, 10);
+        ck_assert_msg(r.cell[1].status == EXECUTOR_DONE, "%s; %s", r.cell[1].message, r.cell[1].stderr_tail);
+        int got = (int)json_integer_value(json_object_get(r.cell[1].metrics, "nice"));
+        ck_assert_int_eq(got, want ? (base + 7 > 19 ? 19 : base + 7) : base);
+        rec_free(&r);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------------ API errors */
 
 START_TEST(test_start_errors)
@@ -870,6 +900,7 @@ int main(void)
     tcase_add_test(tc, test_heartbeat);
     tcase_add_test(tc, test_no_fd_leak);
     tcase_add_test(tc, test_env_overrides);
+    tcase_add_test(tc, test_cell_nice);
     tcase_add_test(tc, test_start_errors);
     suite_add_tcase(s, tc);
 
