@@ -13,6 +13,7 @@
 
 #include "blas.h"
 #include "ops.h"
+#include "prune.h"
 #include "util.h"
 
 static void print_usage(const cli_spec *s, FILE *f)
@@ -233,6 +234,32 @@ void cli_load_model(const cli_spec *s, model *m, const char *path, const char *d
     if (model_load(m, path, dataset_hint, err, sizeof err) != 0)
         cli_fail(s, "check the path; 'prunelab inspect FILE' validates a checkpoint", "cannot load model %s: %s",
                  path, err);
+}
+
+void cli_load_prunable(const cli_spec *s, model *m, const char *path, const char *dataset_hint,
+                       const char *masks_path)
+{
+    char err[PL_ERRLEN];
+    cli_load_model(s, m, path, dataset_hint);
+    if (!prune_is_mamba_model(m))
+        cli_fail(s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", path);
+    if (masks_path && prune_mask_load(m, masks_path, err, sizeof err) != 0)
+        cli_fail(s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
+}
+
+char *cli_read_spec(const cli_spec *s, const char *path)
+{
+    char err[PL_ERRLEN];
+    size_t len;
+    char *text = (char *)pl_read_file(path, &len, err, sizeof err);
+    if (!text) cli_fail(s, NULL, "cannot read spec %s: %s", path, err);
+    return text;
+}
+
+void cli_verify_blas(const cli_spec *s)
+{
+    char err[PL_ERRLEN];
+    if (blas_verify(err, sizeof err) != 0) cli_fail(s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
 }
 
 void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split)

@@ -58,6 +58,14 @@ __attribute__((noreturn, format(printf, 3, 4))) void cli_fail(const cli_spec *s,
 
 /* Load a checkpoint or exit with the loader's message (dataset_hint may be NULL). */
 void cli_load_model(const cli_spec *s, model *m, const char *path, const char *dataset_hint);
+/* Load a checkpoint that pruning commands work on: model_load, then prune_is_mamba_model, then
+ * the optional mask file (masks_path may be NULL). Exits with a message and a hint on failure. */
+void cli_load_prunable(const cli_spec *s, model *m, const char *path, const char *dataset_hint,
+                       const char *masks_path);
+/* Read a JSON spec file (malloc'd, NUL-terminated) or exit with "cannot read spec PATH". */
+char *cli_read_spec(const cli_spec *s, const char *path);
+/* blas_verify once, or exit with a hint naming the fallback kernel. */
+void cli_verify_blas(const cli_spec *s);
 /* Load a dataset split or exit with the loader's message. */
 void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split);
 

@@ -61,7 +61,7 @@ int cmd_bench(int argc, char **argv)
     cli_parse(&s, argc, argv, NULL);
     cli_set_threads(threads);
     char err[PL_ERRLEN];
-    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+    cli_verify_blas(&s);
 
     int C = 1, H = 28, W = 28, classes = 10;
     if (dataset_name && dataset_shape(dataset_name, &C, &H, &W, &classes) != 0)

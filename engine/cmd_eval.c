@@ -43,7 +43,7 @@ int cmd_eval(int argc, char **argv)
     cli_require(&s, "--dataset");
     cli_set_threads(threads);
     char err[PL_ERRLEN];
-    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+    cli_verify_blas(&s);
 
     model m;
     cli_load_model(&s, &m, model_path, dataset_name);

@@ -76,22 +76,16 @@ int cmd_lite(int argc, char **argv)
     cli_require(&s, "--out");
     cli_set_threads(threads);
     char err[PL_ERRLEN];
-    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+    cli_verify_blas(&s);
 
-    size_t len;
-    char *text = (char *)pl_read_file(spec_path, &len, err, sizeof err);
-    if (!text) cli_fail(&s, NULL, "cannot read spec %s: %s", spec_path, err);
+    char *text = cli_read_spec(&s, spec_path);
     lite_spec spec;
     if (lite_spec_parse(text, &spec, err, sizeof err) != 0)
         cli_fail(&s, "see 'prunelab lite --help'", "spec %s: %s", spec_path, err);
     free(text);
 
     model m;
-    cli_load_model(&s, &m, model_path, dataset_name);
-    if (!prune_is_mamba_model(&m))
-        cli_fail(&s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", model_path);
-    if (masks_in && prune_mask_load(&m, masks_in, err, sizeof err) != 0)
-        cli_fail(&s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
+    cli_load_prunable(&s, &m, model_path, dataset_name, masks_in);
     if (lite_target_check(&m, &spec.target, err, sizeof err) != 0)
         cli_fail(&s, "'prunelab inspect --model M' shows the source's dims", "spec %s: %s", spec_path, err);
 

@@ -76,19 +76,13 @@ int cmd_prune(int argc, char **argv)
     cli_require(&s, "--out");
     cli_set_threads(threads);
     char err[PL_ERRLEN];
-    if (blas_verify(err, sizeof err) != 0) cli_fail(&s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
+    cli_verify_blas(&s);
     double t0 = pl_now();
 
     model m;
-    cli_load_model(&s, &m, model_path, dataset_name);
-    if (!prune_is_mamba_model(&m))
-        cli_fail(&s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", model_path);
-    if (masks_in && prune_mask_load(&m, masks_in, err, sizeof err) != 0)
-        cli_fail(&s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
+    cli_load_prunable(&s, &m, model_path, dataset_name, masks_in);
 
-    size_t len;
-    char *text = (char *)pl_read_file(spec_path, &len, err, sizeof err);
-    if (!text) cli_fail(&s, NULL, "cannot read spec %s: %s", spec_path, err);
+    char *text = cli_read_spec(&s, spec_path);
     prune_spec spec;
     if (prune_spec_parse(text, &m, &spec, err, sizeof err) != 0)
         cli_fail(&s, "see 'prunelab prune --help' and 'prunelab components --model M' for names", "spec %s: %s",
