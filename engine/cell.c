@@ -38,6 +38,7 @@
 #include "prune.h"
 #include "rsst.h"
 #include "train.h"
+#include "spec_json.h"
 #include "util.h"
 
 #define CELL_PROGRESS_MIN_S 1.0 /* progress lines from the work are at most this frequent */
@@ -92,17 +93,12 @@ static void join_names(char *buf, size_t n, const char *const *names, int count,
 static cell_error check_keys(json_t *o, const char *where, const char *const *allowed, const char *context, char *err,
                              size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        int ok = 0;
-        for (int i = 0; allowed[i]; i++) ok |= strcmp(key, allowed[i]) == 0;
-        if (!ok) {
-            char list[768];
-            join_names(list, sizeof list, allowed, -1, ", ");
-            return bad(err, errlen, "%s%s: unknown key%s (allowed%s: %s)", where, key, context ? context : "",
-                       context ? " there" : "", list);
-        }
+    const char *key = spec_json_unknown_key(o, allowed, NULL, 0);
+    if (key) {
+        char list[768];
+        join_names(list, sizeof list, allowed, -1, ", ");
+        return bad(err, errlen, "%s%s: unknown key%s (allowed%s: %s)", where, key, context ? context : "",
+                   context ? " there" : "", list);
     }
     return CELL_OK;
 }

@@ -32,6 +32,7 @@
 
 #include "lite.h"
 #include "train.h"
+#include "spec_json.h"
 #include "util.h"
 
 static int needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
@@ -64,50 +65,13 @@ void lite_run_opts_init(lite_run_opts *o)
 /* Refuse any key of obj not in the NULL-terminated list; where names the object ("" = root). */
 static int check_keys(json_t *obj, const char *const *allowed, const char *where, char *err, size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        int ok = 0;
-        for (int i = 0; allowed[i]; i++) ok |= strcmp(key, allowed[i]) == 0;
-        if (!ok) {
-            char list[256] = "";
-            for (int i = 0; allowed[i]; i++) {
-                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, allowed[i], sizeof list - strlen(list) - 1);
-            }
-            return pl_err(err, errlen, "%s%s%s: unknown key (allowed: %s)", where, *where ? "." : "", key, list);
-        }
-    }
+    char list[256];
+    const char *key = spec_json_unknown_key(obj, allowed, list, sizeof list);
+    if (key) return pl_err(err, errlen, "%s%s%s: unknown key (allowed: %s)", where, *where ? "." : "", key, list);
     return 0;
 }
 
-/* Integer field in [lo, hi]; absent leaves *out. field is the full name for messages. */
-static int get_int(json_t *obj, const char *key, const char *field, long long lo, long long hi, long long *out,
-                   char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    if (!json_is_integer(v)) return pl_err(err, errlen, "%s: must be an integer in [%lld, %lld]", field, lo, hi);
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi) return pl_err(err, errlen, "%s: %lld is outside [%lld, %lld]", field, x, lo, hi);
-    *out = x;
-    return 0;
-}
 
-/* Number field; min_open: refuse x <= lo (else x < lo); hi inclusive. */
-static int get_num(json_t *obj, const char *key, const char *field, double lo, int min_open, double hi, double *out,
-                   char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    if (!json_is_number(v)) return pl_err(err, errlen, "%s: must be a number", field);
-    double x = json_number_value(v);
-    int ok = min_open ? x > lo : x >= lo;
-    if (!(ok && x <= hi)) /* also catches NaN */
-        return pl_err(err, errlen, "%s: %g is outside %s%g, %g]", field, x, min_open ? "(" : "[", lo, hi);
-    *out = x;
-    return 0;
-}
 
 /* An optional sub-object; absent -> *out NULL. */
 static int get_obj(json_t *root, const char *key, json_t **out, char *err, size_t errlen)
@@ -133,23 +97,23 @@ static int parse_root(json_t *root, lite_spec *s, char *err, size_t errlen)
     double x = 0.0;
     long long n = 0;
     if (json_object_get(t, "expand")) {
-        if (get_num(t, "expand", "target.expand", 0.0, 1, 64.0, &x, err, errlen) != 0) return -1;
+        if (spec_json_num(t, "expand", "target.expand", 0.0, 1, 64.0, &x, err, errlen) != 0) return -1;
         s->target.expand = (float)x;
     }
     if (json_object_get(t, "mlp_ratio")) {
-        if (get_num(t, "mlp_ratio", "target.mlp_ratio", 0.0, 0, 64.0, &x, err, errlen) != 0) return -1;
+        if (spec_json_num(t, "mlp_ratio", "target.mlp_ratio", 0.0, 0, 64.0, &x, err, errlen) != 0) return -1;
         s->target.mlp_ratio = (float)x;
     }
     if (json_object_get(t, "d_conv")) {
-        if (get_int(t, "d_conv", "target.d_conv", 1, 64, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(t, "d_conv", "target.d_conv", 1, 64, &n, err, errlen) != 0) return -1;
         s->target.d_conv = (int)n;
     }
     if (json_object_get(t, "d_state")) {
-        if (get_int(t, "d_state", "target.d_state", 1, 4096, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(t, "d_state", "target.d_state", 1, 4096, &n, err, errlen) != 0) return -1;
         s->target.d_state = (int)n;
     }
     if (json_object_get(t, "n_layers")) {
-        if (get_int(t, "n_layers", "target.n_layers", 1, MODEL_MAX_LAYERS, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(t, "n_layers", "target.n_layers", 1, MODEL_MAX_LAYERS, &n, err, errlen) != 0) return -1;
         s->target.n_layers = (int)n;
     }
 
@@ -175,7 +139,7 @@ static int parse_root(json_t *root, lite_spec *s, char *err, size_t errlen)
         static const char *const ckeys[] = {"samples", NULL};
         if (check_keys(c, ckeys, "calibration", err, errlen) != 0) return -1;
         n = s->calib_samples;
-        if (get_int(c, "samples", "calibration.samples", 1, 1000000, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(c, "samples", "calibration.samples", 1, 1000000, &n, err, errlen) != 0) return -1;
         s->calib_samples = (int)n;
     }
 
@@ -187,16 +151,16 @@ static int parse_root(json_t *root, lite_spec *s, char *err, size_t errlen)
         if (json_object_get(f, "steps") && json_object_get(f, "epochs"))
             return pl_err(err, errlen, "finetune.epochs: give finetune.steps or finetune.epochs, not both");
         n = 0;
-        if (get_int(f, "steps", "finetune.steps", 0, 1000000000LL, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(f, "steps", "finetune.steps", 0, 1000000000LL, &n, err, errlen) != 0) return -1;
         s->finetune_steps = (long)n;
         n = 0;
-        if (get_int(f, "epochs", "finetune.epochs", 0, 100000, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(f, "epochs", "finetune.epochs", 0, 100000, &n, err, errlen) != 0) return -1;
         s->finetune_epochs = (int)n;
         x = s->finetune_lr;
-        if (get_num(f, "lr", "finetune.lr", 0.0, 1, 10.0, &x, err, errlen) != 0) return -1;
+        if (spec_json_num(f, "lr", "finetune.lr", 0.0, 1, 10.0, &x, err, errlen) != 0) return -1;
         s->finetune_lr = (float)x;
         n = s->finetune_batch;
-        if (get_int(f, "batch", "finetune.batch", 1, 65536, &n, err, errlen) != 0) return -1;
+        if (spec_json_int(f, "batch", "finetune.batch", 1, 65536, &n, err, errlen) != 0) return -1;
         s->finetune_batch = (int)n;
     }
 

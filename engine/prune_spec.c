@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "prune.h"
+#include "spec_json.h"
 #include "util.h"
 
 static const char *const gran_names[PG_COUNT] = {"unstructured", "structured"};
@@ -33,21 +34,9 @@ static const char *const apply_names[PA_COUNT] = {"shrink", "mask"};
 /* Refuse any key of obj not in the NULL-terminated list. */
 static int check_keys(json_t *obj, const char *const *allowed, const char *where, char *err, size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        int ok = 0;
-        for (int i = 0; allowed[i]; i++)
-            if (strcmp(key, allowed[i]) == 0) ok = 1;
-        if (!ok) {
-            char list[256] = "";
-            for (int i = 0; allowed[i]; i++) {
-                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, allowed[i], sizeof list - strlen(list) - 1);
-            }
-            return pl_err(err, errlen, "%s%sunknown key \"%s\" (allowed: %s)", where, *where ? ": " : "", key, list);
-        }
-    }
+    char list[256];
+    const char *key = spec_json_unknown_key(obj, allowed, list, sizeof list);
+    if (key) return pl_err(err, errlen, "%s%sunknown key \"%s\" (allowed: %s)", where, *where ? ": " : "", key, list);
     return 0;
 }
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "train.h"
+#include "spec_json.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------ spec */
@@ -34,46 +35,19 @@ static const char *const apply_names[PA_COUNT] = {"shrink", "mask"};
 
 static int check_keys(json_t *obj, const char *const *allowed, const char *where, char *err, size_t errlen)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        int ok = 0;
-        for (int i = 0; allowed[i]; i++) ok |= strcmp(key, allowed[i]) == 0;
-        if (!ok) {
-            char list[256] = "";
-            for (int i = 0; allowed[i]; i++) {
-                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                strncat(list, allowed[i], sizeof list - strlen(list) - 1);
-            }
-            return pl_err(err, errlen, "%s: unknown key \"%s\" (allowed: %s)", where, key, list);
-        }
-    }
+    char list[256];
+    const char *key = spec_json_unknown_key(obj, allowed, list, sizeof list);
+    if (key) return pl_err(err, errlen, "%s: unknown key \"%s\" (allowed: %s)", where, key, list);
     return 0;
 }
 
-/* Integer field `where` in [lo, hi]; absent keeps *out. */
-static int get_int(json_t *obj, const char *key, const char *where, long long lo, long long hi, long long *out,
-                   char *err, size_t errlen)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    if (!json_is_integer(v)) return pl_err(err, errlen, "%s: must be an integer in [%lld, %lld]", where, lo, hi);
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi) return pl_err(err, errlen, "%s: %lld is outside [%lld, %lld]", where, x, lo, hi);
-    *out = x;
-    return 0;
-}
 
-/* Number field in [lo, hi] (lo_open: (lo, hi]); absent keeps *out. */
+/* spec_json_num into a float field (the spec keeps floats). */
 static int get_num(json_t *obj, const char *key, const char *where, double lo, double hi, int lo_open, float *out,
                    char *err, size_t errlen)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    if (!json_is_number(v)) return pl_err(err, errlen, "%s: must be a number", where);
-    double x = json_number_value(v);
-    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi))
-        return pl_err(err, errlen, "%s: %g is outside %c%g, %g]", where, x, lo_open ? '(' : '[', lo, hi);
+    double x = *out;
+    if (spec_json_num(obj, key, where, lo, lo_open, hi, &x, err, errlen) != 0) return -1;
     *out = (float)x;
     return 0;
 }
@@ -126,17 +100,17 @@ int rsst_spec_parse(const char *json_text, const model *m, rsst_spec *s, char *e
         static const char *const rk[] = {"reg_steps", "lambda_max", "power", "lr", NULL};
         if (check_keys(r, rk, "rsst", err, errlen) != 0) goto done;
         long long t = s->reg_steps;
-        if (get_int(r, "reg_steps", "rsst.reg_steps", 0, 100000000, &t, err, errlen) != 0) goto done;
+        if (spec_json_int(r, "reg_steps", "rsst.reg_steps", 0, 100000000, &t, err, errlen) != 0) goto done;
         s->reg_steps = (int)t;
         if (get_num(r, "lambda_max", "rsst.lambda_max", 0.0, 1e6, 0, &s->lambda_max, err, errlen) != 0) goto done;
         if (get_num(r, "power", "rsst.power", 0.0, 100.0, 0, &s->power, err, errlen) != 0) goto done;
         if (get_num(r, "lr", "rsst.lr", 0.0, 100.0, 1, &s->reg_lr, err, errlen) != 0) goto done;
     }
     long long x = s->rounds;
-    if (get_int(root, "rounds", "rounds", 1, 1000, &x, err, errlen) != 0) goto done;
+    if (spec_json_int(root, "rounds", "rounds", 1, 1000, &x, err, errlen) != 0) goto done;
     s->rounds = (int)x;
     x = s->batch;
-    if (get_int(root, "batch", "batch", 1, 65536, &x, err, errlen) != 0) goto done;
+    if (spec_json_int(root, "batch", "batch", 1, 65536, &x, err, errlen) != 0) goto done;
     s->batch = (int)x;
 
     json_t *rw = json_object_get(root, "rewind");
@@ -158,7 +132,7 @@ int rsst_spec_parse(const char *json_text, const model *m, rsst_spec *s, char *e
             goto done;
         }
         long long k = 0, lim = (long long)s->reg_steps + s->prune.finetune_steps;
-        if (get_int(rw, "step", "rewind.step", 0, lim, &k, err, errlen) != 0) {
+        if (spec_json_int(rw, "step", "rewind.step", 0, lim, &k, err, errlen) != 0) {
             pl_err(err, errlen, "rewind.step: must be an integer in [0, %lld] (round 1 has rsst.reg_steps + "
                    "finetune.steps = %lld steps)", lim, lim);
             goto done;
