@@ -1,0 +1,1 @@
+/* openapi.c — not yet written */

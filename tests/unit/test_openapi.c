@@ -1,0 +1,2 @@
+/* test_openapi.c — not yet written */
+int main(void) { return 77; }

@@ -1,0 +1,2 @@
+/* test_static.c — not yet written */
+int main(void) { return 77; }
