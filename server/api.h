@@ -5,7 +5,8 @@
  * handlers need is reached through the context; the handlers own no global state.
  *
  * Auth: writes need "Authorization: Bearer TOKEN" of an active token (401 without or with an
- * unknown token, 403 for a revoked one when the store can tell, 401 otherwise); reads are
+ * unknown token, 403 token_revoked for a revoked one); a token sent with a read is checked the
+ * same way; reads are
  * anonymous unless cfg->anonymous_reads is false. Only a job's (model's) owner or an admin may
  * cancel, retry or delete it (403). Every error is {"error": {"code", "message", "field"}}. */
 #ifndef PL_SERVER_API_H
@@ -40,12 +41,24 @@ enum { API_READ = 0, API_WRITE = 1 };
 
 /* Authenticate the request. Returns 1 with *u filled (free with store_user_free) for a valid
  * bearer token; 0 for an anonymous read that the config allows (*u zeroed); -1 after replying
- * 401 (no / malformed / unknown / revoked token) or 500 — the handler then returns 0. */
+ * 401 (no / malformed / unknown token), 403 (revoked token) or 500 — the handler then returns 0. */
 int api_auth(http_request *req, api_ctx *ctx, int need, store_user *u);
 
 /* Reply for a store failure: STORE_NOTFOUND 404, STORE_CONFLICT 409, STORE_INVALID 400, else
  * 500. what names the object ("job 12"). Returns the http_reply_error value. */
 int api_reply_store(http_request *req, int rc, const char *what, const char *err);
+
+/* The body of a GET /api/v1/jobs page for filter f (api_jobs.c): compact JSON
+ * {"jobs": [...], "next_page_token": T-or-null} and "\n", as http_reply_json writes it.
+ * _reference builds it with one jansson object per job; _lean writes the same bytes into one
+ * buffer; _cached serves the lean page from the store's read cache (store_memo_get) while the
+ * commit counter is unchanged (*hit, may be NULL, says whether it did). Each returns STORE_OK
+ * with *out (malloc'd, NUL-terminated, caller frees) and *len, or store_jobs_list's rc with err
+ * (STORE_INVALID for a bad page token). */
+int api_jobs_page_reference(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen);
+int api_jobs_page_lean(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen);
+int api_jobs_page_cached(store *st, const store_job_filter *f, char **out, size_t *len, int *hit, char *err,
+                         size_t errlen);
 
 /* Model handlers (api_models.c). */
 int api_models_list(http_request *req, void *app);

@@ -5,6 +5,13 @@
  * http_reply_*. Nothing is kept between requests; every string a handler allocates is freed
  * before it returns (`int rc` + one cleanup label). app is an api_ctx (see api.h).
  *
+ * POST /api/v1/jobs?dry_run=1 (or true) runs every check of a submission (auth, Idempotency-Key
+ * syntax, model lookup, validation and expansion, name clash of a train job's output) and answers
+ * 200 {"dry_run": true, "cells": N, "type": T} without writing anything.
+ *
+ * GET /api/v1/jobs is served from a read cache keyed by the commit counter (see the section's
+ * comment below); the other reads go to the store each time.
+ *
  * Long-poll: GET /api/v1/jobs/{id}?wait=S[&since=V] returns at once when the store's commit
  * counter differs from V, else sleeps in store_wait slices (so a stopping server is noticed
  * within half a second) until the job's visible state changes or S seconds pass. The response
@@ -47,8 +54,13 @@ int api_auth(http_request *req, api_ctx *ctx, int need, store_user *u)
     int rc = store_token_lookup(ctx->st, token, u, err, sizeof err);
     if (rc == STORE_OK) return 1;
     if (rc == STORE_NOTFOUND) {
-        http_reply_error(req, 401, "invalid_token", NULL, "the bearer token is unknown or revoked");
+        http_reply_error(req, 401, "invalid_token", NULL, "the bearer token is unknown");
         http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        return -1;
+    }
+    if (rc == STORE_CONFLICT) {
+        http_reply_error(req, 403, "token_revoked", NULL,
+                         "the bearer token was revoked; ask an admin for a new one (prunelabd user add)");
         return -1;
     }
     http_reply_error(req, 500, "internal", NULL, "token lookup failed: %s", err);
@@ -151,6 +163,16 @@ static int idem_key_valid(const char *k)
     return 1;
 }
 
+/* ?dry_run=: 1 for "1" / "true", 0 when absent or "0" / "false" / "", -1 after replying 400. */
+static int dry_run_parse(http_request *req)
+{
+    const char *q = http_request_query(req, "dry_run");
+    if (!q || !*q || strcmp(q, "0") == 0 || strcmp(q, "false") == 0) return 0;
+    if (strcmp(q, "1") == 0 || strcmp(q, "true") == 0) return 1;
+    http_reply_error(req, 400, "bad_query", "dry_run", "dry_run: must be 1, true, 0 or false");
+    return -1;
+}
+
 static int handle_jobs_create(http_request *req, void *app)
 {
     api_ctx *ctx = app;
@@ -164,6 +186,8 @@ static int handle_jobs_create(http_request *req, void *app)
     int rc = 0, have_model = 0;
 
     /* A malformed body is answered 400 before auth looks at the token. */
+    int dry = dry_run_parse(req);
+    if (dry < 0) return 0;
     body = http_request_json(req);
     if (!body) return 0;
     if (api_auth(req, ctx, API_WRITE, &u) < 0) {
@@ -206,6 +230,12 @@ static int handle_jobs_create(http_request *req, void *app)
             goto cleanup;
         }
     }
+    if (dry) { /* every check of a real submission passed: report, create nothing */
+        rc = http_reply_json(req, 200,
+                             json_pack("{s:b, s:I, s:s}", "dry_run", 1, "cells", (json_int_t)js.n_cells, "type",
+                                       store_job_type_name(js.type)));
+        goto cleanup;
+    }
     store_job_new nj = {
         .owner = u.name,
         .type = js.type,
@@ -245,15 +275,323 @@ cleanup:
     return rc < 0 ? -1 : 0;
 }
 
-/* ------------------------------------------------------------------ GET /api/v1/jobs */
+/* ------------------------------------------------------------------ GET /api/v1/jobs
+ *
+ * The page body comes from three renderers that must agree byte for byte (tested in
+ * tests/unit/test_store.c):
+ *  - api_jobs_page_reference: store_jobs_list + one jansson object per job (job_json), dumped;
+ *  - api_jobs_page_lean: the same rows written into one growing buffer by hand (the escaping and
+ *    number formats of jansson's compact dump), jansson only for each job's baseline, which is
+ *    stored text that the reference re-serialises; any string that jansson would refuse (bad
+ *    UTF-8) sends the whole page to the reference renderer;
+ *  - api_jobs_page_cached: the lean page kept in the store's read cache under the normalised
+ *    filter, tagged with the commit counter, so repeated GETs while nothing is committed are a
+ *    lookup and a copy, and the first GET after any commit renders the page once.
+ * The list shows every job to every reader allowed to read (no per-caller filtering), so the
+ * cache key is the filter alone; auth runs before the cache. */
+
+/* A growing text; oom is set (and further writes ignored) when memory runs out. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} text_buf;
+
+static int text_reserve(text_buf *b, size_t more)
+{
+    if (b->oom) return -1;
+    if (b->len + more < b->cap) return 0;
+    size_t cap = (b->cap + more) * 2;
+    char *p = realloc(b->buf, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->buf = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void text_putn(text_buf *b, const char *s, size_t n)
+{
+    if (text_reserve(b, n + 1)) return;
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void text_puts(text_buf *b, const char *s) { text_putn(b, s, strlen(s)); }
+
+static void text_i64(text_buf *b, int64_t v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, "%" PRId64, v);
+    text_putn(b, num, (size_t)n);
+}
+
+/* 1 if s is valid UTF-8 (what jansson accepts for a string). */
+static int utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s;
+        size_t len;
+        unsigned cp;
+        if (c < 0x80) { s++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        else return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        s += len;
+    }
+    return 1;
+}
+
+/* A JSON string as jansson's dump writes it: \" \\ \b \f \n \r \t, other controls \u00XX,
+ * everything else (UTF-8 included) as is. Returns -1 for text jansson would refuse. */
+static int text_json_str(text_buf *b, const char *s)
+{
+    if (!utf8_ok((const unsigned char *)s)) return -1;
+    text_putn(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        text_putn(b, run, (size_t)(s - run));
+        char esc[8];
+        switch (c) {
+        case '"': text_putn(b, "\\\"", 2); break;
+        case '\\': text_putn(b, "\\\\", 2); break;
+        case '\b': text_putn(b, "\\b", 2); break;
+        case '\f': text_putn(b, "\\f", 2); break;
+        case '\n': text_putn(b, "\\n", 2); break;
+        case '\r': text_putn(b, "\\r", 2); break;
+        case '\t': text_putn(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+            text_putn(b, esc, 6);
+        }
+        run = s + 1;
+    }
+    text_putn(b, run, (size_t)(s - run));
+    text_putn(b, "\"", 1);
+    return 0;
+}
+
+/* A real as jansson's dump writes it ("%.17g", ".0" added to integral values, no '+' or leading
+ * zeros in the exponent); null when not finite (json_num_or_null). */
+static void text_real(text_buf *b, double x)
+{
+    if (!isfinite(x)) {
+        text_putn(b, "null", 4);
+        return;
+    }
+    char num[64];
+    int n = snprintf(num, sizeof num, "%.17g", x);
+    if (n < 0 || (size_t)n >= sizeof num - 3) {
+        text_putn(b, "null", 4);
+        return;
+    }
+    for (char *p = num; *p; p++)
+        if (*p == ',') *p = '.'; /* a locale's decimal comma */
+    if (!strchr(num, '.') && !strchr(num, 'e')) {
+        memcpy(num + n, ".0", 3);
+        n += 2;
+    }
+    char *e = strchr(num, 'e');
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-') start++;
+        while (*end == '0') end++;
+        if (end != start) memmove(start, end, strlen(end) + 1);
+    }
+    text_puts(b, num);
+}
+
+/* Stored JSON text re-serialised as json_text() + the compact dump do. -1: leave it to jansson. */
+static int text_json_stored(text_buf *b, const char *stored)
+{
+    if (!stored) {
+        text_putn(b, "null", 4);
+        return 0;
+    }
+    json_t *v = json_loads(stored, JSON_DECODE_ANY, NULL);
+    if (!v) return text_json_str(b, stored);
+    char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (!d) return -1;
+    text_puts(b, d);
+    free(d);
+    return 0;
+}
+
+/* One job as job_json(j, 0) dumps it. -1 when the reference must render the page. */
+static int text_job(text_buf *b, const store_job *j)
+{
+    const char *type = store_job_type_name(j->type), *state = store_state_name(j->state);
+    if (!type || !state) return -1;
+    text_puts(b, "{\"id\":");
+    text_i64(b, j->id);
+    text_puts(b, ",\"owner\":");
+    if (text_json_str(b, j->owner ? j->owner : "")) return -1;
+    text_puts(b, ",\"type\":\"");
+    text_puts(b, type);
+    text_puts(b, "\",\"model\":");
+    if (!j->model) text_puts(b, "null");
+    else if (text_json_str(b, j->model)) return -1;
+    text_puts(b, ",\"priority\":");
+    text_i64(b, j->priority);
+    text_puts(b, ",\"state\":\"");
+    text_puts(b, state);
+    text_puts(b, "\",\"cells\":");
+    text_i64(b, j->n_cells);
+    text_puts(b, ",\"counts\":{");
+    for (int k = 0; k < STORE_STATE_COUNT; k++) {
+        text_puts(b, k ? ",\"" : "\"");
+        text_puts(b, store_state_name((store_state)k));
+        text_puts(b, "\":");
+        text_i64(b, j->counts[k]);
+    }
+    text_puts(b, "},\"progress\":");
+    text_real(b, j->progress);
+    text_puts(b, ",\"created_ms\":");
+    text_i64(b, j->created_ms);
+    text_puts(b, ",\"started_ms\":");
+    if (j->started_ms) text_i64(b, j->started_ms);
+    else text_puts(b, "null");
+    text_puts(b, ",\"finished_ms\":");
+    if (j->finished_ms) text_i64(b, j->finished_ms);
+    else text_puts(b, "null");
+    text_puts(b, ",\"error\":");
+    if (!j->error) text_puts(b, "null");
+    else if (text_json_str(b, j->error)) return -1;
+    text_puts(b, ",\"baseline\":");
+    if (text_json_stored(b, j->baseline_json)) return -1;
+    text_puts(b, "}");
+    return 0;
+}
+
+/* The page body of jobs[0..n) as the reference renders it. */
+static int page_reference_text(const store_job *jobs, size_t n, const char *next, char **out, size_t *len)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, job_json(&jobs[i], 0));
+    json_t *page = json_pack("{s:o, s:o}", "jobs", arr, "next_page_token", next[0] ? json_string(next) : json_null());
+    char *text = page ? json_dumps(page, JSON_COMPACT) : NULL;
+    json_decref(page);
+    if (!text) return -1;
+    size_t l = strlen(text);
+    char *t = realloc(text, l + 2);
+    if (!t) {
+        free(text);
+        return -1;
+    }
+    t[l++] = '\n';
+    t[l] = '\0';
+    *out = t;
+    *len = l;
+    return 0;
+}
+
+int api_jobs_page_reference(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen)
+{
+    store_job *jobs = NULL;
+    size_t n = 0;
+    char next[STORE_PAGE_TOKEN_LEN] = "";
+    *out = NULL;
+    *len = 0;
+    int rc = store_jobs_list(st, f, &jobs, &n, next, err, errlen);
+    if (rc == STORE_OK && page_reference_text(jobs, n, next, out, len) != 0) {
+        snprintf(err, errlen, "out of memory rendering the job list");
+        rc = STORE_ERR;
+    }
+    store_jobs_free(jobs, n);
+    return rc;
+}
+
+int api_jobs_page_lean(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen)
+{
+    store_job *jobs = NULL;
+    size_t n = 0;
+    char next[STORE_PAGE_TOKEN_LEN] = "";
+    store_job_filter lf = *f;
+    lf.without_spec = 1; /* the list does not show the spec */
+    *out = NULL;
+    *len = 0;
+    int rc = store_jobs_list(st, &lf, &jobs, &n, next, err, errlen);
+    if (rc != STORE_OK) return rc;
+    text_buf b = {NULL, 0, 0, 0};
+    int fallback = 0;
+    text_reserve(&b, 64 + n * 400);
+    text_puts(&b, "{\"jobs\":[");
+    for (size_t i = 0; i < n && !fallback; i++) {
+        if (i) text_putn(&b, ",", 1);
+        fallback = text_job(&b, &jobs[i]) != 0;
+    }
+    text_puts(&b, "],\"next_page_token\":");
+    if (next[0]) {
+        text_putn(&b, "\"", 1);
+        text_puts(&b, next); /* [no][0-9a-f]+: nothing to escape */
+        text_putn(&b, "\"", 1);
+    } else {
+        text_puts(&b, "null");
+    }
+    text_puts(&b, "}\n");
+    if (fallback) {
+        free(b.buf);
+        b.buf = NULL;
+        if (page_reference_text(jobs, n, next, &b.buf, &b.len) != 0) b.oom = 1;
+    }
+    store_jobs_free(jobs, n);
+    if (b.oom) {
+        free(b.buf);
+        snprintf(err, errlen, "out of memory rendering the job list");
+        return STORE_ERR;
+    }
+    *out = b.buf;
+    *len = b.len;
+    return STORE_OK;
+}
+
+typedef struct {
+    store *st;
+    const store_job_filter *f;
+} page_build_ctx;
+
+static int page_build(void *cls, char **blob, size_t *len, char *err, size_t errlen)
+{
+    page_build_ctx *c = cls;
+    return api_jobs_page_lean(c->st, c->f, blob, len, err, errlen);
+}
+
+int api_jobs_page_cached(store *st, const store_job_filter *f, char **out, size_t *len, int *hit, char *err,
+                         size_t errlen)
+{
+    /* The normalised filter: defaults applied, query spelling (order of arguments, empty values)
+     * gone. '\n' cannot occur in a query value (controls are refused by the HTTP layer). */
+    char key[STORE_MEMO_KEY_MAX + 2];
+    int limit = f->limit <= 0 ? 50 : f->limit > STORE_PAGE_MAX ? STORE_PAGE_MAX : f->limit;
+    int kl = snprintf(key, sizeof key, "jobs\n%d\n%d\n%d\n%d\n%s\n%s%s", f->type, f->state, (int)f->order, limit,
+                      f->page_token ? f->page_token : "", f->owner ? "=" : "-", f->owner ? f->owner : "");
+    page_build_ctx c = {st, f};
+    if (kl < 0 || (size_t)kl >= sizeof key) { /* too long to cache: render it */
+        if (hit) *hit = 0;
+        return api_jobs_page_lean(st, f, out, len, err, errlen);
+    }
+    return store_memo_get(st, key, page_build, &c, out, len, hit, err, errlen);
+}
 
 static int handle_jobs_list(http_request *req, void *app)
 {
     api_ctx *ctx = app;
     store_user u;
-    store_job *jobs = NULL;
-    size_t n = 0;
-    char err[256] = "", next[STORE_PAGE_TOKEN_LEN] = "";
+    char err[256] = "", *page = NULL;
+    size_t len = 0;
     int rc = 0;
     if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
 
@@ -287,7 +625,7 @@ static int handle_jobs_list(http_request *req, void *app)
         f.limit = (int)v;
     }
     f.page_token = http_request_query(req, "page_token");
-    int src = store_jobs_list(ctx->st, &f, &jobs, &n, next, err, sizeof err);
+    int src = api_jobs_page_cached(ctx->st, &f, &page, &len, NULL, err, sizeof err);
     if (src == STORE_INVALID) {
         rc = http_reply_error(req, 400, "bad_query", "page_token", "page_token: %s", err);
         goto cleanup;
@@ -296,12 +634,10 @@ static int handle_jobs_list(http_request *req, void *app)
         rc = api_reply_store(req, src, "jobs", err);
         goto cleanup;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, job_json(&jobs[i], 0));
-    rc = http_reply_json(req, 200, json_pack("{s:o, s:o}", "jobs", arr, "next_page_token",
-                                             next[0] ? json_string(next) : json_null()));
+    rc = http_reply_json_text(req, 200, page, len);
+    page = NULL; /* taken by the reply */
 cleanup:
-    store_jobs_free(jobs, n);
+    free(page);
     store_user_free(&u);
     return rc < 0 ? -1 : 0;
 }
@@ -604,32 +940,10 @@ static json_t *result_row(const store_cell *c)
     return row;
 }
 
-/* A growing CSV text; oom is set (and further writes ignored) when memory runs out. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int oom;
-} csv_buf;
-
-static int csv_reserve(csv_buf *b, size_t more)
-{
-    if (b->oom) return -1;
-    if (b->len + more < b->cap) return 0;
-    size_t cap = (b->cap + more) * 2;
-    char *p = realloc(b->buf, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->buf = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void csv_field(csv_buf *b, const char *s)
+static void csv_field(text_buf *b, const char *s)
 {
     int quote = strpbrk(s, ",\"\r\n") != NULL;
-    if (csv_reserve(b, strlen(s) * 2 + 4)) return;
+    if (text_reserve(b, strlen(s) * 2 + 4)) return;
     char *p = b->buf + b->len;
     if (quote) *p++ = '"';
     for (; *s; s++) {
@@ -640,9 +954,9 @@ static void csv_field(csv_buf *b, const char *s)
     b->len = (size_t)(p - b->buf);
 }
 
-static void csv_sep(csv_buf *b, char c)
+static void csv_sep(text_buf *b, char c)
 {
-    if (csv_reserve(b, 2)) return;
+    if (text_reserve(b, 2)) return;
     b->buf[b->len++] = c;
 }
 
@@ -662,7 +976,7 @@ static int handle_job_results(http_request *req, void *app, int csv)
                                                  store_job_type_name(j.type), "baseline",
                                                  json_text(j.baseline_json), "rows", rows));
     } else {
-        csv_buf b = {NULL, 0, 0, 0};
+        text_buf b = {NULL, 0, 0, 0};
         const char *const fixed[] = {"idx", "cell_id", "state"};
         const char *cols[3 + N_COORD + N_METRIC + 1];
         size_t nc = 0;

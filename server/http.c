@@ -365,9 +365,14 @@ int http_reply_json(http_request *req, unsigned status, json_t *body) {
     }
     t[len++] = '\n';
     t[len] = '\0';
-    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, t, free);
+    return http_reply_json_text(req, status, t, len);
+}
+
+int http_reply_json_text(http_request *req, unsigned status, char *text, size_t len) {
+    if (!text) return -1;
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, text, free);
     if (!resp) {
-        free(t);
+        free(text);
         return -1;
     }
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||

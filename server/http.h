@@ -141,6 +141,9 @@ json_t *http_request_json(http_request *req);
 
 /* Steals body (json_decref'ed even on failure). */
 int http_reply_json(http_request *req, unsigned status, json_t *body);
+/* A JSON body already serialised (compact, ending in "\n", as http_reply_json writes it): takes
+ * text (malloc'd, freed with free() even on failure), len bytes. Same headers as http_reply_json. */
+int http_reply_json_text(http_request *req, unsigned status, char *text, size_t len);
 /* Copies text; content_type e.g. "text/plain; version=0.0.4; charset=utf-8". */
 int http_reply_text(http_request *req, unsigned status, const char *content_type,
                     const char *text, size_t len);

@@ -18,6 +18,15 @@
  * job_rollup from the cells (a covering index scan) inside every transaction that moves a cell,
  * so they cannot drift. A cancelled job stays cancelled until retry_failed requeues some cells.
  *
+ * Read cache (store_memo_get). Up to STORE_MEMO_SLOTS blobs keyed by text and tagged with the
+ * commit counter read before each was built; mmu guards the slots (held for a lookup and a copy
+ * of the blob), mbuild serialises builds so a burst of misses after a commit builds once.
+ *
+ * Token cache (store_token_lookup). The answers for recently used tokens (found or revoked, never
+ * unknown), tagged with PRAGMA data_version of a watcher connection read before the lookup. That
+ * number moves with every commit by any other connection, including other processes, so a token
+ * revoked by `prunelabd user revoke` while the daemon runs is refused at its next use.
+ *
  * Ownership. Structs returned to callers own malloc'd strings (store_*_free). Allocation failure
  * on a request path returns STORE_ERR ("out of memory"); nothing here aborts. */
 #define _GNU_SOURCE
@@ -41,10 +50,32 @@
 #include "sha256.h"
 
 #define STORE_BUSY_TIMEOUT_MS 10000
-#define STORE_READERS_IDLE_MAX 16
+#define STORE_READERS_IDLE_MAX 80
 #define STORE_MIGRATIONS_MAX 999
 #define STORE_APPLICATION_ID 0x504C4142 /* "PLAB", set by 001_init.sql */
 #define STORE_DEFAULT_ATTEMPTS 3
+#define STORE_MEMO_SLOTS 32
+#define STORE_TOKEN_SLOTS 64
+
+/* One cached token lookup (store_token_lookup): found tokens only, active or revoked. */
+typedef struct {
+    char hash[SHA256_HEX_LEN]; /* "" = free slot */
+    int64_t data_version;      /* dv_get() read before the lookup */
+    int revoked;
+    int64_t user_id, created_ms;
+    int admin;
+    char name[72];             /* user names are at most 64 bytes */
+    uint64_t used;             /* LRU tick */
+} token_slot;
+
+/* One entry of the read cache (store_memo_get). key NULL = free slot. */
+typedef struct {
+    char *key;
+    uint64_t version;  /* commit counter read before the blob was built */
+    char *blob;
+    size_t len;
+    uint64_t used;     /* memo_tick of the last hit, for LRU eviction */
+} memo_slot;
 
 struct store {
     char *path;
@@ -60,6 +91,16 @@ struct store {
     uint64_t version;
     store_clock_fn clock;          /* NULL = real time; set before threads start */
     void *clock_ctx;
+    pthread_mutex_t mmu;           /* guards memo[] and memo_tick (held for a lookup + copy) */
+    pthread_mutex_t mbuild;        /* one memo build at a time (see store_memo_get) */
+    memo_slot memo[STORE_MEMO_SLOTS];
+    uint64_t memo_tick;            /* LRU clock of the memo */
+    pthread_mutex_t dvmu;          /* guards dv_db / dv_stmt */
+    sqlite3 *dv_db;                /* read-only connection that only reads PRAGMA data_version */
+    sqlite3_stmt *dv_stmt;
+    pthread_mutex_t tmu;           /* guards toks[] and tok_tick */
+    token_slot toks[STORE_TOKEN_SLOTS];
+    uint64_t tok_tick;
 };
 
 /* ------------------------------------------------------------------ names */
@@ -276,6 +317,105 @@ uint64_t store_wait(store *st, uint64_t since, int timeout_ms)
     uint64_t v = st->version;
     pthread_mutex_unlock(&st->vmu);
     return v;
+}
+
+/* ------------------------------------------------------------------ read cache */
+
+/* A copy of the blob under key when it was built at the current counter: 1 with *out / *len,
+ * 0 on a miss (or a stale entry), -1 out of memory. */
+static int memo_lookup(store *st, const char *key, char **out, size_t *len)
+{
+    uint64_t v = store_version(st);
+    int found = 0;
+    pthread_mutex_lock(&st->mmu);
+    for (int i = 0; i < STORE_MEMO_SLOTS; i++) {
+        memo_slot *m = &st->memo[i];
+        if (!m->key || m->version != v || strcmp(m->key, key) != 0) continue;
+        m->used = ++st->memo_tick;
+        *out = malloc(m->len + 1);
+        if (!*out) {
+            found = -1;
+            break;
+        }
+        memcpy(*out, m->blob, m->len + 1);
+        *len = m->len;
+        found = 1;
+        break;
+    }
+    pthread_mutex_unlock(&st->mmu);
+    return found;
+}
+
+/* Keep a copy of blob under key, tagged with version: replaces the entry of the same key, else
+ * a free or stale slot, else the least recently used one. Out of memory just skips caching. */
+static void memo_store(store *st, const char *key, uint64_t version, const char *blob, size_t len)
+{
+    char *k = strdup(key), *b = malloc(len + 1);
+    if (!k || !b) {
+        free(k);
+        free(b);
+        return;
+    }
+    memcpy(b, blob, len);
+    b[len] = '\0';
+    uint64_t now_v = store_version(st);
+    pthread_mutex_lock(&st->mmu);
+    memo_slot *slot = NULL;
+    for (int i = 0; i < STORE_MEMO_SLOTS && !slot; i++)
+        if (st->memo[i].key && strcmp(st->memo[i].key, key) == 0) slot = &st->memo[i];
+    for (int i = 0; i < STORE_MEMO_SLOTS && !slot; i++)
+        if (!st->memo[i].key || st->memo[i].version != now_v) slot = &st->memo[i];
+    if (!slot) {
+        slot = &st->memo[0];
+        for (int i = 1; i < STORE_MEMO_SLOTS; i++)
+            if (st->memo[i].used < slot->used) slot = &st->memo[i];
+    }
+    free(slot->key);
+    free(slot->blob);
+    slot->key = k;
+    slot->blob = b;
+    slot->len = len;
+    slot->version = version;
+    slot->used = ++st->memo_tick;
+    pthread_mutex_unlock(&st->mmu);
+}
+
+int store_memo_get(store *st, const char *key, store_memo_build_fn build, void *ctx, char **out, size_t *len,
+                   int *hit, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    if (hit) *hit = 0;
+    int rc = STORE_OK, building = 0, cacheable = strlen(key) <= STORE_MEMO_KEY_MAX;
+    int found = cacheable ? memo_lookup(st, key, out, len) : 0;
+    if (found == 0) {
+        /* Miss: one builder at a time; whoever waited here finds what the first one built. */
+        pthread_mutex_lock(&st->mbuild);
+        building = 1;
+        found = cacheable ? memo_lookup(st, key, out, len) : 0;
+    }
+    if (found < 0) {
+        rc = seterr(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    if (found > 0) {
+        if (hit) *hit = 1;
+        goto cleanup;
+    }
+    /* Read the counter BEFORE reading the data: what the build sees is at least that recent,
+     * and any commit after this point moves the counter on, which makes the entry stale. */
+    uint64_t v = store_version(st);
+    rc = build(ctx, out, len, err, errlen);
+    if (rc == STORE_OK && !*out) rc = seterr(err, errlen, "memo build returned no data");
+    if (rc == STORE_OK && cacheable) memo_store(st, key, v, *out, *len);
+cleanup:
+    if (building) pthread_mutex_unlock(&st->mbuild);
+    if (rc != STORE_OK) {
+        free(*out);
+        *out = NULL;
+        *len = 0;
+    }
+    return rc;
 }
 
 /* Lock the writer and BEGIN IMMEDIATE; durable selects synchronous=FULL for this commit.
@@ -495,6 +635,10 @@ int store_open(const char *path, const char *sql_dir, store **out, char *err, si
     pthread_mutex_init(&st->wmu, NULL);
     pthread_mutex_init(&st->rmu, NULL);
     pthread_mutex_init(&st->vmu, NULL);
+    pthread_mutex_init(&st->mmu, NULL);
+    pthread_mutex_init(&st->mbuild, NULL);
+    pthread_mutex_init(&st->dvmu, NULL);
+    pthread_mutex_init(&st->tmu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -548,6 +692,16 @@ void store_close(store *st)
     pthread_mutex_destroy(&st->rmu);
     pthread_mutex_destroy(&st->vmu);
     pthread_cond_destroy(&st->vcond);
+    for (int i = 0; i < STORE_MEMO_SLOTS; i++) {
+        free(st->memo[i].key);
+        free(st->memo[i].blob);
+    }
+    pthread_mutex_destroy(&st->mmu);
+    pthread_mutex_destroy(&st->mbuild);
+    sqlite3_finalize(st->dv_stmt);
+    sqlite3_close(st->dv_db);
+    pthread_mutex_destroy(&st->dvmu);
+    pthread_mutex_destroy(&st->tmu);
     free(st->path);
     free(st);
 }
@@ -662,22 +816,109 @@ int store_token_create(store *st, const char *name, char token_out[STORE_TOKEN_L
     return rc;
 }
 
+/* PRAGMA data_version of the store's own watcher connection: it changes after every commit by
+ * any other connection — this process's writer, or another process such as `prunelabd user
+ * revoke`. -1 when it cannot be read (then nothing is cached). */
+static int64_t dv_get(store *st)
+{
+    int64_t v = -1;
+    pthread_mutex_lock(&st->dvmu);
+    if (!st->dv_db) {
+        if (sqlite3_open_v2(st->path, &st->dv_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+            conn_setup(st->dv_db, NULL, 0) != STORE_OK ||
+            sqlite3_prepare_v2(st->dv_db, "PRAGMA data_version", -1, &st->dv_stmt, NULL) != SQLITE_OK) {
+            sqlite3_finalize(st->dv_stmt);
+            sqlite3_close(st->dv_db);
+            st->dv_stmt = NULL;
+            st->dv_db = NULL;
+        }
+    }
+    if (st->dv_stmt) {
+        if (sqlite3_step(st->dv_stmt) == SQLITE_ROW) v = sqlite3_column_int64(st->dv_stmt, 0);
+        sqlite3_reset(st->dv_stmt);
+    }
+    pthread_mutex_unlock(&st->dvmu);
+    return v;
+}
+
+/* A lookup of hash cached at data version dv: STORE_OK (u filled), STORE_CONFLICT (revoked),
+ * STORE_NOTFOUND for a miss; STORE_ERR out of memory. */
+static int token_cache_get(store *st, const char *hash, int64_t dv, store_user *u)
+{
+    int rc = STORE_NOTFOUND;
+    pthread_mutex_lock(&st->tmu);
+    for (int i = 0; i < STORE_TOKEN_SLOTS; i++) {
+        token_slot *t = &st->toks[i];
+        if (t->data_version != dv || strcmp(t->hash, hash) != 0) continue;
+        t->used = ++st->tok_tick;
+        if (t->revoked) {
+            rc = STORE_CONFLICT;
+        } else {
+            u->id = t->user_id;
+            u->admin = t->admin;
+            u->created_ms = t->created_ms;
+            u->name = strdup(t->name);
+            rc = u->name ? STORE_OK : STORE_ERR;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&st->tmu);
+    return rc;
+}
+
+static void token_cache_put(store *st, const char *hash, int64_t dv, const store_user *u, int revoked)
+{
+    if (!revoked && (!u->name || strlen(u->name) >= sizeof st->toks[0].name)) return;
+    pthread_mutex_lock(&st->tmu);
+    token_slot *slot = &st->toks[0];
+    for (int i = 0; i < STORE_TOKEN_SLOTS; i++) {
+        token_slot *t = &st->toks[i];
+        if (strcmp(t->hash, hash) == 0 || !t->hash[0]) {
+            slot = t;
+            break;
+        }
+        if (t->used < slot->used) slot = t;
+    }
+    memset(slot, 0, sizeof *slot);
+    memcpy(slot->hash, hash, SHA256_HEX_LEN);
+    slot->data_version = dv;
+    slot->revoked = revoked;
+    if (!revoked) {
+        slot->user_id = u->id;
+        slot->admin = u->admin;
+        slot->created_ms = u->created_ms;
+        snprintf(slot->name, sizeof slot->name, "%s", u->name);
+    }
+    slot->used = ++st->tok_tick;
+    pthread_mutex_unlock(&st->tmu);
+}
+
 int store_token_lookup(store *st, const char *token, store_user *u, char *err, size_t errlen)
 {
     memset(u, 0, sizeof *u);
     if (!token || !*token) return STORE_NOTFOUND;
     char hash[SHA256_HEX_LEN];
     sha256_hex(token, strlen(token), hash);
+    /* Read the data version BEFORE the lookup: a commit after it makes the cached answer stale. */
+    int64_t dv = dv_get(st);
+    int rc = dv >= 0 ? token_cache_get(st, hash, dv, u) : STORE_NOTFOUND;
+    if (rc == STORE_CONFLICT) seterr(err, errlen, "the token was revoked");
+    if (rc == STORE_ERR) seterr(err, errlen, "out of memory");
+    if (rc != STORE_NOTFOUND) return rc;
     sqlite3 *db = rd_get(st, err, errlen);
     if (!db) return STORE_ERR;
-    int rc = STORE_ERR, oom = 0;
+    int oom = 0;
+    rc = STORE_ERR;
     sqlite3_stmt *s = stmt_new(db, err, errlen,
-                               "SELECT u.id, u.name, u.admin, u.created_ms FROM tokens t JOIN users u ON u.id = t.user_id "
-                               "WHERE t.hash = ?1 AND t.revoked_ms IS NULL",
+                               "SELECT u.id, u.name, u.admin, u.created_ms, t.revoked_ms IS NOT NULL "
+                               "FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?1",
                                "t", hash);
     if (s) {
         int step = sqlite3_step(s);
-        if (step == SQLITE_ROW) {
+        if (step == SQLITE_ROW && sqlite3_column_int(s, 4)) {
+            seterr(err, errlen, "the token was revoked");
+            rc = STORE_CONFLICT;
+        } else if (step == SQLITE_ROW) {
             u->id = col_i64(s, 0);
             u->name = col_dup(s, 1, &oom);
             u->admin = (int)col_i64(s, 2);
@@ -689,6 +930,7 @@ int store_token_lookup(store *st, const char *token, store_user *u, char *err, s
         sqlite3_finalize(s);
     }
     rd_put(st, db);
+    if (dv >= 0 && (rc == STORE_OK || rc == STORE_CONFLICT)) token_cache_put(st, hash, dv, u, rc == STORE_CONFLICT);
     if (rc != STORE_OK) store_user_free(u);
     return rc;
 }
@@ -915,6 +1157,12 @@ done:
     "j.n_running, j.n_done, j.n_failed, j.n_cancelled, j.baseline, j.created_ms, j.started_ms, "         \
     "j.finished_ms, j.error, "                                                                           \
     "(SELECT COALESCE(SUM(c.progress), 0) FROM cells c WHERE c.job_id = j.id AND c.state = 'running')"
+/* The same columns with NULL for the spec (listings that do not show it skip reading the blob). */
+#define JOB_COLS_NO_SPEC                                                                                 \
+    "j.id, j.owner, j.type, NULL, j.model, j.priority, j.state, j.idem_key, j.n_cells, j.n_queued, "     \
+    "j.n_running, j.n_done, j.n_failed, j.n_cancelled, j.baseline, j.created_ms, j.started_ms, "         \
+    "j.finished_ms, j.error, "                                                                           \
+    "(SELECT COALESCE(SUM(c.progress), 0) FROM cells c WHERE c.job_id = j.id AND c.state = 'running')"
 
 void store_job_free(store_job *j)
 {
@@ -1130,13 +1378,16 @@ int store_jobs_list(store *st, const store_job_filter *f, store_job **jobs, size
         seterr(err, errlen, "filter: unknown type or state");
         return STORE_INVALID;
     }
-    const char *sql = f->order == STORE_ORDER_NEWEST
-                          ? "SELECT " JOB_COLS " FROM jobs j WHERE (?1 IS NULL OR j.owner = ?1) "
-                            "AND (?2 IS NULL OR j.type = ?2) AND (?3 IS NULL OR j.state = ?3) "
-                            "AND (?4 = 0 OR j.id < ?4) ORDER BY j.id DESC LIMIT ?5"
-                          : "SELECT " JOB_COLS " FROM jobs j WHERE (?1 IS NULL OR j.owner = ?1) "
-                            "AND (?2 IS NULL OR j.type = ?2) AND (?3 IS NULL OR j.state = ?3) "
-                            "AND j.id > ?4 ORDER BY j.id ASC LIMIT ?5";
+#define JOBS_WHERE "FROM jobs j WHERE (?1 IS NULL OR j.owner = ?1) AND (?2 IS NULL OR j.type = ?2) " \
+                   "AND (?3 IS NULL OR j.state = ?3) "
+    static const char *const sqls[2][2] = {
+        {"SELECT " JOB_COLS " " JOBS_WHERE "AND (?4 = 0 OR j.id < ?4) ORDER BY j.id DESC LIMIT ?5",
+         "SELECT " JOB_COLS " " JOBS_WHERE "AND j.id > ?4 ORDER BY j.id ASC LIMIT ?5"},
+        {"SELECT " JOB_COLS_NO_SPEC " " JOBS_WHERE "AND (?4 = 0 OR j.id < ?4) ORDER BY j.id DESC LIMIT ?5",
+         "SELECT " JOB_COLS_NO_SPEC " " JOBS_WHERE "AND j.id > ?4 ORDER BY j.id ASC LIMIT ?5"},
+    };
+#undef JOBS_WHERE
+    const char *sql = sqls[f->without_spec ? 1 : 0][f->order == STORE_ORDER_NEWEST ? 0 : 1];
     sqlite3 *db = rd_get(st, err, errlen);
     if (!db) return STORE_ERR;
     int rc = STORE_OK, oom = 0, step;

@@ -88,6 +88,23 @@ int store_integrity_check(store *st, char *err, size_t errlen);
 uint64_t store_version(store *st);
 uint64_t store_wait(store *st, uint64_t since, int timeout_ms);
 
+/* Read cache for views derived from the database (the rendered job list). An entry is a blob
+ * under a text key, tagged with the commit counter read before it was built, and is served only
+ * while the counter still has that value: any committed write of this process makes every entry
+ * stale, so the next call after a write sees it. (Writes by another process, e.g. `prunelabd
+ * user add`, do not move the counter: cache only what the daemon alone writes.)
+ * store_memo_get copies the fresh blob under key into *out; on a miss it calls build (one build
+ * at a time per store: concurrent misses wait, then copy what the first one built), keeps a copy
+ * and returns the built blob. build returns STORE_OK with a malloc'd, NUL-terminated *blob of
+ * *len bytes, or a store_rc with err (nothing is cached, the rc is returned). Keys longer than
+ * STORE_MEMO_KEY_MAX are built every time. *hit (may be NULL) is 1 when served from the cache.
+ * Returns STORE_OK with *out (caller frees) and *len, build's rc, or STORE_ERR (out of memory).
+ * At most a few dozen entries are kept (least recently used first out). */
+#define STORE_MEMO_KEY_MAX 512
+typedef int (*store_memo_build_fn)(void *ctx, char **blob, size_t *len, char *err, size_t errlen);
+int store_memo_get(store *st, const char *key, store_memo_build_fn build, void *ctx, char **out, size_t *len,
+                   int *hit, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ users and tokens */
 
 #define STORE_TOKEN_LEN 69 /* "plt_" + 64 hex digits + NUL */
@@ -111,7 +128,9 @@ int store_user_add(store *st, const char *name, int admin, char token_out[STORE_
 int store_token_create(store *st, const char *name, char token_out[STORE_TOKEN_LEN],
                        char *err, size_t errlen);
 /* The user behind a raw bearer token: STORE_OK with *u filled, STORE_NOTFOUND when the token
- * is unknown or revoked. */
+ * is unknown, STORE_CONFLICT when it exists but was revoked (err says so; *u stays zeroed).
+ * Answers for recently used tokens are cached until the next commit by any connection or
+ * process (PRAGMA data_version), so a revocation is seen at the token's next use. */
 int store_token_lookup(store *st, const char *token, store_user *u, char *err, size_t errlen);
 /* Revoke every active token of user name (STORE_NOTFOUND: no such user; STORE_NOOP: none
  * active); *n_revoked (may be NULL) receives the count. */
@@ -196,6 +215,7 @@ typedef struct {
     store_order order;
     int limit;             /* 1..STORE_PAGE_MAX; <= 0 means 50 */
     const char *page_token; /* NULL or "" = first page; else a next_token from the same order */
+    int without_spec;      /* 1: spec_json is left NULL (for listings that do not show it) */
 } store_job_filter;
 
 /* One page of jobs. next_token receives the token of the following page, or "" after the last.

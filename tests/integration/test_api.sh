@@ -2,10 +2,12 @@
 # tests/integration/test_api.sh — the REST API (jobs, models, datasets) against a real prunelabd.
 # Starts prunelabd on 127.0.0.1 port 0 with a temp data dir, creates users with
 # `prunelabd user add`, uploads a tiny model made by `prunelab init`, then checks: auth (no
-# token, malformed, unknown and revoked tokens, another user's job), every bad input (malformed
+# token, malformed, unknown (401) and revoked (403) tokens, another user's job), every bad input (malformed
 # JSON with its position, unknown field, unknown component and model, rate 1.5, empty and
 # oversized grids, path traversal in model names, invalid uploads), Idempotency-Key, listing
-# with filters and page tokens, and — with the scheduler running — a train job on the
+# with filters and page tokens (each change visible in the next listing), dry runs
+# (?dry_run=1: the cell count of the real submission, the same errors, nothing created), and —
+# with the scheduler running — a train job on the
 # synthetic set with the tiny preset, an ablation, a sensitivity and a joint job to completion
 # with results.json / results.csv rows, cancel, retry of failed cells and delete.
 # Env: PRUNELABD_BIN (default ./prunelabd), PRUNELAB_BIN (default ./prunelab). Needs curl, jq.
@@ -206,26 +208,68 @@ req GET /api/v1/jobs/999999
 expect "unknown job 404" 404 not_found
 
 alive
-# ------------------------------------------------------------------ jobs to completion
+# ------------------------------------------------------------------ dry runs
 EVAL='"eval":{"max_samples":32}'
+ABL_BODY="{\"type\":\"ablation\",\"model\":\"tiny0\",\"components\":[\"linear_out\",\"mlp\"],\"rates\":[0.3,0.5],$EVAL}"
+SENS_BODY="{\"type\":\"sensitivity\",\"model\":\"tiny0\",\"layers\":\"all\",\"components\":[\"mlp\"],\"rate\":0.5,$EVAL}"
+req GET '/api/v1/jobs?limit=1000'
+cp "$TMP/body" "$TMP/list_before_dry"
+areq POST '/api/v1/jobs?dry_run=1' -H 'Idempotency-Key: dry-1' --data-binary "$ABL_BODY"
+expect "dry run of an ablation 200" 200 ""
+jqcheck "dry run answers dry_run, cells and type" "$TMP/body" '.dry_run == true and .type == "ablation" and (.cells | type == "number") and (has("id") | not)'
+DRY_ABL=$(jq -r .cells "$TMP/body")
+areq POST '/api/v1/jobs?dry_run=true' --data-binary "$SENS_BODY"
+expect "dry_run=true of a sensitivity 200" 200 ""
+jqcheck "sensitivity dry run type" "$TMP/body" '.dry_run == true and .type == "sensitivity"'
+DRY_SENS=$(jq -r .cells "$TMP/body")
+req POST '/api/v1/jobs?dry_run=1' --data-binary "$ABL_BODY"
+expect "dry run without a token 401" 401 unauthorized
+areq POST '/api/v1/jobs?dry_run=maybe' --data-binary "$ABL_BODY"
+expect "dry_run=maybe 400" 400 bad_query dry_run
+# A bad body gets exactly the real submission's error (status and body).
+for body in '{"type":"ablation","model":"tiny0","components":["mlp","linear_zz"],"rates":[0.5]}' \
+    '{"type":"ablation","model":"nosuch","components":["mlp"],"rates":[0.5]}' \
+    '{"type":"sensitivity","model":"tiny0","layers":[0,2],"components":["mlp"],"rate":0.5}' \
+    '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.5],"ratez":1}' \
+    '{"type":"train","name":"tiny0","dataset":"synthetic:n=256,classes=4","preset":"tiny"}' \
+    '{"type": "ablation", "rates": [0.3,]}'; do
+    areq POST /api/v1/jobs --data-binary "$body"
+    REAL="$CODE $(jq -cS . "$TMP/body")"
+    areq POST '/api/v1/jobs?dry_run=1' --data-binary "$body"
+    DRY="$CODE $(jq -cS . "$TMP/body")"
+    if [ "$REAL" = "$DRY" ] && [ "${CODE:0:1}" = 4 ]; then ok "dry run error = real error ($CODE $(jq -r .error.code "$TMP/body"))"
+    else bad "dry run error differs: real $REAL, dry $DRY"; fi
+done
+req GET '/api/v1/jobs?limit=1000'
+cmp -s "$TMP/body" "$TMP/list_before_dry" && ok "dry runs and refused bodies created no job" ||
+    bad "the job list changed: $(head -c 300 "$TMP/body")"
+# The dry run's Idempotency-Key was not recorded: the key is free for another body.
+areq POST /api/v1/jobs -H 'Idempotency-Key: dry-1' --data-binary "$SENS_BODY"
+expect "a dry run's Idempotency-Key stays unused" 202 ""
+SENS0=$(jq -r .id "$TMP/body")
+jqcheck "real sensitivity cells = dry run's" "$TMP/body" ".cells == $DRY_SENS and .cells == 2 and .replayed == false"
+req GET '/api/v1/jobs?limit=1'
+jqcheck "the next listing shows the new job" "$TMP/body" ".jobs[0].id == $SENS0"
+
+alive
+# ------------------------------------------------------------------ jobs to completion
 post_job "train job 202" \
     "{\"type\":\"train\",\"name\":\"tiny1\",\"dataset\":\"synthetic:n=256,classes=4\",\"preset\":\"tiny\",\"epochs\":1,\"batch\":32,$EVAL}" 202 ""
 TRAIN=$(jq -r .id "$TMP/body")
 jqcheck "train job has 1 cell" "$TMP/body" '.cells == 1'
 grep -qi "^location: /api/v1/jobs/$TRAIN" "$TMP/headers" && ok "202 carries Location" || bad "Location header"
 
-ABL_BODY="{\"type\":\"ablation\",\"model\":\"tiny0\",\"components\":[\"linear_out\",\"mlp\"],\"rates\":[0.3,0.5],$EVAL}"
 areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "$ABL_BODY"
 expect "ablation 202" 202 ""
 ABLID=$(jq -r .id "$TMP/body")
 jqcheck "ablation 2x2 = 4 cells" "$TMP/body" '.cells == 4'
+jqcheck "real ablation cells = dry run's" "$TMP/body" ".cells == $DRY_ABL"
 areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "$ABL_BODY"
 [ "$CODE" = 202 ] && [ "$(jq -r .id "$TMP/body")" = "$ABLID" ] && ok "Idempotency-Key replay returns the same job" ||
     bad "idempotent replay ($CODE $(head -c 200 "$TMP/body"))"
 areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "${ABL_BODY/0.5/0.6}"
 expect "Idempotency-Key with another body 409" 409 idempotency_conflict
-post_job "sensitivity 202" \
-    "{\"type\":\"sensitivity\",\"model\":\"tiny0\",\"layers\":\"all\",\"components\":[\"mlp\"],\"rate\":0.5,$EVAL}" 202 ""
+post_job "sensitivity 202" "$SENS_BODY" 202 ""
 SENS=$(jq -r .id "$TMP/body")
 jqcheck "sensitivity over all 2 layers = 2 cells" "$TMP/body" '.cells == 2'
 post_job "joint 202" \
@@ -240,7 +284,7 @@ jqcheck "list filtered by type" "$TMP/body" ".jobs | length == 1 and .[0].id == 
 req GET "/api/v1/jobs?order=oldest&limit=2"
 TOKEN=$(jq -r .next_page_token "$TMP/body")
 req GET "/api/v1/jobs?order=oldest&limit=2&page_token=$TOKEN"
-jqcheck "second page continues" "$TMP/body" ".jobs | length == 2 and .[0].id == $SENS"
+jqcheck "second page continues" "$TMP/body" ".jobs | length == 2 and .[0].id == $ABLID and .[1].id == $SENS"
 
 # permissions
 req POST "/api/v1/jobs/$ABLID/cancel" -H "Authorization: Bearer $BOB"
@@ -249,7 +293,13 @@ req DELETE "/api/v1/jobs/$ABLID" -H "Authorization: Bearer $BOB"
 expect "another user cannot delete 403" 403 forbidden
 "$BIN" user revoke bob --data-dir "$DATA" >/dev/null 2>&1
 req POST /api/v1/jobs -H "Authorization: Bearer $BOB" --data-binary "$ABL"
-case "$CODE" in 401 | 403) ok "revoked token refused ($CODE)" ;; *) bad "revoked token answered $CODE" ;; esac
+expect "revoked token 403 token_revoked" 403 token_revoked
+req GET /api/v1/jobs -H "Authorization: Bearer $BOB"
+expect "a read with a revoked token 403" 403 token_revoked
+req GET /api/v1/jobs -H "Authorization: Bearer plt_$(printf '%064d' 1)"
+expect "a read with an unknown token 401" 401 invalid_token
+areq GET /api/v1/jobs
+expect "a read with an active token 200" 200 ""
 
 for id in $TRAIN $ABLID $SENS $JOINT; do
     if wait_job "$id" 80 && [ "$STATE" = done ]; then ok "job $id done"
@@ -298,8 +348,12 @@ post_job "big ablation 202" \
     '{"type":"ablation","model":"tiny0","components":["linear_out","mlp","linear_gate","linear_in","conv1d","linear_B_C"],"rates":[0.3,0.5,0.7,0.9]}' 202 ""
 BIG=$(jq -r .id "$TMP/body")
 jqcheck "the notes' grid is 24 cells" "$TMP/body" '.cells == 24'
+req GET /api/v1/jobs
+jqcheck "the listing shows the big job first" "$TMP/body" ".jobs[0].id == $BIG and .jobs[0].cells == 24"
 areq POST "/api/v1/jobs/$BIG/cancel"
 expect "cancel 200" 200 ""
+req GET /api/v1/jobs
+jqcheck "the next listing shows it cancelled" "$TMP/body" ".jobs[0].id == $BIG and .jobs[0].state == \"cancelled\""
 wait_job "$BIG" 30
 [ "$STATE" = cancelled ] && ok "cancelled job stays cancelled" || bad "cancelled job ended $STATE"
 req GET "/api/v1/jobs/$BIG"
@@ -312,6 +366,8 @@ areq DELETE "/api/v1/jobs/$BIG"
 expect "delete 200" 200 ""
 req GET "/api/v1/jobs/$BIG"
 expect "deleted job 404" 404 not_found
+req GET /api/v1/jobs
+jqcheck "the next listing no longer has it" "$TMP/body" "(.jobs | map(.id) | index($BIG)) == null and (.jobs | length) > 0"
 areq DELETE /api/v1/models/tiny1
 expect "owner deletes the trained model" 200 ""
 [ -e "$DATA/models/tiny1.safetensors" ] && bad "deleted model file left" || ok "model file removed"

@@ -1,7 +1,9 @@
 /* test_store.c — server/store.c and server/sha256.c: migrations, refusal of newer databases,
  * SHA-256 against FIPS 180-4 vectors, hashed tokens, idempotent job creation, the claim order
  * (round robin, priority, per-owner cap), concurrent claims, idempotent finish, lease expiry,
- * boot recovery, cancel, retry, pagination, and crash consistency of a killed writer.
+ * boot recovery, cancel, retry, pagination, crash consistency of a killed writer, the read
+ * cache, and the job list page: the lean and cached renderers against the jansson reference
+ * (byte for byte, over varied jobs, filters and page tokens, and after every state change).
  *
  * Every test works on a fresh database in its own temporary directory; migrations come from
  * $PRUNELAB_SRCDIR/sql (default ./sql). Time-dependent behaviour runs on a fake clock, so no
@@ -21,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "sha256.h"
 #include "store.h"
 
@@ -369,15 +372,41 @@ START_TEST(test_tokens_hashed_and_revoked)
     /* Revoking one token leaves the other; revoking the user ends both. */
     ck_assert_int_eq(store_token_revoke(st, tok3, err, sizeof err), STORE_OK);
     ck_assert_int_eq(store_token_revoke(st, tok3, err, sizeof err), STORE_NOOP);
-    ck_assert_int_eq(store_token_lookup(st, tok3, &u, err, sizeof err), STORE_NOTFOUND);
+    /* A revoked token is told apart from an unknown one (the API answers 403 vs 401). */
+    ck_assert_int_eq(store_token_lookup(st, tok3, &u, err, sizeof err), STORE_CONFLICT);
+    ck_assert_ptr_null(u.name);
     ck_assert_int_eq(store_token_lookup(st, tok, &u, err, sizeof err), STORE_OK);
     store_user_free(&u);
     int nr = -1;
     ck_assert_int_eq(store_user_revoke(st, "alice", &nr, err, sizeof err), STORE_OK);
     ck_assert_int_eq(nr, 1);
-    ck_assert_int_eq(store_token_lookup(st, tok, &u, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_int_eq(store_token_lookup(st, tok, &u, err, sizeof err), STORE_CONFLICT);
+    ck_assert_int_eq(store_token_lookup(st, "plt_0000", &u, err, sizeof err), STORE_NOTFOUND);
     ck_assert_int_eq(store_user_revoke(st, "alice", &nr, err, sizeof err), STORE_NOOP);
     ck_assert_int_eq(store_user_revoke(st, "nobody", &nr, err, sizeof err), STORE_NOTFOUND);
+
+    /* Lookups are cached, yet a revocation by another process (here: a second store on the same
+     * file, as `prunelabd user revoke` is) is seen at the token's next use. */
+    ck_assert_int_eq(store_token_create(st, "root", tok2, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_token_lookup(st, tok2, &u, err, sizeof err), STORE_OK);
+    store_user_free(&u);
+    ck_assert_int_eq(store_token_lookup(st, tok2, &u, err, sizeof err), STORE_OK);
+    ck_assert_str_eq(u.name, "root");
+    ck_assert_int_eq(u.admin, 1);
+    store_user_free(&u);
+    store *other = NULL;
+    ck_assert_int_eq(store_open(g_db, g_sql_dir, &other, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_user_revoke(other, "root", &nr, err, sizeof err), STORE_OK);
+    store_close(other);
+    ck_assert_int_eq(store_token_lookup(st, tok2, &u, err, sizeof err), STORE_CONFLICT);
+    /* ... and so is a new user added by another process. */
+    char tok4[STORE_TOKEN_LEN];
+    ck_assert_int_eq(store_open(g_db, g_sql_dir, &other, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_user_add(other, "carol", 0, tok4, err, sizeof err), STORE_OK);
+    store_close(other);
+    ck_assert_int_eq(store_token_lookup(st, tok4, &u, err, sizeof err), STORE_OK);
+    ck_assert_str_eq(u.name, "carol");
+    store_user_free(&u);
     assert_integrity(st);
     store_close(st);
 }
@@ -1239,6 +1268,253 @@ START_TEST(test_readers_see_commits_and_wait)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ job list page renderers */
+
+/* A job of the given type/owner/model with n cells (cell i: {"i": i}). */
+static int64_t make_job_typed(store *st, const char *owner, store_job_type type, const char *model, int priority, int n)
+{
+    char **specs = calloc((size_t)n, sizeof *specs);
+    for (int i = 0; i < n; i++) ck_assert_int_ge(asprintf(&specs[i], "{\"i\": %d}", i), 0);
+    store_job_new nj = {.owner = owner, .type = type, .spec_json = "{\"type\": \"x\", \"big\": [1, 2, 3]}",
+                        .model = model, .priority = priority, .max_attempts = 1,
+                        .cell_specs = (const char *const *)specs, .n_cells = (size_t)n};
+    int64_t id = 0;
+    int rc = store_job_create(st, &nj, &id, err, sizeof err);
+    ck_assert_msg(rc == STORE_OK, "create: %s (%s)", store_rc_name(rc), err);
+    for (int i = 0; i < n; i++) free(specs[i]);
+    free(specs);
+    return id;
+}
+
+/* Render f with all three renderers; assert they agree byte for byte. Returns the page (caller
+ * frees) and its next_page_token in next ("" on the last page). */
+static char *pages_agree(store *st, const store_job_filter *f, char next[STORE_PAGE_TOKEN_LEN], int *hit)
+{
+    char *ref = NULL, *lean = NULL, *cached = NULL;
+    size_t lr = 0, ll = 0, lc = 0;
+    ck_assert_msg(api_jobs_page_reference(st, f, &ref, &lr, err, sizeof err) == STORE_OK, "reference: %s", err);
+    ck_assert_msg(api_jobs_page_lean(st, f, &lean, &ll, err, sizeof err) == STORE_OK, "lean: %s", err);
+    ck_assert_msg(api_jobs_page_cached(st, f, &cached, &lc, hit, err, sizeof err) == STORE_OK, "cached: %s", err);
+    ck_assert_uint_eq(lr, strlen(ref));
+    ck_assert_msg(ll == lr && memcmp(ref, lean, lr) == 0, "lean differs:\n%s\nreference:\n%s", lean, ref);
+    ck_assert_msg(lc == lr && memcmp(ref, cached, lr) == 0, "cached differs:\n%s\nreference:\n%s", cached, ref);
+    ck_assert_int_eq(ref[lr - 1], '\n');
+    json_error_t je;
+    json_t *page = json_loads(ref, 0, &je);
+    ck_assert_msg(page != NULL, "page is not JSON: %s", je.text);
+    json_t *tok = json_object_get(page, "next_page_token");
+    snprintf(next, STORE_PAGE_TOKEN_LEN, "%s", json_is_string(tok) ? json_string_value(tok) : "");
+    json_decref(page);
+    free(lean);
+    free(cached);
+    return ref;
+}
+
+/* Walk every page of f (order, filters) and compare the renderers on each. Returns the number of
+ * jobs seen over all pages. */
+static size_t walk_pages(store *st, store_job_filter f)
+{
+    char tok[STORE_PAGE_TOKEN_LEN] = "", next[STORE_PAGE_TOKEN_LEN];
+    size_t jobs = 0;
+    for (int pages = 0; pages < 200; pages++) {
+        f.page_token = tok;
+        char *ref = pages_agree(st, &f, next, NULL);
+        json_t *page = json_loads(ref, 0, NULL);
+        jobs += json_array_size(json_object_get(page, "jobs"));
+        json_decref(page);
+        free(ref);
+        if (!next[0]) return jobs;
+        snprintf(tok, sizeof tok, "%s", next);
+    }
+    ck_abort_msg("pagination did not end");
+    return jobs;
+}
+
+START_TEST(test_job_list_renderers_agree)
+{
+    store *st = open_db();
+    static const char *const owners[] = {"alice", "bob", "we\"ird\\name\twith/controls\x01", "zo\xc3\xab-\xe2\x82\xac"};
+    static const char *const baselines[] = {
+        "{\"accuracy\": 0.9}",
+        "{\"accuracy\": 0.1, \"loss\": 1e5, \"n\": [1, 2.50, {\"s\": \"\\u00e9\\n\\\"\"}], \"neg\": -0.0}",
+        "3.14159",
+        "[]",
+        "\"text\"",
+        "{\"huge\": 123456789012345678901234567890}", /* too big for jansson: rendered as a string */
+        "{\"tiny\": 1e-300, \"third\": 0.33333333333333331, \"int_real\": 2.0, \"e\": 1.5E+20}",
+    };
+    int64_t ids[40];
+    int nids = 0;
+    for (int i = 0; i < 28; i++) {
+        const char *model = i % 5 == 0 ? NULL : i % 5 == 1 ? "fm-small" : "m\xc3\xa9/\"q\"";
+        ids[nids++] = make_job_typed(st, owners[i % 4], (store_job_type)(i % STORE_JOB_TYPE_COUNT), model,
+                                     i % 3 - 1, 1 + i % 4);
+        if (i % 4 != 3)
+            ck_assert_int_eq(store_job_baseline_set(st, ids[nids - 1], baselines[i % 7], err, sizeof err), STORE_OK);
+        g_now += 1000;
+    }
+    /* States: some running with fractional progress, some done, failed, cancelled. */
+    for (int k = 0; k < 12; k++) {
+        store_cell c;
+        ck_assert_int_eq(store_cell_claim(st, "w1", 0, 60000, &c, err, sizeof err), STORE_OK);
+        double p = (double)(k + 1) / 7.0;
+        ck_assert_int_eq(store_cell_progress(st, c.id, c.attempts, p, "finetune", 60000, err, sizeof err), STORE_OK);
+        if (k % 3 == 0) ck_assert_int_eq(store_cell_finish(st, c.id, "{\"accuracy\": 0.5}", err, sizeof err), STORE_OK);
+        if (k % 3 == 1)
+            ck_assert_int_ge(store_cell_fail(st, c.id, c.attempts, "bad_spec", "no\nsuch \"key\"", "tail", 0, NULL,
+                                             err, sizeof err), STORE_OK);
+        store_cell_free(&c);
+    }
+    store_running *run = NULL;
+    size_t nrun = 0;
+    ids[nids++] = make_job_typed(st, "bob", STORE_JOB_RSST, "fm-small", 2, 2);
+    ck_assert_int_eq(store_job_cancel(st, ids[nids - 1], &run, &nrun, err, sizeof err), STORE_OK);
+    store_running_free(run, nrun);
+
+    /* A name jansson refuses (bad UTF-8): the lean renderer hands the page to the reference. */
+    make_job_typed(st, "bad\xff" "name", STORE_JOB_JOINT, NULL, 0, 1);
+    nids++;
+
+    int types[] = {-1, STORE_JOB_ABLATION, STORE_JOB_LITE};
+    int states[] = {-1, STORE_STATE_QUEUED, STORE_STATE_RUNNING, STORE_STATE_DONE, STORE_STATE_FAILED,
+                    STORE_STATE_CANCELLED};
+    const char *fowners[] = {NULL, "alice", owners[2], owners[3], "nobody"};
+    int limits[] = {1, 3, 50};
+    size_t all = 0;
+    for (int o = 0; o < 2; o++)
+        for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+            for (size_t s = 0; s < sizeof states / sizeof *states; s++)
+                for (size_t w = 0; w < sizeof fowners / sizeof *fowners; w++)
+                    for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+                        store_job_filter f = {.owner = fowners[w], .type = types[t], .state = states[s],
+                                              .order = (store_order)o, .limit = limits[l]};
+                        size_t n = walk_pages(st, f);
+                        if (!fowners[w] && types[t] < 0 && states[s] < 0) {
+                            ck_assert_uint_eq(n, (size_t)nids);
+                            all++;
+                        }
+                    }
+    ck_assert_uint_eq(all, 2 * 3);
+    /* An owner filter too long for a cache key is rendered directly, still identical. */
+    char longowner[STORE_MEMO_KEY_MAX + 50];
+    memset(longowner, 'x', sizeof longowner - 1);
+    longowner[sizeof longowner - 1] = '\0';
+    store_job_filter lf = {.owner = longowner, .type = -1, .state = -1};
+    char next[STORE_PAGE_TOKEN_LEN];
+    int hit = -1;
+    free(pages_agree(st, &lf, next, &hit));
+    free(pages_agree(st, &lf, next, &hit));
+    ck_assert_int_eq(hit, 0);
+    /* A bad page token is refused by all of them, and nothing is cached for it. */
+    char *out = NULL;
+    size_t len = 0;
+    store_job_filter bf = {.owner = NULL, .type = -1, .state = -1, .order = STORE_ORDER_OLDEST, .page_token = "n1"};
+    ck_assert_int_eq(api_jobs_page_reference(st, &bf, &out, &len, err, sizeof err), STORE_INVALID);
+    ck_assert_int_eq(api_jobs_page_lean(st, &bf, &out, &len, err, sizeof err), STORE_INVALID);
+    ck_assert_int_eq(api_jobs_page_cached(st, &bf, &out, &len, &hit, err, sizeof err), STORE_INVALID);
+    ck_assert_int_eq(api_jobs_page_cached(st, &bf, &out, &len, &hit, err, sizeof err), STORE_INVALID);
+    ck_assert_ptr_null(out);
+    store_close(st);
+}
+END_TEST
+
+/* Readers hammering the cached page while the main thread commits changes. */
+typedef struct {
+    store *st;
+    int *stop;        /* shared flag, atomic */
+    long pages, bad;  /* this reader's own counts */
+} list_reader;
+
+static void *list_reader_main(void *arg)
+{
+    list_reader *r = arg;
+    store_job_filter f = {.owner = NULL, .type = -1, .state = -1, .limit = 50};
+    char e[256];
+    while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
+        char *out = NULL;
+        size_t len = 0;
+        if (api_jobs_page_cached(r->st, &f, &out, &len, NULL, e, sizeof e) != STORE_OK) {
+            r->bad++;
+            continue;
+        }
+        json_t *page = json_loads(out, 0, NULL);
+        if (!page || !json_is_array(json_object_get(page, "jobs")) || len != strlen(out)) r->bad++;
+        json_decref(page);
+        free(out);
+        r->pages++;
+    }
+    return NULL;
+}
+
+/* The page after a change (compared with the reference) and whether it came from the cache. */
+static char *page_now(store *st, int *hit)
+{
+    store_job_filter f = {.owner = NULL, .type = -1, .state = -1, .limit = 50};
+    char next[STORE_PAGE_TOKEN_LEN];
+    return pages_agree(st, &f, next, hit);
+}
+
+START_TEST(test_job_list_cache_invalidation)
+{
+    store *st = open_db();
+    int64_t a = make_job_typed(st, "alice", STORE_JOB_ABLATION, "fm-small", 0, 3);
+    make_job_typed(st, "bob", STORE_JOB_SENSITIVITY, "fm-small", 1, 2);
+    int stop = 0;
+    list_reader r[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (list_reader){st, &stop, 0, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, list_reader_main, &r[i]), 0);
+    }
+
+    int hit = -1;
+    char *prev = page_now(st, &hit);
+    char *same = page_now(st, &hit);
+    ck_assert_int_eq(hit, 1); /* nothing committed: served from the cache */
+    ck_assert_str_eq(prev, same);
+    free(same);
+
+    /* Every kind of change is visible in the very next read, and differs from the page before. */
+    for (int step = 0; step < 8; step++) {
+        store_cell c;
+        store_running *run = NULL;
+        size_t nrun = 0;
+        switch (step) {
+        case 0: make_job_typed(st, "carol", STORE_JOB_JOINT, NULL, 0, 1); break;
+        case 1:
+            ck_assert_int_eq(store_cell_claim(st, "w1", 0, 60000, &c, err, sizeof err), STORE_OK);
+            store_cell_free(&c);
+            break;
+        case 2: ck_assert_int_eq(store_cell_progress(st, 1, 1, 0.25, "finetune", 60000, err, sizeof err), STORE_OK); break;
+        case 3: ck_assert_int_eq(store_cell_progress(st, 1, 1, 0.5, NULL, 60000, err, sizeof err), STORE_OK); break;
+        case 4: ck_assert_int_eq(store_cell_finish(st, 1, "{\"accuracy\": 0.7}", err, sizeof err), STORE_OK); break;
+        case 5: ck_assert_int_eq(store_job_baseline_set(st, a, "{\"accuracy\": 0.8}", err, sizeof err), STORE_OK); break;
+        case 6:
+            ck_assert_int_eq(store_job_cancel(st, a, &run, &nrun, err, sizeof err), STORE_OK);
+            store_running_free(run, nrun);
+            break;
+        case 7: ck_assert_int_eq(store_job_delete(st, a, err, sizeof err), STORE_OK); break;
+        }
+        char *now = page_now(st, &hit);
+        ck_assert_msg(strcmp(now, prev) != 0, "step %d: the change is not visible:\n%s", step, now);
+        free(prev);
+        prev = now;
+        char *again = page_now(st, &hit);
+        ck_assert_int_eq(hit, 1);
+        ck_assert_str_eq(again, prev);
+        free(again);
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(r[i].bad, 0);
+        ck_assert_int_gt(r[i].pages, 0);
+    }
+    free(prev);
+    store_close(st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1264,6 +1540,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_killed_writer_mid_transaction);
     tcase_add_test(tc, test_killed_writer_sigkill);
     tcase_add_test(tc, test_readers_see_commits_and_wait);
+    tcase_add_test(tc, test_job_list_renderers_agree);
+    tcase_add_test(tc, test_job_list_cache_invalidation);
     suite_add_tcase(s, tc);
     return s;
 }
