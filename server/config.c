@@ -68,6 +68,9 @@ static const cfg_key config_keys[] = {
     {"listen", CFG_TYPE_LISTEN, 0, 0, 0, "HOST:PORT to serve on (port 0 = any free port)"},
     {"data_dir", CFG_TYPE_STR, offsetof(pl_config, data_dir), 0, 0,
      "database, models/, tmp/ and prunelabd.port live here"},
+    {"web_dir", CFG_TYPE_STR, offsetof(pl_config, web_dir), 0, 0,
+     "dashboard files (default $PRUNELAB_WEB_DIR, the install directory, or web/ beside the "
+     "binary)"},
     {"workers", CFG_TYPE_INT, offsetof(pl_config, workers), 1, 1024,
      "cells running at once (default cores / threads_per_cell)"},
     {"threads_per_cell", CFG_TYPE_INT, offsetof(pl_config, threads_per_cell), 1, 1024,
@@ -170,7 +173,8 @@ void config_free(pl_config *c) {
     free(c->data_dir);
     free(c->executor);
     free(c->engine_bin);
-    c->listen_host = c->data_dir = c->executor = c->engine_bin = NULL;
+    free(c->web_dir);
+    c->listen_host = c->data_dir = c->executor = c->engine_bin = c->web_dir = NULL;
 }
 
 /* ------------------------------------------------------------------ value parsers */
@@ -438,15 +442,19 @@ int config_warnings(const pl_config *c, FILE *f) {
 
 void config_print_usage(const pl_config *c, FILE *f) {
     fprintf(f,
-            "usage: prunelabd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--config FILE]\n"
+            "usage: prunelabd [--listen HOST:PORT] [--data-dir DIR] [--workers N] [--web-dir DIR]\n"
+            "                 [--config FILE]\n"
             "       prunelabd --help | --version\n"
             "\n"
-            "Serve the prunelab experiment API (REST under /api/v1, /healthz, /metrics).\n"
+            "Serve the prunelab experiment API (REST under /api/v1, /healthz, /metrics) and the\n"
+            "dashboard (at /).\n"
             "\n"
             "  --listen HOST:PORT  address to serve on (default %s:%d; port 0 = any free port)\n"
             "  --data-dir DIR      database, checkpoints and the port file (default %s)\n"
             "  --workers N         cells running at once (default %d: %d cores / %d thread(s)\n"
             "                      per cell; keep workers x threads_per_cell <= cores)\n"
+            "  --web-dir DIR       dashboard files (default $PRUNELAB_WEB_DIR, the install\n"
+            "                      directory, or web/ beside the binary)\n"
             "  --config FILE       `key = value` settings; the flags above override the file\n"
             "\n"
             "Config file keys:\n",
@@ -463,12 +471,13 @@ enum config_action config_from_args(pl_config *c, int argc, char **argv, char *e
         {"listen", required_argument, NULL, 'l'},
         {"data-dir", required_argument, NULL, 'd'},
         {"workers", required_argument, NULL, 'w'},
+        {"web-dir", required_argument, NULL, 'W'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen = NULL, *data_dir = NULL, *workers = NULL, *file = NULL;
+    const char *listen = NULL, *data_dir = NULL, *workers = NULL, *web_dir = NULL, *file = NULL;
     char e[CONFIG_ERRLEN];
     opterr = 0;
     optind = 0; /* glibc: full re-initialisation, so the parser can run more than once */
@@ -478,6 +487,7 @@ enum config_action config_from_args(pl_config *c, int argc, char **argv, char *e
         case 'l': listen = optarg; break;
         case 'd': data_dir = optarg; break;
         case 'w': workers = optarg; break;
+        case 'W': web_dir = optarg; break;
         case 'c': file = optarg; break;
         case 'h': config_print_usage(c, stdout); return CONFIG_ACTION_HELP;
         case 'V': printf("prunelabd %s\n", PACKAGE_VERSION); return CONFIG_ACTION_VERSION;
@@ -499,6 +509,7 @@ enum config_action config_from_args(pl_config *c, int argc, char **argv, char *e
         {"--listen", "listen", listen},
         {"--data-dir", "data_dir", data_dir},
         {"--workers", "workers", workers},
+        {"--web-dir", "web_dir", web_dir},
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         if (!flags[i].value) continue;

@@ -37,6 +37,8 @@ typedef struct {
     bool log_requests;         /* one access-log line per request on stderr (true) */
     /* storage */
     char *data_dir;            /* "./var": prunelab.db, models/, tmp/, prunelabd.port */
+    char *web_dir;             /* dashboard files; NULL = $PRUNELAB_WEB_DIR, the install
+                                  directory, or web/ beside the binary (static.h) */
     /* auth */
     bool anonymous_reads;      /* GET without a token allowed (true); writes always need one */
     /* scheduling and execution */
@@ -87,7 +89,7 @@ enum config_action {
 };
 
 /* The whole chain for `prunelabd [--listen HOST:PORT] [--data-dir DIR] [--workers N]
- * [--config FILE]`: defaults, then the file, then the flags, then config_validate.
+ * [--web-dir DIR] [--config FILE]`: defaults, then the file, then the flags, then config_validate.
  * argv[0] is the program name. c must be config_init'ed. */
 enum config_action config_from_args(pl_config *c, int argc, char **argv, char *err,
                                     size_t errlen);

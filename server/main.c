@@ -18,10 +18,18 @@
  *   3. DIR/../share/prunelab — an installed prefix moved as a whole;
  *   4. PRUNELAB_SQL_DIR, the compile-time install directory (pkgdatadir).
  *
+ * Dashboard directory: static_dir_resolve (static.h) — config web_dir / --web-dir, then
+ * $PRUNELAB_WEB_DIR, then PRUNELAB_WEB_DIR (compile-time, pkgdatadir/web) when it holds
+ * index.html, then DIR/web beside the binary. A missing directory is a warning, not an error:
+ * the API serves on and the dashboard routes answer 404.
+ *
  * State. `struct daemon` is the application state every handler receives: its FIRST member is
  * the api_ctx of the REST handlers (api.h), so handlers of either kind cast the same app
- * pointer. The route table is this file's routes (healthz, metrics, openapi) followed by the
- * API's rows (api_routes, api.h); /api/v1/openapi.json is generated from it.
+ * pointer. The route table is this file's routes (healthz, metrics, openapi), then the API's
+ * rows (api_routes, api.h), then the dashboard's static routes LAST: their one-segment "/{file}"
+ * pattern would otherwise shadow literal rows (first match wins). /api/v1/openapi.json serves
+ * the hand-written document (openapi.h); at start-up openapi_check compares it with the route
+ * table and a mismatch is logged as a warning.
  *
  * The user commands open the store directly (WAL and the busy timeout make that safe while a
  * daemon runs on the same data directory).
@@ -46,7 +54,9 @@
 #include "api.h"
 #include "config.h"
 #include "http.h"
+#include "openapi.h"
 #include "scheduler.h"
+#include "static.h"
 #include "store.h"
 
 #ifndef PACKAGE_VERSION
@@ -56,6 +66,9 @@
 #define ERRLEN 512
 #ifndef PRUNELAB_SQL_DIR
 #define PRUNELAB_SQL_DIR "/usr/local/share/prunelab"
+#endif
+#ifndef PRUNELAB_WEB_DIR
+#define PRUNELAB_WEB_DIR PRUNELAB_SQL_DIR "/web"
 #endif
 #define DRAIN_S 5.0 /* on SIGTERM, seconds given to requests in flight before connections close */
 
@@ -73,6 +86,7 @@ struct daemon {
     char *tmp_dir;           /* DATA_DIR/tmp: upload temp files */
     char *port_path;         /* DATA_DIR/prunelabd.port */
     int lock_fd;             /* flock'ed DATA_DIR/prunelabd.lock, -1 when not held */
+    static_site *web;        /* the dashboard's files; NULL when no web directory was found */
 };
 
 static double now_s(void) {
@@ -178,62 +192,23 @@ cleanup:
     return rc;
 }
 
-/* A minimal OpenAPI 3 document listing the route table. */
+/* The hand-written OpenAPI document (server/openapi.json, compiled in). */
 static int handle_openapi(http_request *req, void *app) {
-    struct daemon *d = app;
-    size_t n;
-    const http_route *routes = http_server_routes(d->http, &n);
-    json_t *paths = json_object();
-    json_t *doc = json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:o}", "openapi", "3.0.3", "info", "title", "prunelabd",
-        "version", PACKAGE_VERSION, "description",
-        "Pruning experiments on Mamba image classifiers. Errors are JSON "
-        "{\"error\": {\"code\", \"message\", \"field\"}}; writes need Authorization: Bearer TOKEN.",
-        "paths", paths);
+    (void)app;
+    size_t len = 0;
+    const char *doc = openapi_document(&len);
     if (!doc) return -1;
-    for (size_t i = 0; i < n; i++) {
-        const http_route *r = &routes[i];
-        json_t *item = json_object_get(paths, r->pattern);
-        if (!item) {
-            item = json_object();
-            if (json_object_set_new(paths, r->pattern, item) != 0) goto fail;
-        }
-        char method[16];
-        size_t k;
-        for (k = 0; r->method[k] && k + 1 < sizeof method; k++)
-            method[k] = (char)(r->method[k] >= 'A' && r->method[k] <= 'Z' ? r->method[k] + 32
-                                                                           : r->method[k]);
-        method[k] = '\0';
-        json_t *op = json_pack("{s:s, s:{s:{s:s}}}", "summary", r->summary ? r->summary : "",
-                               "responses", "default", "description",
-                               "JSON body, or an error object");
-        if (!op || json_object_set_new(item, method, op) != 0) goto fail;
-        json_t *params = json_array();
-        if (!params) goto fail;
-        for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{')) {
-            const char *e = strchr(p, '}');
-            if (!e) break;
-            json_array_append_new(params,
-                                  json_pack("{s:s%, s:s, s:b, s:{s:s}}", "name", p + 1,
-                                            (size_t)(e - p - 1), "in", "path", "required", 1,
-                                            "schema", "type", "string"));
-        }
-        if (json_array_size(params)) json_object_set(op, "parameters", params);
-        json_decref(params);
-        if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0) {
-            const char *ct = r->body == HTTP_BODY_FILE ? "application/octet-stream"
-                                                       : "application/json";
-            json_object_set_new(op, "requestBody",
-                                json_pack("{s:b, s:{s:{}}}", "required", 1, "content", ct));
-        }
-    }
-    return http_reply_json(req, 200, doc);
-fail:
-    json_decref(doc);
-    return -1;
+    if (http_reply_text(req, 200, "application/json", doc, len) != 0) return -1;
+    return http_reply_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 }
 
-/* This file's routes; the REST API's rows follow them (routes_build). */
+/* The dashboard's files (static.h). */
+static int handle_static(http_request *req, void *app) {
+    struct daemon *d = app;
+    return static_handle(req, d->web);
+}
+
+/* This file's routes; the REST API's rows follow them, then static_routes (routes_build). */
 static const http_route own_routes[] = {
     {"GET", "/healthz", handle_healthz, HTTP_BODY_MEMORY, 0, "liveness: status and version"},
     {"GET", "/metrics", handle_metrics, HTTP_BODY_MEMORY, 0,
@@ -242,17 +217,56 @@ static const http_route own_routes[] = {
     {"GET", "/api/v1/openapi.json", handle_openapi, HTTP_BODY_MEMORY, 0, "this document"},
 };
 
-/* d->routes = own_routes followed by the API's rows. Returns 0, or -1 on out-of-memory. */
+/* The dashboard, LAST: "/{file}" matches any one-segment path. */
+static const http_route static_routes[] = {
+    {"GET", "/", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: index.html"},
+    {"GET", "/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: top-level files"},
+    {"GET", "/js/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: ES modules"},
+    {"GET", "/css/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: style sheets"},
+    {"GET", "/vendor/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: chart library"},
+};
+
+/* d->routes = own_routes, the API's rows, static_routes. Returns 0, or -1 on out-of-memory. */
 static int routes_build(struct daemon *d) {
     size_t n_api = 0;
     const http_route *api = api_routes(&n_api);
     size_t n_own = sizeof own_routes / sizeof own_routes[0];
-    d->routes = malloc((n_own + n_api) * sizeof *d->routes);
+    size_t n_static = sizeof static_routes / sizeof static_routes[0];
+    d->routes = malloc((n_own + n_api + n_static) * sizeof *d->routes);
     if (!d->routes) return -1;
     memcpy(d->routes, own_routes, sizeof own_routes);
     if (n_api) memcpy(d->routes + n_own, api, n_api * sizeof *api);
-    d->n_routes = n_own + n_api;
+    memcpy(d->routes + n_own + n_api, static_routes, sizeof static_routes);
+    d->n_routes = n_own + n_api + n_static;
     return 0;
+}
+
+/* Find and open the dashboard directory; a failure is a warning (d->web stays NULL). */
+static void web_open(struct daemon *d, const char *argv0) {
+    const char *source = NULL;
+    char err[ERRLEN];
+    char *dir = static_dir_resolve(d->cfg.web_dir, PRUNELAB_WEB_DIR, argv0, &source);
+    if (!dir) {
+        fprintf(stderr, "prunelabd: warning: out of memory locating the dashboard\n");
+        return;
+    }
+    if (static_site_open(&d->web, dir, err, sizeof err) != 0) {
+        fprintf(stderr, "prunelabd: warning: %s (from %s); the dashboard at / answers 404\n",
+                err, source);
+    } else {
+        char index[PATH_MAX];
+        snprintf(index, sizeof index, "%s/index.html", static_site_dir(d->web));
+        if (access(index, R_OK) != 0)
+            fprintf(stderr, "prunelabd: warning: %s has no index.html\n", static_site_dir(d->web));
+        snprintf(index, sizeof index, "%s/node_modules/plotly.js-dist-min/plotly.min.js",
+                 static_site_dir(d->web));
+        if (access(index, R_OK) != 0)
+            fprintf(stderr,
+                    "prunelabd: warning: %s/node_modules lacks plotly.js-dist-min: run `npm ci "
+                    "--prefix web` for the dashboard's charts\n",
+                    static_site_dir(d->web));
+    }
+    free(dir);
 }
 
 /* ------------------------------------------------------------------ daemon state */
@@ -401,6 +415,10 @@ static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t er
     d->api.sql_dir = d->sql_dir;
     d->api.datasets_dir = NULL;
     if (routes_build(d) != 0) return snprintf(err, errlen, "out of memory"), -1;
+    if (openapi_check(d->routes, d->n_routes, err, errlen) != 0)
+        fprintf(stderr, "prunelabd: warning: server/openapi.json disagrees with the routes: %s\n",
+                err);
+    web_open(d, argv0);
     return 0;
 }
 
@@ -428,6 +446,8 @@ static void daemon_close(struct daemon *d) {
     if (d->lock_fd >= 0) close(d->lock_fd);
     d->lock_fd = -1;
     free(d->routes);
+    static_site_free(d->web);
+    d->web = NULL;
     free(d->sql_dir);
     free(d->models_dir);
     free(d->tmp_dir);
@@ -651,9 +671,11 @@ static int serve(struct daemon *d, const char *argv0) {
     }
     const char *h = d->cfg.listen_host;
     int v6 = strchr(h, ':') != NULL;
-    fprintf(stderr, "prunelabd %s: data %s, %d worker(s) (%d cores, %d thread(s) per cell)\n",
+    fprintf(stderr,
+            "prunelabd %s: data %s, %d worker(s) (%d cores, %d thread(s) per cell), dashboard "
+            "%s\n",
             PACKAGE_VERSION, d->cfg.data_dir, d->cfg.workers, d->cfg.cores,
-            d->cfg.threads_per_cell);
+            d->cfg.threads_per_cell, d->web ? static_site_dir(d->web) : "(none)");
     printf("prunelabd listening on http://%s%s%s:%d/\n", v6 ? "[" : "", h, v6 ? "]" : "", port);
     fflush(stdout);
 
