@@ -2,19 +2,28 @@
 # deploy/test.sh — build prunelab and run its whole test suite on Debian 12.
 #
 #   ./deploy/test.sh               install missing Debian packages, build, `make check`
-#   ./deploy/test.sh --build-only  same, without `make check` (used by deploy/quickstart.sh)
+#   ./deploy/test.sh --build-only  same, without `make check` and without chromium (used by
+#                                  deploy/quickstart.sh)
 #   ./deploy/test.sh --fresh       regenerate and reconfigure even if a build is present
+#
+# Besides the build packages it installs Node.js and npm when `node` / `npm` are missing, the
+# dashboard's npm packages (`npm ci --prefix web`: Plotly for the pages, playwright-core for the
+# browser test; never a browser download) and, for the tests, Debian's `chromium`. The tests run
+# with PRUNELAB_REQUIRE_BROWSER=1, so a missing chromium or web/node_modules fails the browser
+# test instead of skipping it.
 #
 # Environment:
 #   EXTRA_PACKAGES    more Debian packages to install (space separated)
 #   CONFIGURE_FLAGS   extra ./configure arguments on a fresh configure (e.g. --enable-sanitizers)
 #   JOBS              make parallelism (default 2)
 #   SKIP_APT=1        do not touch packages (e.g. a machine without apt)
+#   SKIP_NPM=1        do not run npm (web/node_modules must then be present for the browser test)
+#   PRUNELAB_REQUIRE_BROWSER=0  let the browser test skip when chromium or node is missing
 #
 # Runs as root or through sudo. Idempotent: with the packages present and a configured tree it
-# only runs make (automake's own rules regenerate anything whose inputs changed). Exits non-zero
-# on the first failure; when tests fail it prints test-suite.log (which holds each failing
-# test's log).
+# only runs make (automake's own rules regenerate anything whose inputs changed) and runs npm only
+# when web/package-lock.json changed since the last install. Exits non-zero on the first failure;
+# when tests fail it prints test-suite.log (which holds each failing test's log).
 set -euo pipefail
 
 PACKAGES=(build-essential autoconf automake libtool pkg-config libopenblas-dev libjansson-dev
@@ -26,7 +35,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) build_only=1 ;;
         --fresh) fresh=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "deploy/test.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +63,12 @@ installed() {
 
 install_packages() {
     local pkgs=("${PACKAGES[@]}")
+    # The browser test drives Debian's chromium; the quickstart (--build-only) does not need it.
+    if [ "$build_only" -eq 0 ]; then pkgs+=(chromium); fi
+    # Node.js may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm and conflicts
+    # with Debian's npm): ask for the Debian packages only for the commands that are missing.
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
     if [ -n "${EXTRA_PACKAGES:-}" ]; then
         local extra
         read -r -a extra <<<"$EXTRA_PACKAGES"
@@ -104,9 +119,26 @@ build() {
     make -j"$JOBS"
 }
 
+# ---------------------------------------------------------------- dashboard packages
+# web/package.json pins the dashboard's npm packages and web/package-lock.json their exact tree.
+# `npm ci` reinstalls from the lock file; it is skipped when node_modules was installed from
+# the current lock file (npm writes node_modules/.package-lock.json on every install).
+install_web() {
+    [ -f web/package.json ] || { say "no web/package.json; skipping npm"; return 0; }
+    [ -f web/package-lock.json ] || die "web/package-lock.json is missing (npm ci needs it)"
+    if newer_than web/node_modules/.package-lock.json web/package.json web/package-lock.json; then
+        say "web/node_modules is up to date"
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || die "npm is missing (apt-get install npm, or unset SKIP_APT)"
+    say "npm ci --prefix web"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix web --no-audit --no-fund ||
+        die "npm ci --prefix web failed"
+}
+
 run_checks() {
     say "make -j$JOBS check"
-    if ! make -j"$JOBS" check; then
+    if ! PRUNELAB_REQUIRE_BROWSER=${PRUNELAB_REQUIRE_BROWSER:-1} make -j"$JOBS" check; then
         if [ -f test-suite.log ]; then
             echo "---------------------------------------------------------------- test-suite.log"
             cat test-suite.log
@@ -117,5 +149,6 @@ run_checks() {
 
 if [ "${SKIP_APT:-0}" != 1 ]; then install_packages; fi
 build
+if [ "${SKIP_NPM:-0}" != 1 ]; then install_web; fi
 if [ "$build_only" -eq 0 ]; then run_checks; fi
 say "ok"
