@@ -20,6 +20,9 @@
  *   shapes and the thread count, so results are reproducible for a given thread count.
  * - Every *_naive twin is a plain loop used as the test reference (double accumulation where
  *   it matters) and as readable documentation of the math.
+ * - Inference-only fused kernels (conv1d_silu_forward, ssm_gate_forward, matmul_forward_acc,
+ *   add_cols_forward, rmsnorm_addbias_forward) do the work of several unfused ops in one pass;
+ *   they keep nothing for a backward, and their naive twins are the unfused chains of plain loops.
  * Ownership: no function keeps or frees caller memory; scratch is allocated and freed inside
  * the call (xmalloc aborts on exhaustion, so no op returns an error). */
 #include "ops.h"
@@ -55,6 +58,10 @@ int ops_get_threads(void) { return g_threads; }
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int I, int O)
 {
     if (M <= 0 || O <= 0) return;
+    if (!bias && I > 0) { /* beta = 0: sgemm writes out without reading it (no zeroing pass) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, I, 1.0f, inp, I, w, I, 0.0f, out, O);
+        return;
+    }
     for (int m = 0; m < M; m++) {
         float *o = out + (size_t)m * O;
         if (bias) memcpy(o, bias, (size_t)O * sizeof(float));
@@ -62,6 +69,23 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     }
     if (I <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, I, 1.0f, inp, I, w, I, 1.0f, out, O);
+}
+
+/* out (M, O; row stride ldo) += inp (M, I) @ w^T */
+void matmul_forward_acc(float *out, int ldo, const float *inp, const float *w, int M, int I, int O)
+{
+    if (M <= 0 || O <= 0 || I <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, I, 1.0f, inp, I, w, I, 1.0f, out, ldo);
+}
+
+void matmul_forward_acc_naive(float *out, int ldo, const float *inp, const float *w, int M, int I, int O)
+{
+    for (int m = 0; m < M; m++)
+        for (int o = 0; o < O; o++) {
+            double s = 0.0;
+            for (int i = 0; i < I; i++) s += (double)inp[(size_t)m * I + i] * w[(size_t)o * I + i];
+            out[(size_t)m * ldo + o] += (float)s;
+        }
 }
 
 void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M, int I, int O)
@@ -115,10 +139,72 @@ void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *do
         }
 }
 
+#define PL_V16 16 /* lanes of a pl_v16f */
+
+/* h[m, cols[k]] += src[m, k]. With cols ascending, output columns 16 o .. 16 o + 15 take their
+ * values from one 16-float window of the source row starting at start[o] (the number of kept
+ * columns before 16 o): a vector load, a lane permutation (idx) and a lane mask (keep) per 16
+ * columns instead of 16 scalar read-modify-writes. Windows that would read past the end of src,
+ * tail columns (cols[k0 ..)) and unsorted cols (k0 = 0, nv = 0) take the scalar loops. */
+static PL_HOT void add_cols_kernel(float *h, const float *src, int lds, const int *cols, int k0, int n, int M,
+                                   int C, const int *start, const int32_t *idx, const uint32_t *keep, int nv)
+{
+    size_t end = (size_t)M * lds;
+    for (int m = 0; m < M; m++) {
+        float *hr = h + (size_t)m * C;
+        const float *sr = src + (size_t)m * lds;
+        for (int o = 0; o < nv; o++) {
+            float *ho = hr + (size_t)o * PL_V16;
+            if ((size_t)m * lds + (size_t)start[o] + PL_V16 <= end) {
+                pl_v16f v = pl_v16_load(sr + start[o]);
+                pl_v16i ix;
+                pl_v16u km;
+                memcpy(&ix, idx + (size_t)o * PL_V16, sizeof ix);
+                memcpy(&km, keep + (size_t)o * PL_V16, sizeof km);
+                pl_v16f e = (pl_v16f)((pl_v16u)__builtin_shuffle(v, ix) & km);
+                pl_v16_store(ho, pl_v16_load(ho) + e);
+            } else {
+                for (int j = 0; j < PL_V16; j++)
+                    if (keep[(size_t)o * PL_V16 + j]) ho[j] += sr[start[o] + idx[(size_t)o * PL_V16 + j]];
+            }
+        }
+        for (int k = k0; k < n; k++) hr[cols[k]] += sr[k]; /* columns past the full vectors */
+    }
+}
+
+void add_cols_forward(float *h, const float *src, int lds, const int *cols, int n, int M, int C)
+{
+    if (M <= 0 || C <= 0 || n <= 0) return;
+    int sorted = 1;
+    for (int k = 1; k < n; k++) sorted &= cols[k] > cols[k - 1];
+    int nv = sorted ? C / PL_V16 : 0;
+    int *start = xmalloc(((size_t)nv + 1) * sizeof(int));
+    int32_t *idx = xcalloc((size_t)nv * PL_V16 + 1, sizeof(int32_t));
+    uint32_t *keep = xcalloc((size_t)nv * PL_V16 + 1, sizeof(uint32_t));
+    for (int o = 0, k = 0; o < nv; o++) {
+        start[o] = k;
+        for (; k < n && cols[k] < (o + 1) * PL_V16; k++) {
+            int j = cols[k] - o * PL_V16;
+            idx[(size_t)o * PL_V16 + j] = k - start[o];
+            keep[(size_t)o * PL_V16 + j] = ~0u;
+        }
+    }
+    int k0 = 0; /* first kept column past the last full vector (all of them when unsorted) */
+    while (nv > 0 && k0 < n && cols[k0] < nv * PL_V16) k0++;
+    add_cols_kernel(h, src, lds, cols, k0, n, M, C, start, idx, keep, nv);
+    free(start), free(idx), free(keep);
+}
+
+void add_cols_forward_naive(float *h, const float *src, int lds, const int *cols, int n, int M, int C)
+{
+    for (int k = 0; k < n; k++)
+        for (int m = 0; m < M; m++) h[(size_t)m * C + cols[k]] += src[(size_t)m * lds + k];
+}
+
 /* ---------------------------------------------------------------------------- rmsnorm */
 
-/* out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps); out, inp (M, C); w (C); rstd (M) */
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C)
+/* out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps); out, inp (M, C); w (C); rstd (M) or NULL */
+static PL_HOT void rmsnorm_fwd_kernel(float *out, float *rstd, const float *inp, const float *w, int M, int C)
 {
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * C;
@@ -129,6 +215,42 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
         float r = 1.0f / sqrtf(ss / (float)C + PL_RMSNORM_EPS);
         if (rstd) rstd[m] = r;
         for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
+    }
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C)
+{
+    rmsnorm_fwd_kernel(out, rstd, inp, w, M, C);
+}
+
+static PL_HOT void rmsnorm_addbias_kernel(float *out, float *h, const float *w, const float *bias, int M, int C)
+{
+    for (int m = 0; m < M; m++) {
+        float *x = h + (size_t)m * C, *o = out + (size_t)m * C;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / (float)C + PL_RMSNORM_EPS);
+        for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
+        for (int c = 0; c < C; c++) x[c] += bias[c];
+    }
+}
+
+void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C)
+{
+    if (bias) rmsnorm_addbias_kernel(out, h, w, bias, M, C);
+    else rmsnorm_fwd_kernel(out, NULL, h, w, M, C);
+}
+
+void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C)
+{
+    for (int m = 0; m < M; m++) {
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)h[(size_t)m * C + c] * h[(size_t)m * C + c];
+        double r = 1.0 / sqrt(ss / C + PL_RMSNORM_EPS);
+        for (int c = 0; c < C; c++) out[(size_t)m * C + c] = (float)(h[(size_t)m * C + c] * r * w[c]);
+        if (bias)
+            for (int c = 0; c < C; c++) h[(size_t)m * C + c] += bias[c];
     }
 }
 
@@ -191,6 +313,51 @@ void conv1d_forward(float *out, const float *inp, const float *w, const float *b
         conv1d_fwd_block(out, inp, wT, bias, b, e0, e1, L, E, K);
     }
     free(wT);
+}
+
+/* conv1d_fwd_block, then u = silu(conv) on the same rows while they are in L1. xc (B, L, E) or
+ * NULL: the pre-activation is kept only when asked for; otherwise it lives in u until overwritten. */
+static PL_HOT void conv1d_silu_block(float *u, float *xc, const float *inp, const float *wT, const float *bias,
+                                     int b, int e0, int e1, int L, int E, int K)
+{
+    for (int t = 0; t < L; t++) {
+        size_t row = ((size_t)b * L + t) * E;
+        float *o = (xc ? xc : u) + row, *uo = u + row;
+        for (int e = e0; e < e1; e++) o[e] = bias ? bias[e] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            int tt = t - K + 1 + k;
+            if (tt < 0) continue;
+            const float *x = inp + ((size_t)b * L + tt) * E, *wk = wT + (size_t)k * E;
+            for (int e = e0; e < e1; e++) o[e] += wk[e] * x[e];
+        }
+        for (int e = e0; e < e1; e++) uo[e] = pl_silu_fast(o[e]);
+    }
+}
+
+void conv1d_silu_forward(float *u, float *xc, const float *inp, const float *w, const float *bias, int B, int L,
+                         int E, int K)
+{
+    if (B <= 0 || L <= 0 || E <= 0) return;
+    float *wT = conv1d_transpose_w(w, E, K);
+    /* whole rows of E channels per block (long vector loops) unless the batch is too small to
+     * give every thread a row */
+    int eb = B >= g_threads ? E : PL_EBLK, neb = (E + eb - 1) / eb, nblk = B * neb;
+#pragma omp parallel for num_threads(g_threads) schedule(static) if (g_threads > 1 && nblk > 1)
+    for (int i = 0; i < nblk; i++) {
+        int b = i / neb, e0 = (i % neb) * eb, e1 = e0 + eb < E ? e0 + eb : E;
+        conv1d_silu_block(u, xc, inp, wT, bias, b, e0, e1, L, E, K);
+    }
+    free(wT);
+}
+
+void conv1d_silu_forward_naive(float *u, float *xc, const float *inp, const float *w, const float *bias, int B,
+                               int L, int E, int K)
+{
+    size_t n = (size_t)B * L * E;
+    float *c = xc ? xc : xalloc_floats(n > 0 ? n : 1);
+    conv1d_forward_naive(c, inp, w, bias, B, L, E, K);
+    for (size_t i = 0; i < n; i++) u[i] = pl_silu(c[i]);
+    if (!xc) free(c);
 }
 
 void conv1d_forward_naive(float *out, const float *inp, const float *w, const float *bias, int B, int L, int E,
@@ -420,12 +587,12 @@ static void scan_make_lanes(float **AT, float **Dl, const float *A_log, const fl
 
 /* Forward over the staged block, tokens in order (mamba.c forward_layer):
  *   h_t[n] = exp(delta_t A[n]) h_{t-1}[n] + delta_t Bm_t[n] u_t,   y_t = sum_n Cm_t[n] h_t[n] + D u_t
- * lane-wise. Bb, Cb (L, N) are the batch row's Bm, Cm. With keep = 1 (workspace with hist), w->h
+ * lane-wise. Bb, Cb (L, N; row stride ld) are the batch row's Bm, Cm. With keep = 1 (workspace with hist), w->h
  * keeps every state (row t+1 = h_t) and w->a every decay; otherwise h is overwritten in place.
  * ys (L, SW) receives y unless NULL. */
 static inline __attribute__((always_inline)) void
 scan_fwd_lanes(float *ys, scan_ws *w, int keep, const float *AT, const float *Dl, const float *Bb, const float *Cb,
-               int L, int N)
+               size_t ld, int L, int N)
 {
     size_t hstep = keep ? (size_t)N * PL_SW : 0;
     pl_v16f Dv = pl_v16_load(Dl);
@@ -435,7 +602,7 @@ scan_fwd_lanes(float *ys, scan_ws *w, int keep, const float *AT, const float *Dl
     for (int t = 0; t < L; t++) {
         pl_v16f dt = pl_v16_load(dts + (size_t)t * PL_SW), uu = pl_v16_load(us + (size_t)t * PL_SW);
         pl_v16f dtu = dt * uu, acc = Dv * uu;
-        const float *Bt = Bb + (size_t)t * N, *Ct = Cb + (size_t)t * N;
+        const float *Bt = Bb + (size_t)t * ld, *Ct = Cb + (size_t)t * ld;
         const float *hp = hr + (size_t)t * hstep;
         float *hc = hr + (size_t)(t + 1) * hstep, *at = keep ? ar + (size_t)t * N * PL_SW : NULL;
         for (int n = 0; n < N; n++) {
@@ -456,15 +623,15 @@ static PL_HOT void scan_fwd_block(float *y, float *hs, scan_ws *w, const float *
 {
     const float *Bb = Bm + (size_t)b * L * N, *Cb = Cm + (size_t)b * L * N;
     if (hs) {
-        scan_fwd_lanes(w->o1, w, 1, AT, Dl, Bb, Cb, L, N);
+        scan_fwd_lanes(w->o1, w, 1, AT, Dl, Bb, Cb, (size_t)N, L, N);
         for (int t = 0; t < L; t++)
             for (int j = 0; j < cnt; j++)
                 for (int n = 0; n < N; n++)
                     hs[(((size_t)b * L + t) * E + e0 + j) * N + n] = w->h[((size_t)(t + 1) * N + n) * PL_SW + j];
     } else if (N == 16) {
-        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, L, 16);
+        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, 16, L, 16);
     } else {
-        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, L, N);
+        scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, (size_t)N, L, N);
     }
     for (int t = 0; t < L; t++)
         memcpy(y + ((size_t)b * L + t) * E + e0, w->o1 + (size_t)t * PL_SW, (size_t)cnt * sizeof(float));
@@ -523,6 +690,130 @@ void scan_forward_naive(float *y, float *hs, const float *u, const float *delta,
     free(h);
 }
 
+/* ---------------------------------------------------------------------------- fused mixer core (inference) */
+
+/* scan_fwd_lanes without a keep option and with the NS states in registers: after inlining with a
+ * constant NS (16 or 8) the loop over n is unrolled and h never goes to memory. Same operations
+ * in the same order as scan_fwd_lanes (y equal up to FMA contraction; 4 partial sums for the
+ * readout measured no faster, so the order is kept). dts, ys (L, SW); us (L, SW) rows of stride ldu
+ * (a full block reads u in place); Bb, Cb rows of stride ld. */
+static inline __attribute__((always_inline)) void
+scan_fwd_lanes_reg(float *ys, const float *dts, const float *us, size_t ldu, const float *AT, const float *Dl,
+                   const float *Bb, const float *Cb, size_t ld, int L, int NS)
+{
+    pl_v16f h[16];
+    pl_v16f Dv = pl_v16_load(Dl);
+#pragma GCC unroll 16
+    for (int n = 0; n < NS; n++) h[n] = pl_v16_splat(0.0f);
+    for (int t = 0; t < L; t++) {
+        pl_v16f dt = pl_v16_load(dts + (size_t)t * PL_SW), uu = pl_v16_load(us + (size_t)t * ldu);
+        pl_v16f dtu = dt * uu, acc = Dv * uu;
+        const float *Bt = Bb + (size_t)t * ld, *Ct = Cb + (size_t)t * ld;
+#pragma GCC unroll 16
+        for (int n = 0; n < NS; n++) {
+            pl_v16f a = pl_v16_exp2(dt * pl_v16_load(AT + (size_t)n * PL_SW));
+            h[n] = a * h[n] + dtu * Bt[n];
+            acc += h[n] * Ct[n];
+        }
+        pl_v16_store(ys + (size_t)t * PL_SW, acc);
+    }
+}
+
+/* dt_proj of every channel block, lane-major: WT (nblk, R, SW), bl (nblk, SW); 0 on pad lanes.
+ * Caller frees both. */
+static void ssm_make_dt_lanes(float **WT, float **bl, const float *dt_w, const float *dt_b, int E, int R)
+{
+    int nblk = (E + PL_SW - 1) / PL_SW;
+    *WT = xalloc_floats((size_t)nblk * (R > 0 ? R : 1) * PL_SW);
+    *bl = xalloc_floats((size_t)nblk * PL_SW);
+    for (int e = 0; e < E; e++) {
+        int k = e / PL_SW, j = e % PL_SW;
+        for (int r = 0; r < R; r++) (*WT)[((size_t)k * R + r) * PL_SW + j] = dt_w[(size_t)e * R + r];
+        (*bl)[e] = dt_b ? dt_b[e] : 0.0f;
+    }
+}
+
+/* One block (batch row b, channels e0 .. e0+cnt). xb (L, ldx) is the batch row of xdbl; WT (R, SW),
+ * bl (SW), AT (N, SW), Dl (SW) the block's lanes. Pad lanes get delta = softplus(0) but u = 0 and
+ * A = 0, so their state stays 0 and nothing is written for them. */
+static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const float *z, const float *xb, int ldx,
+                                  const float *WT, const float *bl, const float *AT, const float *Dl, int b, int e0,
+                                  int cnt, int L, int E, int N, int R)
+{
+    /* delta_t = softplus(dt_b + sum_r dt_low_t[r] dt_w[:, r])  (mamba: F.softplus(dt_proj(dt_low))) */
+    float *restrict dts = w->dt;
+    for (int t = 0; t < L; t++) {
+        const float *xr = xb + (size_t)t * ldx;
+        pl_v16f o = pl_v16_load(bl);
+        for (int r = 0; r < R; r++) o += xr[r] * pl_v16_load(WT + (size_t)r * PL_SW);
+        pl_v16_store(dts + (size_t)t * PL_SW, o);
+    }
+    for (size_t i = 0; i < (size_t)L * PL_SW; i++) dts[i] = pl_softplus_fast(dts[i]);
+    const float *Bb = xb + R, *Cb = xb + R + N, *us = u + (size_t)b * L * E + e0;
+    size_t ldu = (size_t)E;
+    if (cnt < PL_SW || (N != 16 && N != 8)) {
+        scan_stage(w->u, u, b, e0, cnt, L, E);
+        us = w->u, ldu = PL_SW;
+    }
+    if (N == 16) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 16);
+    else if (N == 8) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 8);
+    else scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, (size_t)ldx, L, N);
+    /* g = y silu(z) */
+    for (int t = 0; t < L; t++) {
+        size_t row = ((size_t)b * L + t) * E + e0;
+        const float *ys = w->o1 + (size_t)t * PL_SW, *zr = z + row;
+        float *gr = g + row;
+        if (cnt == PL_SW)
+            for (int j = 0; j < PL_SW; j++) gr[j] = ys[j] * pl_silu_fast(zr[j]);
+        else
+            for (int j = 0; j < cnt; j++) gr[j] = ys[j] * pl_silu_fast(zr[j]);
+    }
+}
+
+void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
+                      const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N, int R)
+{
+    if (B <= 0 || L <= 0 || E <= 0) return;
+    float *AT, *Dl, *WT, *bl;
+    int Np = N > 0 ? N : 0;
+    scan_make_lanes(&AT, &Dl, A_log, D, E, Np);
+    ssm_make_dt_lanes(&WT, &bl, dt_w, dt_b, E, R);
+    int nblk = (E + PL_SW - 1) / PL_SW, ntask = B * nblk;
+    int nch = g_threads < ntask ? g_threads : ntask;
+#pragma omp parallel for num_threads(g_threads) schedule(static) if (nch > 1)
+    for (int c = 0; c < nch; c++) {
+        scan_ws w;
+        scan_ws_init(&w, L, Np > 0 ? Np : 1, 0, 0);
+        int i0 = (int)((long)ntask * c / nch), i1 = (int)((long)ntask * (c + 1) / nch);
+        for (int i = i0; i < i1; i++) {
+            int b = i / nblk, k = i % nblk, e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
+            ssm_gate_block(g, &w, u, z, xdbl + (size_t)b * L * ldx, ldx, WT + (size_t)k * R * PL_SW,
+                           bl + (size_t)k * PL_SW, AT + (size_t)k * Np * PL_SW, Dl + (size_t)k * PL_SW, b, e0, cnt, L,
+                           E, Np, R);
+        }
+        scan_ws_free(&w);
+    }
+    free(AT), free(Dl), free(WT), free(bl);
+}
+
+void ssm_gate_forward_naive(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
+                            const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N,
+                            int R)
+{
+    size_t BL = (size_t)B * L, ne = BL * E;
+    float *dtl = xalloc_floats(BL * R + 1), *Bm = xalloc_floats(BL * N + 1), *Cm = xalloc_floats(BL * N + 1);
+    float *delta = xalloc_floats(ne + 1), *y = xalloc_floats(ne + 1);
+    for (size_t i = 0; i < BL; i++) {
+        for (int r = 0; r < R; r++) dtl[i * R + r] = xdbl[i * ldx + r];
+        for (int n = 0; n < N; n++) Bm[i * N + n] = xdbl[i * ldx + R + n], Cm[i * N + n] = xdbl[i * ldx + R + N + n];
+    }
+    matmul_forward_naive(delta, dtl, dt_w, dt_b, (int)BL, R, E);
+    for (size_t i = 0; i < ne; i++) delta[i] = pl_softplus(delta[i]);
+    scan_forward_naive(y, NULL, u, delta, A_log, Bm, Cm, D, B, L, E, N);
+    for (size_t i = 0; i < ne; i++) g[i] = y[i] * pl_silu(z[i]);
+    free(dtl), free(Bm), free(Cm), free(delta), free(y);
+}
+
 /* Backward through time over the staged block, tokens in reverse, after scan_fwd_lanes(keep = 1).
  * With a_t = exp(delta_t A), h_t = a_t h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t + D u_t,
  * g = dL/dy_t and d = dL/dh_t (lane-wise, state n):
@@ -571,10 +862,10 @@ static PL_HOT void scan_bwd_block(scan_ws *w, float *dA, float *dD, const float 
                                   const float *Bb, const float *Cb, int L, int N)
 {
     if (N == 16) {
-        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, L, 16);
+        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, 16, L, 16);
         scan_bwd_lanes(w, dA, dD, AT, Dl, Bb, Cb, L, 16);
     } else {
-        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, L, N);
+        scan_fwd_lanes(NULL, w, 1, AT, Dl, Bb, Cb, (size_t)N, L, N);
         scan_bwd_lanes(w, dA, dD, AT, Dl, Bb, Cb, L, N);
     }
 }

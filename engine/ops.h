@@ -29,6 +29,10 @@ void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *do
  * out, inp (M, C); w (C); rstd (M) cache = 1 / sqrt(mean(x^2) + eps) */
 #define PL_RMSNORM_EPS 1e-5f
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C);
+/* Inference: out = rmsnorm(h) * w as above (no rstd), then h += bias per row, in one pass while
+ * the row is in cache (the MLP's fc2 bias joins the residual stream before fc2 accumulates). */
+void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C);
+void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C);
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int M, int C);
 
@@ -40,6 +44,25 @@ void conv1d_forward_naive(float *out, const float *inp, const float *w, const fl
                           int K);
 void conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int B, int L, int E, int K);
+
+/* Fused conv1d + SiLU, the inference fast path of the mixer: u = silu(conv1d(x)), and
+ * xc = conv1d(x) too when xc != NULL (one pass over x instead of two). Shapes as conv1d_forward;
+ * u, xc (B, L, E). Naive twin: conv1d_forward_naive followed by the plain silu. */
+void conv1d_silu_forward(float *u, float *xc, const float *inp, const float *w, const float *bias, int B, int L,
+                         int E, int K);
+void conv1d_silu_forward_naive(float *u, float *xc, const float *inp, const float *w, const float *bias, int B,
+                               int L, int E, int K);
+
+/* Out-of-place accumulate for inference: out (M, O), row stride ldo >= O, += inp (M, I) @ w^T,
+ * w (O, I). Adds a projection straight into the residual stream (no temporary, no extra pass). */
+void matmul_forward_acc(float *out, int ldo, const float *inp, const float *w, int M, int I, int O);
+void matmul_forward_acc_naive(float *out, int ldo, const float *inp, const float *w, int M, int I, int O);
+
+/* Residual add of a column-compacted result: h[m, cols[k]] += src[m * lds + k] for k < n.
+ * h (M, C); src (M, lds), lds >= n; cols (n) distinct columns of h. Used after a GEMM that
+ * computed only the non-zero output rows of a pruned projection. */
+void add_cols_forward(float *h, const float *src, int lds, const int *cols, int n, int M, int C);
+void add_cols_forward_naive(float *h, const float *src, int lds, const int *cols, int n, int M, int C);
 
 /* Elementwise over n values. */
 void silu_forward(float *out, const float *inp, size_t n);
@@ -71,6 +94,21 @@ void scan_backward(float *du, float *ddelta, float *dA_log, float *dBm, float *d
 void scan_backward_naive(float *du, float *ddelta, float *dA_log, float *dBm, float *dCm, float *dD,
                          const float *dy, const float *u, const float *delta, const float *A_log, const float *Bm,
                          const float *Cm, const float *D, int B, int L, int E, int N);
+
+/* Fused mixer core for inference (no cache, nothing kept for a backward): per token and channel e
+ *   delta = softplus(dt_w[e, :] . dt_low + dt_b[e])       (dt_proj + softplus)
+ *   y = selective scan of u with delta, A_log, B, C, D  (exactly as scan_forward)
+ *   g = y * silu(z)                                       (gate)
+ * in one pass per block of 16 channels: delta, y and the pre-softplus dt never reach memory.
+ * xdbl (B, L, ldx), ldx >= R + 2N, is the x_proj output: columns [0, R) dt_low, [R, R+N) B,
+ * [R+N, R+2N) C. u, z, g (B, L, E); dt_w (E, R); dt_b (E); A_log (E, N); D (E).
+ * Equal, up to float rounding, to matmul_forward + softplus_forward + scan_forward + gate_forward;
+ * the naive twin is that chain of plain loops. */
+void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
+                      const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N, int R);
+void ssm_gate_forward_naive(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
+                            const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N,
+                            int R);
 
 /* Patch extraction (im2col): img (B, C, H, W) -> out (B, L, C*P*P), L = (H/P)*(W/P);
  * token t = row-major (ph, pw); feature f = c*P*P + py*P + px. H, W divisible by P. */

@@ -540,6 +540,69 @@ START_TEST(test_threads_agree)
 }
 END_TEST
 
+/* The inference forward (fused kernels, projections accumulated into the residual stream) against
+ * the training forward (the unfused ops) and an observed inference forward (which takes the
+ * unfused path to expose every activation), on a model whose layers reach the scan's register
+ * paths (N 16 and 8) and its general one, with partial channel blocks, an MLP-less layer and
+ * zeroed out_proj rows; 1 and 2 threads. Also checked against the double reference. */
+static void noop_hook(const model_layer_view *v, void *user) { (void)v, (void)user; }
+
+START_TEST(test_inference_path_matches_training_path)
+{
+    model_config c;
+    tiny_config(&c);
+    c.n_layers = 3;
+    c.layers[0] = (layer_dims){.E = 37, .N = 16, .R = 3, .K = 4, .M = 9};
+    c.layers[1] = (layer_dims){.E = 16, .N = 8, .R = 1, .K = 2, .M = 0};
+    c.layers[2] = (layer_dims){.E = 20, .N = 5, .R = 2, .K = 3, .M = 4};
+    c.orig_index[2] = 2;
+    model m;
+    char err[PL_ERRLEN];
+    ck_assert_msg(model_create(&m, &c, 41, err, sizeof err) == 0, "%s", err);
+    pl_rng r;
+    pl_rng_seed(&r, 42);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.1f * pl_rng_normal(&r);
+    for (int j = 0; j < c.d; j += 2) memset(m.w.layers[0].out_proj_w + (size_t)j * 37, 0, 37 * sizeof(float));
+    memset(m.w.layers[2].out_proj_w + 3 * 20, 0, 20 * sizeof(float));
+    /* B 200 runs the inference forward in several chunks of samples (a few hundred rows each) */
+    int V = c.classes, Bs[2] = {5, 200};
+    for (int bi = 0; bi < 2; bi++) {
+        int B = Bs[bi];
+        float *x = random_images(B, &c, 43 + (uint64_t)bi);
+        float *want = xmalloc((size_t)B * V * sizeof(float)), *got = xmalloc((size_t)B * V * sizeof(float));
+        float *seen = xmalloc((size_t)B * V * sizeof(float));
+        for (int T = 1; T <= 2; T++) {
+            ops_set_threads(T);
+            model_acts *at = model_acts_new(&m, B, 1), *ai = model_acts_new(&m, B, 0), *ah = model_acts_new(&m, B, 0);
+            model_acts_set_hook(ah, noop_hook, NULL);
+            model_forward(&m, at, x, NULL, B);
+            memcpy(want, model_acts_logits(at), (size_t)B * V * sizeof(float));
+            model_forward(&m, ai, x, NULL, B);
+            memcpy(got, model_acts_logits(ai), (size_t)B * V * sizeof(float));
+            model_forward(&m, ah, x, NULL, B);
+            memcpy(seen, model_acts_logits(ah), (size_t)B * V * sizeof(float));
+            for (int i = 0; i < B * V; i++) {
+                ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-5f * (1.0f + fabsf(want[i])),
+                              "B=%d T=%d logit %d: inference %.9g, training %.9g", B, T, i, got[i], want[i]);
+                ck_assert_msg(fabsf(seen[i] - want[i]) <= 1e-5f * (1.0f + fabsf(want[i])),
+                              "B=%d T=%d logit %d: observed %.9g", B, T, i, seen[i]);
+            }
+            for (int b = 0; b < B; b += B > 5 ? 37 : 1) {
+                double ref[8];
+                ref_forward(&m, x + (size_t)b * c.H * c.W, ref);
+                for (int v = 0; v < V; v++)
+                    ck_assert_msg(fabs(got[b * V + v] - ref[v]) < 1e-4 * (1 + fabs(ref[v])),
+                                  "B=%d T=%d b=%d v=%d: %g vs %g", B, T, b, v, got[b * V + v], ref[v]);
+            }
+            model_acts_free(at), model_acts_free(ai), model_acts_free(ah);
+        }
+        free(x), free(want), free(got), free(seen);
+    }
+    ops_set_threads(1);
+    model_free(&m);
+}
+END_TEST
+
 typedef struct {
     const model *m;
     int calls, order_ok, mlp_ok;
@@ -605,6 +668,7 @@ int main(void)
     tcase_add_test(tc, test_presets_and_flops);
     tcase_add_test(tc, test_layer_hook);
     tcase_add_test(tc, test_threads_agree);
+    tcase_add_test(tc, test_inference_path_matches_training_path);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -6,7 +6,8 @@
  * more checks: backward accumulates (a second call doubles every gradient) and any gradient may
  * be NULL (asking for one gradient at a time gives the same numbers). Sizes are small and odd.
  * Fast kernels are compared with their naive twins (and the scan with an independent double
- * recurrence written here), with 1 and 2 threads. */
+ * recurrence written here), with 1 and 2 threads; the fused inference kernels (conv1d + SiLU,
+ * dt_proj + softplus + scan + gate, accumulating matmul) also with the unfused chain they replace. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -553,6 +554,171 @@ START_TEST(test_scan_vs_naive)
 }
 END_TEST
 
+/* Fused conv1d + SiLU against its naive twin and against the unfused fast chain; the optional
+ * pre-activation output equals conv1d_forward. */
+START_TEST(test_conv1d_silu_vs_naive)
+{
+    const int *s = conv_shapes[_i];
+    int B = s[0], L = s[1], E = s[2], K = s[3];
+    size_t n = (size_t)B * L * E;
+    pl_rng r;
+    pl_rng_seed(&r, 131 + (uint64_t)_i);
+    float *x = randv(&r, n, -3, 3), *w = randv(&r, (size_t)E * K, -1, 1), *b = randv(&r, E, -1, 1);
+    float *u1 = xalloc_floats(n), *u2 = xalloc_floats(n), *xc1 = xalloc_floats(n), *xc2 = xalloc_floats(n);
+    float *c3 = xalloc_floats(n), *u3 = xalloc_floats(n);
+    conv1d_silu_forward_naive(u2, xc2, x, w, b, B, L, E, K);
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        conv1d_forward(c3, x, w, b, B, L, E, K);
+        silu_forward(u3, c3, n);
+        for (size_t i = 0; i < n; i++) u1[i] = xc1[i] = NAN;
+        conv1d_silu_forward(u1, xc1, x, w, b, B, L, E, K);
+        ck_assert_msg(max_err_vs(u1, u2, n) < 1e-5f, "u vs naive B%d L%d E%d K%d threads %d: %g", B, L, E, K, th,
+                      max_err_vs(u1, u2, n));
+        ck_assert_msg(max_err_vs(xc1, xc2, n) < 1e-5f, "xc vs naive, threads %d", th);
+        ck_assert_msg(max_err_vs(u1, u3, n) < 1e-6f, "u vs conv1d_forward + silu_forward, threads %d", th);
+        for (size_t i = 0; i < n; i++) u1[i] = NAN;
+        conv1d_silu_forward(u1, NULL, x, w, NULL, B, L, E, K);
+        conv1d_silu_forward_naive(u2, NULL, x, w, NULL, B, L, E, K);
+        ck_assert_msg(max_err_vs(u1, u2, n) < 1e-5f, "u without xc and bias, threads %d", th);
+        conv1d_silu_forward_naive(u2, xc2, x, w, b, B, L, E, K);
+    }
+    ops_set_threads(1);
+    free(x), free(w), free(b), free(u1), free(u2), free(xc1), free(xc2), free(c3), free(u3);
+}
+END_TEST
+
+/* matmul_forward_acc adds into a strided output and leaves the padding columns alone;
+ * matmul_forward without bias overwrites whatever out held (NaN included). */
+START_TEST(test_matmul_acc_vs_naive)
+{
+    int M = mm_shapes[_i][0], I = mm_shapes[_i][1], O = mm_shapes[_i][2], ldo = O + 3;
+    pl_rng r;
+    pl_rng_seed(&r, 17 + (uint64_t)_i);
+    float *x = randv(&r, (size_t)M * I, -1, 1), *w = randv(&r, (size_t)O * I, -1, 1);
+    float *o1 = randv(&r, (size_t)M * ldo, -1, 1), *o2 = xalloc_floats((size_t)M * ldo);
+    memcpy(o2, o1, (size_t)M * ldo * sizeof(float));
+    matmul_forward_acc(o1, ldo, x, w, M, I, O);
+    matmul_forward_acc_naive(o2, ldo, x, w, M, I, O);
+    ck_assert_msg(max_err_vs(o1, o2, (size_t)M * ldo) < 1e-5f, "acc %dx%dx%d", M, I, O);
+    for (int m = 0; m < M; m++)
+        for (int k = O; k < ldo; k++) ck_assert_float_eq(o1[(size_t)m * ldo + k], o2[(size_t)m * ldo + k]);
+    float *p1 = xalloc_floats((size_t)M * O), *p2 = xalloc_floats((size_t)M * O);
+    for (size_t i = 0; i < (size_t)M * O; i++) p1[i] = NAN;
+    matmul_forward(p1, x, w, NULL, M, I, O);
+    matmul_forward_naive(p2, x, w, NULL, M, I, O);
+    ck_assert_msg(max_err_vs(p1, p2, (size_t)M * O) < 1e-5f, "forward nobias over NaN %dx%dx%d", M, I, O);
+    free(x), free(w), free(o1), free(o2), free(p1), free(p2);
+}
+END_TEST
+
+/* add_cols_forward: the kept columns receive their compact column, the others stay untouched.
+ * Case 0: sorted columns over two full 16-column vectors and a tail (the vector path, and the
+ * scalar fallback for the last rows' windows); case 1: the same columns unsorted (scalar path);
+ * case 2: every column kept. */
+START_TEST(test_add_cols_vs_naive)
+{
+    int M = 37, C = 37, cols[37], n = 0;
+    for (int j = 0; j < C; j++)
+        if (_i == 2 || j % 3 != 1) cols[n++] = j;
+    if (_i == 1)
+        for (int k = 0; k + 1 < n; k += 2) {
+            int t = cols[k];
+            cols[k] = cols[k + 1], cols[k + 1] = t;
+        }
+    int lds = n + (_i == 0 ? 0 : 3), col_of[37];
+    for (int j = 0; j < C; j++) col_of[j] = -1;
+    for (int k = 0; k < n; k++) col_of[cols[k]] = k;
+    pl_rng r;
+    pl_rng_seed(&r, 5 + (uint64_t)_i);
+    float *src = randv(&r, (size_t)M * lds, -1, 1), *h1 = randv(&r, (size_t)M * C, -1, 1);
+    float *h2 = xalloc_floats((size_t)M * C), *h0 = xalloc_floats((size_t)M * C);
+    memcpy(h2, h1, (size_t)M * C * sizeof(float)), memcpy(h0, h1, (size_t)M * C * sizeof(float));
+    add_cols_forward(h1, src, lds, cols, n, M, C);
+    add_cols_forward_naive(h2, src, lds, cols, n, M, C);
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < C; j++) {
+            size_t i = (size_t)m * C + j;
+            ck_assert_float_eq(h1[i], h2[i]);
+            if (col_of[j] < 0) ck_assert_float_eq(h1[i], h0[i]);
+            else ck_assert_float_eq(h1[i], h0[i] + src[(size_t)m * lds + col_of[j]]);
+        }
+    free(src), free(h1), free(h2), free(h0);
+}
+END_TEST
+
+/* rmsnorm_addbias_forward: out equals rmsnorm_forward of the input rows, h gains the bias after. */
+START_TEST(test_rmsnorm_addbias_vs_naive)
+{
+    int M = 29, C = 45;
+    size_t n = (size_t)M * C;
+    pl_rng r;
+    pl_rng_seed(&r, 9);
+    float *h1 = randv(&r, n, -2, 2), *w = randv(&r, C, -1, 1), *b = randv(&r, C, -1, 1);
+    float *h2 = xalloc_floats(n), *h0 = xalloc_floats(n), *o1 = xalloc_floats(n), *o2 = xalloc_floats(n);
+    float *o3 = xalloc_floats(n);
+    memcpy(h2, h1, n * sizeof(float)), memcpy(h0, h1, n * sizeof(float));
+    rmsnorm_forward(o3, NULL, h0, w, M, C);
+    rmsnorm_addbias_forward(o1, h1, w, b, M, C);
+    rmsnorm_addbias_forward_naive(o2, h2, w, b, M, C);
+    ck_assert_msg(max_err_vs(o1, o2, n) < 1e-6f, "out vs naive: %g", max_err_vs(o1, o2, n));
+    ck_assert_msg(max_err_vs(o1, o3, n) == 0.0f, "out vs rmsnorm_forward");
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
+    ck_assert(memcmp(h1, h2, n * sizeof(float)) == 0);
+    rmsnorm_addbias_forward(o1, h1, w, NULL, M, C); /* no bias: h unchanged */
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
+    free(h1), free(w), free(b), free(h2), free(h0), free(o1), free(o2), free(o3);
+}
+END_TEST
+
+/* Fused dt_proj + softplus + scan + gate: against the naive twin (libm, double sums), against
+ * the unfused fast chain the model's training forward runs, and 2 threads equal 1 exactly.
+ * Shapes cover the register paths (N 16 and 8), the general one, partial channel blocks and a
+ * padded x_proj row (ldx > R + 2N). */
+static const int ssm_shapes[][5] = {{2, 6, 5, 3, 2},   {1, 49, 96, 16, 4}, {3, 7, 33, 16, 1}, {2, 9, 21, 8, 3},
+                                    {2, 5, 40, 1, 2},  {1, 1, 3, 5, 1},    {2, 4, 17, 16, 4}, {1, 12, 16, 8, 2}};
+#define N_SSM ((int)(sizeof ssm_shapes / sizeof ssm_shapes[0]))
+
+START_TEST(test_ssm_gate_vs_naive)
+{
+    const int *s = ssm_shapes[_i];
+    int B = s[0], L = s[1], E = s[2], N = s[3], R = s[4], X = R + 2 * N, ldx = X + 2;
+    size_t BL = (size_t)B * L, nx = BL * E;
+    pl_rng r;
+    pl_rng_seed(&r, 177 + (uint64_t)_i);
+    float *u = randv(&r, nx, -1, 1), *z = randv(&r, nx, -4, 4), *xd = randv(&r, BL * ldx, -1, 1);
+    float *dw = randv(&r, (size_t)E * R, -1, 1), *db = randv(&r, E, -5, 1), *Al = randv(&r, (size_t)E * N, -1, 3);
+    float *D = randv(&r, E, -1, 1);
+    xd[0] = 30.0f; /* dt_proj of token 0 above 20 on some channels: the softplus guard */
+    float *g1 = xalloc_floats(nx), *g2 = xalloc_floats(nx), *g3 = xalloc_floats(nx);
+    ssm_gate_forward_naive(g2, u, z, xd, ldx, dw, db, Al, D, B, L, E, N, R);
+    /* the unfused chain: dt_low, B, C copied out of xdbl, then the ops layer_forward calls */
+    float *dtl = xalloc_floats(BL * R), *Bm = xalloc_floats(BL * N), *Cm = xalloc_floats(BL * N);
+    float *dtr = xalloc_floats(nx), *delta = xalloc_floats(nx), *y = xalloc_floats(nx), *g4 = xalloc_floats(nx);
+    for (size_t i = 0; i < BL; i++) {
+        for (int k = 0; k < R; k++) dtl[i * R + k] = xd[i * ldx + k];
+        for (int n = 0; n < N; n++) Bm[i * N + n] = xd[i * ldx + R + n], Cm[i * N + n] = xd[i * ldx + R + N + n];
+    }
+    matmul_forward(dtr, dtl, dw, db, (int)BL, R, E);
+    softplus_forward(delta, dtr, nx);
+    scan_forward(y, NULL, u, delta, Al, Bm, Cm, D, B, L, E, N);
+    gate_forward(g4, y, z, nx);
+    for (int th = 1; th <= 2; th++) {
+        ops_set_threads(th);
+        float *g = th == 1 ? g1 : g3;
+        for (size_t i = 0; i < nx; i++) g[i] = NAN;
+        ssm_gate_forward(g, u, z, xd, ldx, dw, db, Al, D, B, L, E, N, R);
+        ck_assert_msg(max_err_vs(g, g2, nx) < 2e-5f, "B%d L%d E%d N%d R%d threads %d vs naive: %g", B, L, E, N, R,
+                      th, max_err_vs(g, g2, nx));
+        ck_assert_msg(max_err_vs(g, g4, nx) < 2e-6f, "threads %d vs unfused chain: %g", th, max_err_vs(g, g4, nx));
+    }
+    ops_set_threads(1);
+    ck_assert_msg(memcmp(g1, g3, nx * sizeof(float)) == 0, "2 threads differ from 1");
+    free(u), free(z), free(xd), free(dw), free(db), free(Al), free(D), free(g1), free(g2), free(g3);
+    free(dtl), free(Bm), free(Cm), free(dtr), free(delta), free(y), free(g4);
+}
+END_TEST
+
 /* pl_v16_exp2 (the scan's decays) against libm over [-126, 0], its underflow and NaN */
 START_TEST(test_v16_exp2)
 {
@@ -753,6 +919,11 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tn, test_matmul_vs_naive, 0, N_MM);
     tcase_add_loop_test(tn, test_conv1d_vs_naive, 0, N_CONV);
     tcase_add_loop_test(tn, test_scan_vs_naive, 0, N_SCAN);
+    tcase_add_loop_test(tn, test_conv1d_silu_vs_naive, 0, N_CONV);
+    tcase_add_loop_test(tn, test_matmul_acc_vs_naive, 0, N_MM);
+    tcase_add_loop_test(tn, test_ssm_gate_vs_naive, 0, N_SSM);
+    tcase_add_loop_test(tn, test_add_cols_vs_naive, 0, 3);
+    tcase_add_test(tn, test_rmsnorm_addbias_vs_naive);
     suite_add_tcase(s, tn);
     TCase *te = tcase_create("numerics");
     tcase_set_timeout(te, 60);
