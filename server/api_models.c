@@ -235,6 +235,25 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
+/* Replace every occurrence of what in msg (capacity cap) by with, truncating at cap. */
+static void message_replace(char *msg, size_t cap, const char *what, const char *with)
+{
+    size_t wl = strlen(what), nl = strlen(with);
+    if (wl == 0) return;
+    char out[1024];
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 1 < sizeof out;) {
+        if (strncmp(p, what, wl) == 0) {
+            for (size_t k = 0; k < nl && o + 1 < sizeof out; k++) out[o++] = with[k];
+            p += wl;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    snprintf(msg, cap, "%s", out);
+}
+
 int api_model_put(http_request *req, void *app)
 {
     api_ctx *ctx = app;
@@ -272,6 +291,7 @@ int api_model_put(http_request *req, void *app)
     if (status != 0) {
         engine_message(errtext, status, msg, sizeof msg);
         /* the engine names the temp file; say "the upload" instead */
+        message_replace(msg, sizeof msg, tmp, "the upload");
         rc = http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
         goto cleanup;
     }

@@ -153,6 +153,8 @@ expect "PUT an existing name 409" 409 model_exists name
 head -c 5000 /dev/urandom >"$TMP/junk"
 areq PUT /api/v1/models/junk --data-binary @"$TMP/junk"
 expect "PUT a non-model 400 with the engine's message" 400 invalid_model
+jqcheck "invalid upload's message says 'the upload', not the temp path" "$TMP/body" \
+    '(.error.message | contains("the upload")) and (.error.message | contains("/tmp/") | not) and (.error.message | contains("upload-") | not)'
 [ -e "$DATA/models/junk.safetensors" ] && bad "invalid upload left a file" || ok "invalid upload leaves nothing"
 areq PUT '/api/v1/models/..%2F..%2Fetc' --data-binary @"$TMP/tiny0.safetensors"
 case "$CODE" in 400 | 404) ok "PUT with a traversal name refused ($CODE)" ;; *) bad "traversal PUT answered $CODE" ;; esac
