@@ -15,19 +15,7 @@
 NAME=test_api
 BIN=${PRUNELABD_BIN:-./prunelabd}
 ENGINE=${PRUNELAB_BIN:-./prunelab}
-if [ ! -x "$BIN" ]; then echo "$NAME: PRUNELABD_BIN=$BIN is not an executable" >&2; exit 1; fi
-if [ ! -x "$ENGINE" ]; then echo "$NAME: PRUNELAB_BIN=$ENGINE is not an executable" >&2; exit 1; fi
-for tool in curl jq; do
-    command -v $tool >/dev/null || { echo "$NAME: $tool is required (apt-get install $tool)" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-$NAME.XXXXXX")
-PID=
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 FAILS=0
 PASSES=0
 ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
@@ -57,13 +45,6 @@ expect() { # expect DESCRIPTION STATUS ERROR-CODE-or-"" [FIELD]
 post_job() { # post_job DESCRIPTION JSON STATUS CODE [FIELD]
     areq POST /api/v1/jobs -H 'Content-Type: application/json' --data-binary "$2"
     expect "$1" "$3" "$4" "$5"
-}
-wait_line() {
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
 }
 # wait_job ID SECONDS: long-poll until the job is finished; state in $STATE
 wait_job() {

@@ -34,31 +34,9 @@ command -v node >/dev/null 2>&1 || missing "node is missing (apt-get install nod
 [ -f "$WEB/node_modules/playwright-core/package.json" ] ||
     missing "$WEB/node_modules/playwright-core is missing (npm ci --prefix web)"
 [ -f "$WEB/index.html" ] || missing "$WEB/index.html is missing"
-if [ ! -x "$BIN" ]; then echo "$NAME: PRUNELABD_BIN=$BIN is not an executable" >&2; exit 1; fi
-if [ ! -x "$ENGINE" ]; then echo "$NAME: PRUNELAB_BIN=$ENGINE is not an executable" >&2; exit 1; fi
-for tool in curl jq; do
-    command -v $tool >/dev/null || { echo "$NAME: $tool is required (apt-get install $tool)" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-$NAME.XXXXXX")
-PID=
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+IT_TERM_FIRST=1
+. "$(dirname "$0")/lib.sh"
 fail() { echo "FAIL - $1"; exit 1; }
-wait_line() {
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 # post_job JSON: submit as the user; the new job's id in $JOB_ID
 post_job() {
     local code

@@ -15,21 +15,9 @@ NAME=test_crash
 BIN=${PRUNELABD_BIN:-./prunelabd}
 ENGINE=${PRUNELAB_BIN:-./prunelab}
 SRCDIR=${PRUNELAB_SRCDIR:-.}
-if [ ! -x "$BIN" ]; then echo "$NAME: PRUNELABD_BIN=$BIN is not an executable" >&2; exit 1; fi
-if [ ! -x "$ENGINE" ]; then echo "$NAME: PRUNELAB_BIN=$ENGINE is not an executable" >&2; exit 1; fi
-for tool in curl jq; do
-    command -v $tool >/dev/null || { echo "$NAME: $tool is required (apt-get install $tool)" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-$NAME.XXXXXX")
-PID=
+. "$(dirname "$0")/lib.sh"
 OLD_CELLS=
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi
-    for p in $OLD_CELLS; do kill -KILL "$p" 2>/dev/null; done
-    [ -n "$KEEP" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
+it_cleanup_extra() { for p in $OLD_CELLS; do kill -KILL "$p" 2>/dev/null; done; }
 FAILS=0
 PASSES=0
 ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
@@ -48,13 +36,6 @@ finish() {
     echo "$NAME: $PASSES passed, $FAILS failed"
     [ $FAILS -eq 0 ]
     exit $?
-}
-wait_line() {
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
 }
 # start_daemon TAG [flags...]: start prunelabd on port 0 (logs $TMP/TAG.out, $TMP/TAG.err); sets PID, BASE
 start_daemon() {

@@ -8,18 +8,7 @@
 # Env: PRUNELABD_BIN (default ./prunelabd). Needs curl and jq.
 NAME=test_http
 BIN=${PRUNELABD_BIN:-./prunelabd}
-if [ ! -x "$BIN" ]; then echo "$NAME: PRUNELABD_BIN=$BIN is not an executable" >&2; exit 1; fi
-for tool in curl jq; do
-    command -v $tool >/dev/null || { echo "$NAME: $tool is required (apt-get install $tool)" >&2; exit 1; }
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/prunelab-$NAME.XXXXXX")
-PID=
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 FAILS=0
 PASSES=0
 ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
@@ -41,14 +30,6 @@ expect() { # expect DESCRIPTION STATUS ERROR-CODE-or-"" (uses the last req)
     else
         ok "$1"
     fi
-}
-# wait_line FILE PATTERN: wait up to 10 s for a line matching PATTERN in FILE
-wait_line() {
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
 }
 
 # ------------------------------------------------------------------ command line
