@@ -12,7 +12,10 @@
  *   binary runs everywhere. Results differ between those versions only by FMA contraction.
  *   The selective scan is the exception: it is written on 16-lane GCC vectors (numerics.h
  *   pl_v16f, 16 channels per vector) because the auto-vectoriser does not handle its loop nest;
- *   see the layout note at the scan section.
+ *   see the layout note at the scan section. The inference mixer core (ssm_gate_forward, ~40% of
+ *   a forward) also has a hand-written AVX-512 twin (intrinsics under target("avx512f"), chosen
+ *   at run time after __builtin_cpu_supports; ops_set_avx512 turns it off for tests): vscalefps
+ *   decays, softplus and silu without divisions. The portable code stays the reference.
  * - Threading: at most one `omp parallel for` per op, over independent blocks (batch rows,
  *   channel blocks or element chunks) so no two threads write the same output; the only
  *   cross-block reductions (scan dA_log/dD) go through per-chunk buffers summed serially after
@@ -38,14 +41,48 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(PL_NO_CLONES)
 #define PL_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* hand-written AVX-512 kernels (intrinsics), called only after a run-time CPU check */
+#define PL_HAVE_AVX512 1
+#define PL_AVX512 __attribute__((target("avx512f")))
+#include <immintrin.h>
 #else
 #define PL_HOT
+#define PL_HAVE_AVX512 0
 #endif
 
 static int g_threads = 1;
+static int g_avx512_allowed = 1;
 
 void ops_set_threads(int n) { g_threads = n < 1 ? 1 : n; }
 int ops_get_threads(void) { return g_threads; }
+
+#if PL_HAVE_AVX512
+/* a * b + c as the hot kernels compile it: fused into one FMA by the optimiser (-O2 and up) or
+ * rounded twice (-O1 builds such as the sanitizer one). noinline, so nothing is folded. */
+static PL_HOT __attribute__((noinline)) float ops_probe_muladd(const float *v) { return v[0] * v[1] + v[2]; }
+static float g_probe_in[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-13f, -(1.0f + 0x1p-12f + 0x1p-13f)};
+#endif
+
+/* Which version of the kernels with a hand-written AVX-512 twin runs: 0 the portable one, 1 the
+ * AVX-512 one, 2 the AVX-512 one with the scan's decay rounded like the portable code of a build
+ * that does not contract a * b + c into FMAs (so both versions agree to a few ulp in any build;
+ * the exact product differs from the rounded one by 2^-25 in the probe). Needs AVX-512F and
+ * permission (ops_set_avx512). Read outside parallel regions (passed down to the blocks). */
+static int ops_use_avx512(void)
+{
+#if PL_HAVE_AVX512
+    if (!g_avx512_allowed || !__builtin_cpu_supports("avx512f")) return 0;
+    return ops_probe_muladd(g_probe_in) != 0.0f ? 1 : 2;
+#else
+    return 0;
+#endif
+}
+
+int ops_set_avx512(int allow)
+{
+    g_avx512_allowed = allow != 0;
+    return ops_use_avx512() != 0;
+}
 
 /* elements per parallel chunk of an elementwise op (fits L2 with in+out) */
 #define PL_CHUNK 16384
@@ -719,6 +756,228 @@ scan_fwd_lanes_reg(float *ys, const float *dts, const float *us, size_t ldu, con
     }
 }
 
+#if PL_HAVE_AVX512
+/* AVX-512 twin of scan_fwd_lanes_reg (the inference hot loop: ~40% of a forward). Same recurrence
+ * and the same order of operations; only the way 2^k enters the decay differs: a = 2^x,
+ * x = delta AT[n] (AT holds A log2(e)):
+ *   k = round(x) (1.5 * 2^23 magic add on the fused product), r = x - k in [-1/2, 1/2] (one
+ *   more FMA), 2^r by pl_v16_exp2's degree-6 polynomial (same coefficients and Horner order, so
+ *   in the normal range the result is the one the x86-64-v4 clone of pl_v16_exp2 gives: a
+ *   degree-5 fit, 1 FMA less, measured 1.7e-7 rel err and a bias that the recurrence compounds
+ *   past the 2e-6 agreement with the unfused chain), then 2^k applied by one vscalefps instead
+ *   of six integer ops. k <= -126 (x <= -125.5, down to -inf) gives +0 through the zero-mask,
+ *   so no denormal is ever produced or fed to the state FMA; NaN stays NaN.
+ * rel err <= 3e-7 for x in (-125.5, 0] (test_ops.c, through ssm_decay_forward). */
+#define PL_EXP2_C1 6.93147207e-1f
+#define PL_EXP2_C2 2.40226509e-1f
+#define PL_EXP2_C3 5.55032723e-2f
+#define PL_EXP2_C4 9.61805668e-3f
+#define PL_EXP2_C5 1.34004282e-3f
+#define PL_EXP2_C6 1.54614447e-4f
+
+static inline __attribute__((always_inline)) PL_AVX512 __m512 scan_decay_avx512(__m512 dt, __m512 at, int fused)
+{
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 k, r, p;
+    if (fused) {
+        k = _mm512_sub_ps(_mm512_fmadd_ps(dt, at, magic), magic);
+        r = _mm512_fmsub_ps(dt, at, k);
+        p = _mm512_fmadd_ps(_mm512_set1_ps(PL_EXP2_C6), r, _mm512_set1_ps(PL_EXP2_C5));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C4));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C3));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C2));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C1));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    } else { /* every product rounded, as pl_v16_exp2 compiled without FMA contraction */
+        __m512 x = _mm512_mul_ps(dt, at);
+        k = _mm512_sub_ps(_mm512_add_ps(x, magic), magic);
+        r = _mm512_sub_ps(x, k);
+        p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(PL_EXP2_C6), r), _mm512_set1_ps(PL_EXP2_C5));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C4));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C3));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C2));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C1));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    }
+    __mmask16 live = _mm512_cmp_ps_mask(k, _mm512_set1_ps(-126.0f), _CMP_NLE_UQ); /* k > -126 or NaN */
+    return _mm512_maskz_scalef_ps(live, p, k);
+}
+
+/* a (n) = 2^(dt at) elementwise by scan_decay_avx512; n a multiple of 16 */
+static PL_AVX512 void scan_decay_avx512_run(float *a, const float *dt, const float *at, size_t n, int fused)
+{
+    if (fused)
+        for (size_t i = 0; i < n; i += PL_SW)
+            _mm512_storeu_ps(a + i, scan_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 1));
+    else
+        for (size_t i = 0; i < n; i += PL_SW)
+            _mm512_storeu_ps(a + i, scan_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 0));
+}
+
+/* Arguments and shapes as scan_fwd_lanes_reg, for 8 states: AT (8, SW), Bb and Cb point at the first
+ * of the 8 states. The 8 states live in zmm registers and the loop over them is unrolled (16 states
+ * and the decay's constants would not fit in the 32 registers: GCC spilled half of them), so
+ * N = 16 runs as two passes over the tokens, states 0-7 then 8-15: the second pass (first = 0)
+ * adds its terms to the ys written by the first, which keeps the summation order of
+ * scan_fwd_lanes_reg exactly. Per state and token: the decay, one multiply and two FMAs; AT[n],
+ * Bt[n] and Ct[n] are memory operands. fused = 0 (ops_use_avx512 mode 2) rounds every product as
+ * the portable loop does when the build does not contract them. */
+static inline __attribute__((always_inline)) PL_AVX512 void
+scan_fwd_reg8_pass_avx512(float *ys, const float *dts, const float *us, size_t ldu, const float *AT,
+                          const float *Dl, const float *Bb, const float *Cb, size_t ld, int L, int first, int fused)
+{
+    __m512 h[8];
+#pragma GCC unroll 8
+    for (int n = 0; n < 8; n++) h[n] = _mm512_setzero_ps();
+    for (int t = 0; t < L; t++) {
+        __m512 dt = _mm512_loadu_ps(dts + (size_t)t * PL_SW), uu = _mm512_loadu_ps(us + (size_t)t * ldu);
+        __m512 dtu = _mm512_mul_ps(dt, uu);
+        __m512 acc = first ? _mm512_mul_ps(_mm512_loadu_ps(Dl), uu) : _mm512_loadu_ps(ys + (size_t)t * PL_SW);
+        const float *Bt = Bb + (size_t)t * ld, *Ct = Cb + (size_t)t * ld;
+#pragma GCC unroll 8
+        for (int n = 0; n < 8; n++) {
+            __m512 a = scan_decay_avx512(dt, _mm512_loadu_ps(AT + (size_t)n * PL_SW), fused);
+            __m512 bu = _mm512_mul_ps(dtu, _mm512_set1_ps(Bt[n]));
+            if (fused) {
+                h[n] = _mm512_fmadd_ps(a, h[n], bu);
+                acc = _mm512_fmadd_ps(h[n], _mm512_set1_ps(Ct[n]), acc);
+            } else {
+                h[n] = _mm512_add_ps(_mm512_mul_ps(a, h[n]), bu);
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(h[n], _mm512_set1_ps(Ct[n])));
+            }
+        }
+        _mm512_storeu_ps(ys + (size_t)t * PL_SW, acc);
+    }
+}
+
+static PL_AVX512 void scan_fwd_reg16_avx512(float *ys, const float *dts, const float *us, size_t ldu,
+                                            const float *AT, const float *Dl, const float *Bb, const float *Cb,
+                                            size_t ld, int L, int fused)
+{
+    if (fused) {
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 1);
+    } else {
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 0);
+    }
+}
+
+static PL_AVX512 void scan_fwd_reg8_avx512(float *ys, const float *dts, const float *us, size_t ldu,
+                                           const float *AT, const float *Dl, const float *Bb, const float *Cb,
+                                           size_t ld, int L, int fused)
+{
+    if (fused) scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1);
+    else scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0);
+}
+
+/* e^x lane-wise for x <= 88 (the fused kernel's softplus and silu): x log2(e) split into an exact
+ * head and a tail (FMA), then as scan_decay_avx512. rel err 9e-8 on [-86.9, 88] (measured on a
+ * dense grid against libm); +0 from about -87 down (never a denormal). */
+static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_exp_avx512(__m512 x)
+{
+    const __m512 magic = _mm512_set1_ps(12582912.0f), l2e = _mm512_set1_ps(PL_LOG2E);
+    __m512 th = _mm512_mul_ps(x, l2e);
+    __m512 tl = _mm512_fmadd_ps(x, _mm512_set1_ps(1.925963033500e-8f), _mm512_fmsub_ps(x, l2e, th));
+    __m512 k = _mm512_sub_ps(_mm512_add_ps(th, magic), magic);
+    __m512 r = _mm512_add_ps(_mm512_sub_ps(th, k), tl);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(PL_EXP2_C6), r, _mm512_set1_ps(PL_EXP2_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __mmask16 live = _mm512_cmp_ps_mask(k, _mm512_set1_ps(-126.0f), _CMP_NLE_UQ);
+    return _mm512_maskz_scalef_ps(live, p, k);
+}
+
+/* 1 / d for d >= 1 finite: rcp14 and one Newton step (rel err about 1e-7, no division) */
+static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_recip_avx512(__m512 d)
+{
+    __m512 r0 = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(2.0f)));
+}
+
+/* softplus(v) = max(v, 0) + log1p(e^-|v|), log1p(w) = 2 atanh(s), s = w / (2 + w) in [0, 1/3],
+ * by its series to s^15 (truncation < 2e-8). Same function as pl_softplus (which returns v above
+ * 20, where the log1p term is below half an ulp of v); no division. rel err 3.3e-7 for v >= -86.9
+ * (dense grid against libm); below, +0 instead of a value under 2e-38. inf -> inf, NaN -> NaN. */
+static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_softplus_avx512(__m512 v)
+{
+    __m512 w = ssm_exp_avx512(_mm512_min_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), v))); /* e^-|v| */
+    __m512 sv = _mm512_mul_ps(w, ssm_recip_avx512(_mm512_add_ps(w, _mm512_set1_ps(2.0f))));
+    __m512 s2 = _mm512_mul_ps(sv, sv);
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 15.0f), s2, _mm512_set1_ps(1.0f / 13.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 11.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 9.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 7.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 5.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 3.0f));
+    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f));
+    __m512 l1p = _mm512_mul_ps(_mm512_add_ps(sv, sv), q);
+    return _mm512_add_ps(_mm512_max_ps(v, _mm512_setzero_ps()), l1p);
+}
+
+/* delta (L, SW) = softplus(bl + sum_r xb[t, r] WT[r]) as the portable loop of ssm_gate_block */
+static PL_AVX512 void ssm_delta_avx512(float *dts, const float *xb, int ldx, const float *WT, const float *bl, int L,
+                                       int R)
+{
+    for (int t = 0; t < L; t++) {
+        const float *xr = xb + (size_t)t * ldx;
+        __m512 o = _mm512_loadu_ps(bl);
+        for (int r = 0; r < R; r++)
+            o = _mm512_fmadd_ps(_mm512_set1_ps(xr[r]), _mm512_loadu_ps(WT + (size_t)r * PL_SW), o);
+        _mm512_storeu_ps(dts + (size_t)t * PL_SW, ssm_softplus_avx512(o));
+    }
+}
+
+/* g = y silu(z) = y (z / (1 + e^-z)) for a full block: g, z rows of stride E, ys (L, SW). e^-z is
+ * taken at min(-z, 80) so 1 + e^-z stays finite (silu(z) below -80 is then z * 2e-35 instead of
+ * an even smaller value). silu rel err 2.3e-7 on [-30, 30] (dense grid against libm). */
+static PL_AVX512 void ssm_gate_avx512(float *g, const float *ys, const float *z, int L, int E)
+{
+    for (int t = 0; t < L; t++) {
+        __m512 zz = _mm512_loadu_ps(z + (size_t)t * E);
+        __m512 e = ssm_exp_avx512(_mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), zz), _mm512_set1_ps(80.0f)));
+        __m512 sg = ssm_recip_avx512(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+        __m512 y = _mm512_loadu_ps(ys + (size_t)t * PL_SW);
+        _mm512_storeu_ps(g + (size_t)t * E, _mm512_mul_ps(y, _mm512_mul_ps(zz, sg)));
+    }
+}
+#endif
+
+/* Portable decay: the scan's pl_v16_exp2 (16 lanes at a time, then a scalar tail). */
+static PL_HOT void scan_decay_v16_run(float *a, const float *dt, const float *at, size_t n)
+{
+    size_t i = 0;
+    for (; i + PL_SW <= n; i += PL_SW) pl_v16_store(a + i, pl_v16_exp2(pl_v16_load(dt + i) * pl_v16_load(at + i)));
+    if (i < n) {
+        float d[PL_SW] = {0}, b[PL_SW] = {0};
+        memcpy(d, dt + i, (n - i) * sizeof(float)), memcpy(b, at + i, (n - i) * sizeof(float));
+        pl_v16f y = pl_v16_exp2(pl_v16_load(d) * pl_v16_load(b));
+        memcpy(a + i, &y, (n - i) * sizeof(float));
+    }
+}
+
+void ssm_decay_forward(float *a, const float *dt, const float *at, size_t n)
+{
+#if PL_HAVE_AVX512
+    int mode = ops_use_avx512();
+    if (mode) {
+        size_t m = n / PL_SW * PL_SW;
+        scan_decay_avx512_run(a, dt, at, m, mode == 1);
+        if (m < n) {
+            float d[PL_SW] = {0}, b[PL_SW] = {0}, y[PL_SW];
+            memcpy(d, dt + m, (n - m) * sizeof(float)), memcpy(b, at + m, (n - m) * sizeof(float));
+            scan_decay_avx512_run(y, d, b, PL_SW, mode == 1);
+            memcpy(a + m, y, (n - m) * sizeof(float));
+        }
+        return;
+    }
+#endif
+    scan_decay_v16_run(a, dt, at, n);
+}
+
 /* dt_proj of every channel block, lane-major: WT (nblk, R, SW), bl (nblk, SW); 0 on pad lanes.
  * Caller frees both. */
 static void ssm_make_dt_lanes(float **WT, float **bl, const float *dt_w, const float *dt_b, int E, int R)
@@ -733,15 +992,11 @@ static void ssm_make_dt_lanes(float **WT, float **bl, const float *dt_w, const f
     }
 }
 
-/* One block (batch row b, channels e0 .. e0+cnt). xb (L, ldx) is the batch row of xdbl; WT (R, SW),
- * bl (SW), AT (N, SW), Dl (SW) the block's lanes. Pad lanes get delta = softplus(0) but u = 0 and
- * A = 0, so their state stays 0 and nothing is written for them. */
-static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const float *z, const float *xb, int ldx,
-                                  const float *WT, const float *bl, const float *AT, const float *Dl, int b, int e0,
-                                  int cnt, int L, int E, int N, int R)
+/* delta (L, SW) = softplus(dt_b + sum_r dt_low_t[r] dt_w[:, r])  (mamba: F.softplus(dt_proj(dt_low)));
+ * xb (L, ldx) rows whose first R columns are dt_low; WT (R, SW), bl (SW) the block's lanes. */
+static inline __attribute__((always_inline)) void ssm_delta_v16(float *restrict dts, const float *xb, int ldx,
+                                                                const float *WT, const float *bl, int L, int R)
 {
-    /* delta_t = softplus(dt_b + sum_r dt_low_t[r] dt_w[:, r])  (mamba: F.softplus(dt_proj(dt_low))) */
-    float *restrict dts = w->dt;
     for (int t = 0; t < L; t++) {
         const float *xr = xb + (size_t)t * ldx;
         pl_v16f o = pl_v16_load(bl);
@@ -749,16 +1004,46 @@ static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const fl
         pl_v16_store(dts + (size_t)t * PL_SW, o);
     }
     for (size_t i = 0; i < (size_t)L * PL_SW; i++) dts[i] = pl_softplus_fast(dts[i]);
+}
+
+/* One block (batch row b, channels e0 .. e0+cnt). xb (L, ldx) is the batch row of xdbl; WT (R, SW),
+ * bl (SW), AT (N, SW), Dl (SW) the block's lanes. Pad lanes get delta = softplus(0) but u = 0 and
+ * A = 0, so their state stays 0 and nothing is written for them. avx512 (ops_use_avx512, checked
+ * by the caller) != 0: dt_proj + softplus, the register paths (N 16 and 8) and the gate of a full
+ * block run their AVX-512 twins. */
+static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const float *z, const float *xb, int ldx,
+                                  const float *WT, const float *bl, const float *AT, const float *Dl, int b, int e0,
+                                  int cnt, int L, int E, int N, int R, int avx512)
+{
+    float *restrict dts = w->dt;
+#if PL_HAVE_AVX512
+    if (avx512) ssm_delta_avx512(dts, xb, ldx, WT, bl, L, R);
+    else
+#endif
+    {
+        ssm_delta_v16(dts, xb, ldx, WT, bl, L, R);
+    }
     const float *Bb = xb + R, *Cb = xb + R + N, *us = u + (size_t)b * L * E + e0;
     size_t ldu = (size_t)E;
     if (cnt < PL_SW || (N != 16 && N != 8)) {
         scan_stage(w->u, u, b, e0, cnt, L, E);
         us = w->u, ldu = PL_SW;
     }
+#if PL_HAVE_AVX512
+    if (avx512 && N == 16) scan_fwd_reg16_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1);
+    else if (avx512 && N == 8) scan_fwd_reg8_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1);
+    else
+#endif
     if (N == 16) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 16);
     else if (N == 8) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 8);
     else scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, (size_t)ldx, L, N);
     /* g = y silu(z) */
+#if PL_HAVE_AVX512
+    if (avx512 && cnt == PL_SW) {
+        ssm_gate_avx512(g + (size_t)b * L * E + e0, w->o1, z + (size_t)b * L * E + e0, L, E);
+        return;
+    }
+#endif
     for (int t = 0; t < L; t++) {
         size_t row = ((size_t)b * L + t) * E + e0;
         const float *ys = w->o1 + (size_t)t * PL_SW, *zr = z + row;
@@ -778,6 +1063,7 @@ void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdb
     int Np = N > 0 ? N : 0;
     scan_make_lanes(&AT, &Dl, A_log, D, E, Np);
     ssm_make_dt_lanes(&WT, &bl, dt_w, dt_b, E, R);
+    int avx512 = ops_use_avx512();
     int nblk = (E + PL_SW - 1) / PL_SW, ntask = B * nblk;
     int nch = g_threads < ntask ? g_threads : ntask;
 #pragma omp parallel for num_threads(g_threads) schedule(static) if (nch > 1)
@@ -789,7 +1075,7 @@ void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdb
             int b = i / nblk, k = i % nblk, e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
             ssm_gate_block(g, &w, u, z, xdbl + (size_t)b * L * ldx, ldx, WT + (size_t)k * R * PL_SW,
                            bl + (size_t)k * PL_SW, AT + (size_t)k * Np * PL_SW, Dl + (size_t)k * PL_SW, b, e0, cnt, L,
-                           E, Np, R);
+                           E, Np, R, avx512);
         }
         scan_ws_free(&w);
     }

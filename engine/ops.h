@@ -103,12 +103,20 @@ void scan_backward_naive(float *du, float *ddelta, float *dA_log, float *dBm, fl
  * xdbl (B, L, ldx), ldx >= R + 2N, is the x_proj output: columns [0, R) dt_low, [R, R+N) B,
  * [R+N, R+2N) C. u, z, g (B, L, E); dt_w (E, R); dt_b (E); A_log (E, N); D (E).
  * Equal, up to float rounding, to matmul_forward + softplus_forward + scan_forward + gate_forward;
- * the naive twin is that chain of plain loops. */
+ * the naive twin is that chain of plain loops. On AVX-512 CPUs a hand-written AVX-512 version runs
+ * (ops_set_avx512); it agrees with the portable one to the same tolerance. */
 void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
                       const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N, int R);
 void ssm_gate_forward_naive(float *g, const float *u, const float *z, const float *xdbl, int ldx, const float *dt_w,
                             const float *dt_b, const float *A_log, const float *D, int B, int L, int E, int N,
                             int R);
+
+/* The scan's decays, elementwise over n values: a = 2^(dt * at) (at = A log2(e) <= 0, dt >= 0), by
+ * the primitive the fused kernel uses on this CPU (AVX-512: scalef-based, else numerics.h
+ * pl_v16_exp2). rel err <= 3e-7 for dt * at in (-125.5, 0]; exactly 1 at 0; +0 at and below
+ * -125.5 (AVX-512: down to -inf, never a denormal) or below about -126.5 (portable); NaN stays
+ * NaN. Exposed for its accuracy test. */
+void ssm_decay_forward(float *a, const float *dt, const float *at, size_t n);
 
 /* Patch extraction (im2col): img (B, C, H, W) -> out (B, L, C*P*P), L = (H/P)*(W/P);
  * token t = row-major (ph, pw); feature f = c*P*P + py*P + px. H, W divisible by P. */
@@ -131,5 +139,10 @@ void crossentropy_backward(float *dlogits, const float *probs, const int *labels
 /* Number of threads elementwise/scan kernels may use (OpenMP); BLAS threads are set separately. */
 void ops_set_threads(int n);
 int ops_get_threads(void);
+/* allow = 0 keeps the ops that have a hand-written AVX-512 version (ssm_gate_forward,
+ * ssm_decay_forward) on their portable vector code even on AVX-512 CPUs (tests compare the two);
+ * default 1. Returns 1 when the AVX-512 versions will run (allowed and the CPU has AVX-512F).
+ * Takes effect at the next call; not to be changed while ops run in other threads. */
+int ops_set_avx512(int allow);
 
 #endif

@@ -690,6 +690,7 @@ START_TEST(test_ssm_gate_vs_naive)
     float *dw = randv(&r, (size_t)E * R, -1, 1), *db = randv(&r, E, -5, 1), *Al = randv(&r, (size_t)E * N, -1, 3);
     float *D = randv(&r, E, -1, 1);
     xd[0] = 30.0f; /* dt_proj of token 0 above 20 on some channels: the softplus guard */
+    z[0] = -100.0f, z[nx - 1] = 100.0f; /* silu far in both tails */
     float *g1 = xalloc_floats(nx), *g2 = xalloc_floats(nx), *g3 = xalloc_floats(nx);
     ssm_gate_forward_naive(g2, u, z, xd, ldx, dw, db, Al, D, B, L, E, N, R);
     /* the unfused chain: dt_low, B, C copied out of xdbl, then the ops layer_forward calls */
@@ -703,17 +704,27 @@ START_TEST(test_ssm_gate_vs_naive)
     softplus_forward(delta, dtr, nx);
     scan_forward(y, NULL, u, delta, Al, Bm, Cm, D, B, L, E, N);
     gate_forward(g4, y, z, nx);
-    for (int th = 1; th <= 2; th++) {
-        ops_set_threads(th);
-        float *g = th == 1 ? g1 : g3;
-        for (size_t i = 0; i < nx; i++) g[i] = NAN;
-        ssm_gate_forward(g, u, z, xd, ldx, dw, db, Al, D, B, L, E, N, R);
-        ck_assert_msg(max_err_vs(g, g2, nx) < 2e-5f, "B%d L%d E%d N%d R%d threads %d vs naive: %g", B, L, E, N, R,
-                      th, max_err_vs(g, g2, nx));
-        ck_assert_msg(max_err_vs(g, g4, nx) < 2e-6f, "threads %d vs unfused chain: %g", th, max_err_vs(g, g4, nx));
+    /* both code paths: the AVX-512 one (where the CPU has it) and the portable vector one */
+    float *gp = xalloc_floats(nx);
+    for (int simd = 1; simd >= 0; simd--) {
+        ops_set_avx512(simd);
+        for (int th = 1; th <= 2; th++) {
+            ops_set_threads(th);
+            float *g = th == 1 ? g1 : g3;
+            for (size_t i = 0; i < nx; i++) g[i] = NAN;
+            ssm_gate_forward(g, u, z, xd, ldx, dw, db, Al, D, B, L, E, N, R);
+            ck_assert_msg(max_err_vs(g, g2, nx) < 2e-5f, "B%d L%d E%d N%d R%d simd %d threads %d vs naive: %g", B, L,
+                          E, N, R, simd, th, max_err_vs(g, g2, nx));
+            ck_assert_msg(max_err_vs(g, g4, nx) < 2e-6f, "simd %d threads %d vs unfused chain: %g", simd, th,
+                          max_err_vs(g, g4, nx));
+        }
+        ops_set_threads(1);
+        ck_assert_msg(memcmp(g1, g3, nx * sizeof(float)) == 0, "simd %d: 2 threads differ from 1", simd);
+        if (simd) memcpy(gp, g1, nx * sizeof(float));
     }
-    ops_set_threads(1);
-    ck_assert_msg(memcmp(g1, g3, nx * sizeof(float)) == 0, "2 threads differ from 1");
+    ops_set_avx512(1);
+    ck_assert_msg(max_err_vs(gp, g1, nx) < 2e-6f, "AVX-512 vs portable path: %g", max_err_vs(gp, g1, nx));
+    free(gp);
     free(u), free(z), free(xd), free(dw), free(db), free(Al), free(D), free(g1), free(g2), free(g3);
     free(dtl), free(Bm), free(Cm), free(dtr), free(delta), free(y), free(g4);
 }
@@ -741,6 +752,56 @@ START_TEST(test_v16_exp2)
     for (int j = 4; j < 14; j++) ck_assert_msg(y[j] == 0.0f, "lane %d (x = %g): %g", j, sp[j], y[j]);
     ck_assert(y[3] > 0.0f && y[3] < 0x1p-126f && fabs(y[3] / exp2(-126.4) - 1.0) < 1e-5); /* denormal */
     ck_assert(isnan(y[14]));
+}
+END_TEST
+
+/* ssm_decay_forward (the fused scan's decays) on both code paths: rel err against libm over
+ * (-125.5, 0] (dt a power of two in [1/8, 2], so dt * at is exact whether or not it is fused),
+ * exactly 1 at 0, +0 for very negative arguments without denormals (AVX-512 path), NaN kept,
+ * any n (tails). */
+START_TEST(test_ssm_decay)
+{
+    size_t n = 0, cap = 1 << 20;
+    float *dt = xalloc_floats(cap), *at = xalloc_floats(cap), *a = xalloc_floats(cap);
+    pl_rng r;
+    pl_rng_seed(&r, 31);
+    for (double x = -125.49; x <= 0.0 && n < cap; x += 1.3e-4, n++) {
+        dt[n] = ldexpf(1.0f, (int)(pl_rng_uniform(&r) * 5.0) - 3); /* 1/8 .. 2: dt * at exact in float */
+        at[n] = (float)x / dt[n];
+    }
+    for (int simd = 1; simd >= 0; simd--) {
+        int avx = ops_set_avx512(simd);
+        ssm_decay_forward(a, dt, at, n);
+        double me = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double ref = exp2((double)dt[i] * at[i]);
+            me = fmax(me, fabs(a[i] - ref) / ref);
+        }
+        ck_assert_msg(me < 3e-7, "simd %d: decay rel err %g", simd, me);
+        /* x = dt * at:        0     -0    0     -1    -1    -125.5  -126   -126.4 -127   -150 */
+        const float sx[19] = {0.0f, -0.0f, 1.0f, 1.0f, 2.0f, 0.5f, 1.0f, 1.0f, 1.0f, 3.0f,
+                              /*  -150  -1e6  -5e6  -1e30  0   -inf      -inf  NaN   -125 */
+                              1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 1.0f, INFINITY, 1.0f, 1.0f};
+        const float sa[19] = {-3.0f, -1.0f, 0.0f, -1.0f, -0.5f, -251.0f, -126.0f, -126.4f, -127.0f, -50.0f,
+                              -150.0f, -1e6f, -5e6f, -1e30f, 0.0f, -INFINITY, -1.0f, NAN, -125.0f};
+        float sy[19];
+        ssm_decay_forward(sy, sx, sa, 19);
+        ck_assert(sy[0] == 1.0f && sy[1] == 1.0f && sy[2] == 1.0f && sy[14] == 1.0f);
+        ck_assert(fabsf(sy[3] - 0.5f) < 1e-7f && fabsf(sy[4] - 0.5f) < 1e-7f);
+        ck_assert(sy[18] >= 0x1p-126f && fabs(sy[18] / exp2(-125.0) - 1.0) < 3e-7);
+        for (int j = 8; j < 14; j++) ck_assert_msg(sy[j] == 0.0f, "simd %d lane %d: %g", simd, j, sy[j]);
+        ck_assert(isnan(sy[17]));
+        if (avx) { /* scalef path: +0 from -125.5 down, -inf included; no denormal anywhere */
+            for (int j = 5; j < 8; j++) ck_assert_msg(sy[j] == 0.0f, "lane %d: %g", j, sy[j]);
+            ck_assert(sy[15] == 0.0f && sy[16] == 0.0f);
+            for (int j = 0; j < 19; j++) ck_assert_msg(!(fabsf(sy[j]) > 0.0f && fabsf(sy[j]) < 0x1p-126f), "%d", j);
+        } else { /* pl_v16_exp2: normal down to -126, one denormal band, then +0 */
+            ck_assert(fabs(sy[5] / exp2(-125.5) - 1.0) < 3e-7 && fabs(sy[6] / exp2(-126.0) - 1.0) < 1e-6);
+            ck_assert(sy[7] > 0.0f && sy[7] < 0x1p-126f);
+        }
+    }
+    ops_set_avx512(1);
+    free(dt), free(at), free(a);
 }
 END_TEST
 
@@ -929,6 +990,7 @@ static Suite *ops_suite(void)
     tcase_set_timeout(te, 60);
     tcase_add_test(te, test_fast_primitives);
     tcase_add_test(te, test_v16_exp2);
+    tcase_add_test(te, test_ssm_decay);
     tcase_add_loop_test(te, test_unary_vs_scalar, 0, N_UNARY);
     tcase_add_test(te, test_softplus_guard);
     tcase_add_test(te, test_crossentropy_hand);
