@@ -5,8 +5,15 @@
  * step is zero_grads + forward + backward + clip + AdamW; inference is a forward with
  * inference activations. Training FLOPs per sample are taken as 3x the forward FLOPs (the
  * backward of a GEMM costs two GEMMs). Roofline ratio = achieved GFLOP/s / sgemm GFLOP/s
- * measured by blas_sgemm_gflops in the same process with the same kernel and threads. */
+ * measured by blas_sgemm_gflops in the same process with the same kernel and threads.
+ *
+ * `--against M0` (inference only, no training steps): after the candidate's own timing, pairs
+ * of passes, M0 then the candidate on the same input, and the median and quartiles of the
+ * per-pair ratio. On a shared machine whose speed drifts over seconds, timing each model in its
+ * own process swings the ratio by +-0.1; adjacent passes see the same drift, so the per-pair
+ * ratio holds to about +-0.02 (bench/README.md 3). */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -36,7 +43,7 @@ int cmd_bench(int argc, char **argv)
 {
     int preset = 1, batch = 64, threads = 0, as_json = 0, steps = 10, warmup = 3;
     uint64_t seed = 1;
-    const char *dataset_name = NULL, *model_path = NULL;
+    const char *dataset_name = NULL, *model_path = NULL, *against_path = NULL;
     cli_opt opts[] = {
         {"--preset", CLI_CHOICE, &preset, NULL, "model preset (default small)", 0, 0, "tiny|small|base", 0},
         {"--batch", CLI_INT, &batch, "B", "batch size (default 64)", 1, 65536, NULL, 0},
@@ -47,12 +54,16 @@ int cmd_bench(int argc, char **argv)
          0, 0, NULL, 0},
         {"--steps", CLI_INT, &steps, "N", "timed steps, the median is reported (default 10)", 1, 100000, NULL, 0},
         {"--warmup-steps", CLI_INT, &warmup, "N", "untimed steps first (default 3)", 0, 100000, NULL, 0},
+        {"--against", CLI_STRING, &against_path, "M0",
+         "inference only: also time M0 (the unpruned baseline), alternating one forward pass of each, and\n"
+         "report the median per-pair speed-up (pairs cancel the machine's slow drifts)", 0, 0, NULL, 0},
         {"--seed", CLI_U64, &seed, "S", "model / input seed (default 1)", 0, 0, NULL, 0},
         {"--json", CLI_FLAG, &as_json, NULL, "print one JSON object instead of text", 0, 0, NULL, 0},
     };
     cli_spec s = {
         .cmd = "bench",
-        .usage = "prunelab bench (--preset tiny|small|base | --model M) --batch B --threads T [--dataset NAME] [--steps N] [--json]",
+        .usage = "prunelab bench (--preset tiny|small|base | --model M [--against M0]) --batch B --threads T [--dataset NAME]\n"
+                 "                      [--steps N] [--json]",
         .summary = "Measure training and inference samples/s (median over timed steps after warmup) on random\n"
                    "input, the model's FLOPs per sample, achieved GFLOP/s, sgemm GFLOP/s and the roofline ratio.",
         .opts = opts,
@@ -67,9 +78,22 @@ int cmd_bench(int argc, char **argv)
     if (dataset_name && dataset_shape(dataset_name, &C, &H, &W, &classes) != 0)
         cli_fail(&s, "datasets: fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]", "unknown dataset '%s'",
                  dataset_name);
-    model m;
+    if (against_path && !model_path) cli_fail(&s, "give the candidate with --model M", "--against needs --model");
+    model m, m0;
+    if (against_path) {
+        cli_load_model(&s, &m0, against_path, dataset_name);
+        if (!dataset_name) {
+            C = m0.cfg.C, H = m0.cfg.H, W = m0.cfg.W, classes = m0.cfg.classes;
+        }
+    }
     if (model_path) {
         cli_load_model(&s, &m, model_path, dataset_name);
+        if (against_path && (m0.cfg.C != m.cfg.C || m0.cfg.H != m.cfg.H || m0.cfg.W != m.cfg.W ||
+                             m0.cfg.classes != m.cfg.classes))
+            cli_fail(&s, "compare a pruned model with the model it came from",
+                     "--against %s takes %dx%dx%d images and %d classes, --model %s %dx%dx%d and %d", against_path,
+                     m0.cfg.C, m0.cfg.H, m0.cfg.W, m0.cfg.classes, model_path, m.cfg.C, m.cfg.H, m.cfg.W,
+                     m.cfg.classes);
         C = m.cfg.C, H = m.cfg.H, W = m.cfg.W, classes = m.cfg.classes;
     } else {
         model_hparams hp;
@@ -96,8 +120,9 @@ int cmd_bench(int argc, char **argv)
     if (optim_init(&o, &oc, m.n_params, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     double *t = xmalloc((size_t)steps * sizeof(double));
 
-    model_acts *at = model_acts_new(&m, batch, 1);
-    for (int i = 0; i < warmup + steps; i++) {
+    double train_s = NAN;
+    model_acts *at = against_path ? NULL : model_acts_new(&m, batch, 1);
+    for (int i = 0; at && i < warmup + steps; i++) {
         double t0 = pl_now();
         model_zero_grads(&m);
         model_forward(&m, at, x, y, batch);
@@ -106,7 +131,7 @@ int cmd_bench(int argc, char **argv)
         optim_step(&o, &m);
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
     }
-    double train_s = median(t, steps);
+    if (at) train_s = median(t, steps);
     model_acts_free(at);
 
     model_acts *ai = model_acts_new(&m, batch, 0);
@@ -116,6 +141,34 @@ int cmd_bench(int argc, char **argv)
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
     }
     double infer_s = median(t, steps);
+
+    /* --against: pairs of passes, baseline then candidate, each pair's ratio; the median ratio and
+     * its quartiles. Both models see the same input; only the forward is timed. */
+    double pair_q[3] = {NAN, NAN, NAN}, against_s = NAN;
+    if (against_path) {
+        model_acts *a0 = model_acts_new(&m0, batch, 0);
+        double *t0 = xmalloc((size_t)steps * sizeof(double)), *r = xmalloc((size_t)steps * sizeof(double));
+        for (int i = 0; i < warmup; i++) model_forward(&m0, a0, x, NULL, batch);
+        for (int i = 0; i < steps; i++) {
+            double s0 = pl_now();
+            model_forward(&m0, a0, x, NULL, batch);
+            double s1 = pl_now();
+            model_forward(&m, ai, x, NULL, batch);
+            double s2 = pl_now();
+            t0[i] = s1 - s0;
+            t[i] = s2 - s1;
+            r[i] = t0[i] / t[i];
+        }
+        against_s = median(t0, steps);
+        infer_s = median(t, steps); /* the candidate's time from the paired run */
+        qsort(r, (size_t)steps, sizeof *r, cmp_double);
+        pair_q[0] = r[(steps - 1) / 4];
+        pair_q[1] = median(r, steps);
+        pair_q[2] = r[(3 * (steps - 1)) / 4];
+        free(t0);
+        free(r);
+        model_acts_free(a0);
+    }
     model_acts_free(ai);
 
     double flops = model_flops_per_sample(&m.cfg);
@@ -137,27 +190,41 @@ int cmd_bench(int argc, char **argv)
         json_object_set_new(j, "params", json_integer((json_int_t)m.n_params));
         json_object_set_new(j, "flops_per_sample", json_real(flops));
         json_object_set_new(j, "steps", json_integer(steps));
-        json_object_set_new(j, "train_ms_per_step", json_real(1e3 * train_s));
-        json_object_set_new(j, "train_samples_per_s", json_real(train_sps));
-        json_object_set_new(j, "train_gflops", json_real(train_gflops));
+        json_object_set_new(j, "train_ms_per_step", isnan(train_s) ? json_null() : json_real(1e3 * train_s));
+        json_object_set_new(j, "train_samples_per_s", isnan(train_s) ? json_null() : json_real(train_sps));
+        json_object_set_new(j, "train_gflops", isnan(train_s) ? json_null() : json_real(train_gflops));
         json_object_set_new(j, "infer_ms_per_batch", json_real(1e3 * infer_s));
         json_object_set_new(j, "infer_samples_per_s", json_real(infer_sps));
         json_object_set_new(j, "infer_gflops", json_real(infer_gflops));
         json_object_set_new(j, "sgemm_gflops", json_real(sgemm));
-        json_object_set_new(j, "train_roofline", json_real(sgemm > 0 ? train_gflops / sgemm : 0.0));
+        json_object_set_new(j, "train_roofline",
+                            isnan(train_s) ? json_null() : json_real(sgemm > 0 ? train_gflops / sgemm : 0.0));
         json_object_set_new(j, "infer_roofline", json_real(sgemm > 0 ? infer_gflops / sgemm : 0.0));
+        if (against_path) {
+            json_object_set_new(j, "against", json_string(against_path));
+            json_object_set_new(j, "against_infer_ms_per_batch", json_real(1e3 * against_s));
+            json_object_set_new(j, "against_infer_samples_per_s", json_real(batch / against_s));
+            json_object_set_new(j, "speedup", json_real(pair_q[1]));
+            json_object_set_new(j, "speedup_p25", json_real(pair_q[0]));
+            json_object_set_new(j, "speedup_p75", json_real(pair_q[2]));
+        }
         json_object_set_new(j, "peak_rss_kb", json_integer(pl_peak_rss_kb()));
         char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
         printf("%s\n", text);
         free(text);
         json_decref(j);
     } else {
-        printf("preset %s (%zu params, %.3g MFLOP/sample fwd), batch %d, %d threads, BLAS %s\n", presets[preset],
-               m.n_params, flops * 1e-6, batch, nthreads, blas_kernel());
-        printf("training   %9.1f samples/s  %8.2f ms/step   %6.1f GFLOP/s  %5.1f%% of sgemm\n", train_sps,
-               1e3 * train_s, train_gflops, sgemm > 0 ? 100.0 * train_gflops / sgemm : 0.0);
+        printf("%s %s (%zu params, %.3g MFLOP/sample fwd), batch %d, %d threads, BLAS %s\n",
+               model_path ? "model" : "preset", model_path ? model_path : presets[preset], m.n_params, flops * 1e-6, batch, nthreads, blas_kernel());
+        if (!isnan(train_s))
+            printf("training   %9.1f samples/s  %8.2f ms/step   %6.1f GFLOP/s  %5.1f%% of sgemm\n", train_sps,
+                   1e3 * train_s, train_gflops, sgemm > 0 ? 100.0 * train_gflops / sgemm : 0.0);
         printf("inference  %9.1f samples/s  %8.2f ms/batch  %6.1f GFLOP/s  %5.1f%% of sgemm\n", infer_sps,
                1e3 * infer_s, infer_gflops, sgemm > 0 ? 100.0 * infer_gflops / sgemm : 0.0);
+        if (against_path)
+            printf("baseline   %9.1f samples/s  %8.2f ms/batch  (%s)\nspeed-up   %.3fx  median of %d paired passes "
+                   "(quartiles %.3f-%.3f)\n",
+                   batch / against_s, 1e3 * against_s, against_path, pair_q[1], steps, pair_q[0], pair_q[2]);
         printf("sgemm      %9.1f GFLOP/s (model GEMM shapes)\n", sgemm);
     }
     free(t);
@@ -165,5 +232,6 @@ int cmd_bench(int argc, char **argv)
     free(x);
     optim_free(&o);
     model_free(&m);
+    if (against_path) model_free(&m0);
     return 0;
 }

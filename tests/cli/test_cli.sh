@@ -115,5 +115,14 @@ jqcheck "bench --model measures that checkpoint" --slurpfile i "$TMP/inspect.jso
     '.model != null and .preset == null and .params == $i[0].params and .infer_samples_per_s > 0' "$TMP/benchm.json"
 must_fail "bench --model refuses a missing file" "cannot open|No such file" \
     "$BIN" bench --model "$TMP/none.safetensors" --batch 8 --threads 1 --steps 1 --json
+"$BIN" bench --model "$TMP/m2.safetensors" --against "$TMP/m0.safetensors" --batch 8 --threads 1 --steps 5 \
+    --warmup-steps 1 --json >"$TMP/benchv.json"
+jqcheck "bench --against: paired inference, no training, quartiles around the median" '
+    .against != null and .train_samples_per_s == null and .against_infer_samples_per_s > 0
+    and .speedup > 0 and .speedup_p25 <= .speedup and .speedup <= .speedup_p75' "$TMP/benchv.json"
+"$BIN" init --preset tiny --seed 3 --dataset "synthetic:n=64,classes=3" --out "$TMP/m3c.safetensors" 2>/dev/null
+must_fail "bench --against refuses a baseline with other classes" "classes" \
+    "$BIN" bench --model "$TMP/m2.safetensors" --against "$TMP/m3c.safetensors" --batch 8 --threads 1 --steps 1
+must_fail "bench --against needs --model" "needs --model" "$BIN" bench --against "$TMP/m0.safetensors" --steps 1
 
 finish
