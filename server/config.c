@@ -6,6 +6,7 @@
  * (config_free). Nothing here aborts: every failure returns -1 with a message for the caller
  * (prunelabd's main) to print. */
 #include "config.h"
+#include "errbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,18 +22,6 @@
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.0.0"
 #endif
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* strdup that reports failure instead of aborting; NULL on out-of-memory. */
 static char *dup_str(const char *s) {
@@ -228,25 +217,25 @@ int config_parse_listen(const char *s, char **host, int *port, char *err, size_t
     if (*s == '[') {
         const char *close = strchr(s, ']');
         if (!close || close[1] != ':')
-            return set_err(err, errlen, "'%s' is not [IPV6]:PORT", s);
+            return errbuf_set(err, errlen, "'%s' is not [IPV6]:PORT", s);
         h0 = s + 1;
         hlen = (size_t)(close - h0);
         colon = close + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon) return set_err(err, errlen, "'%s' is not HOST:PORT (e.g. 127.0.0.1:8080)", s);
+        if (!colon) return errbuf_set(err, errlen, "'%s' is not HOST:PORT (e.g. 127.0.0.1:8080)", s);
         if (memchr(s, ':', (size_t)(colon - s)))
-            return set_err(err, errlen, "'%s': write an IPv6 address in brackets, [::1]:8080", s);
+            return errbuf_set(err, errlen, "'%s': write an IPv6 address in brackets, [::1]:8080", s);
         hlen = (size_t)(colon - s);
     }
     long long p;
     if (parse_int(colon + 1, 0, 65535, &p) != 0)
-        return set_err(err, errlen, "'%s': port must be an integer in 0..65535", s);
+        return errbuf_set(err, errlen, "'%s': port must be an integer in 0..65535", s);
     for (size_t i = 0; i < hlen; i++)
         if (isspace((unsigned char)h0[i]) || h0[i] == '/')
-            return set_err(err, errlen, "'%s': bad host", s);
+            return errbuf_set(err, errlen, "'%s': bad host", s);
     char *h = malloc(hlen ? hlen + 1 : sizeof "127.0.0.1");
-    if (!h) return set_err(err, errlen, "out of memory");
+    if (!h) return errbuf_set(err, errlen, "out of memory");
     if (hlen) {
         memcpy(h, h0, hlen);
         h[hlen] = '\0';
@@ -262,7 +251,7 @@ int config_parse_listen(const char *s, char **host, int *port, char *err, size_t
 
 int config_set(pl_config *c, const char *key, const char *value, char *err, size_t errlen) {
     const cfg_key *k = key_find(key);
-    if (!k) return set_err(err, errlen, "unknown key '%s' (prunelabd --help lists the keys)", key);
+    if (!k) return errbuf_set(err, errlen, "unknown key '%s' (prunelabd --help lists the keys)", key);
     char *field = (char *)c + k->offset;
     long long v;
     switch (k->type) {
@@ -271,7 +260,7 @@ int config_set(pl_config *c, const char *key, const char *value, char *err, size
         int port;
         char e[CONFIG_ERRLEN];
         if (config_parse_listen(value, &host, &port, e, sizeof e) != 0)
-            return set_err(err, errlen, "%s: %s", key, e);
+            return errbuf_set(err, errlen, "%s: %s", key, e);
         free(c->listen_host);
         c->listen_host = host;
         c->listen_port = port;
@@ -279,12 +268,12 @@ int config_set(pl_config *c, const char *key, const char *value, char *err, size
     }
     case CFG_TYPE_EXECUTOR:
         if (strcmp(value, "local") != 0)
-            return set_err(err, errlen, "%s: unknown executor '%s' (available: local)", key, value);
+            return errbuf_set(err, errlen, "%s: unknown executor '%s' (available: local)", key, value);
         /* fall through */
     case CFG_TYPE_STR: {
-        if (!*value) return set_err(err, errlen, "%s: must not be empty", key);
+        if (!*value) return errbuf_set(err, errlen, "%s: must not be empty", key);
         char *d = dup_str(value);
-        if (!d) return set_err(err, errlen, "out of memory");
+        if (!d) return errbuf_set(err, errlen, "out of memory");
         char **slot = (char **)field;
         free(*slot);
         *slot = d;
@@ -292,25 +281,25 @@ int config_set(pl_config *c, const char *key, const char *value, char *err, size
     }
     case CFG_TYPE_INT:
         if (parse_int(value, k->min, k->max, &v) != 0)
-            return set_err(err, errlen, "%s: '%s' is not an integer in %lld..%lld", key, value,
+            return errbuf_set(err, errlen, "%s: '%s' is not an integer in %lld..%lld", key, value,
                            k->min, k->max);
         *(int *)field = (int)v;
         if (strcmp(key, "workers") == 0) c->workers_explicit = true;
         return 0;
     case CFG_TYPE_SIZE:
         if (parse_size(value, k->min, k->max, &v) != 0)
-            return set_err(err, errlen,
+            return errbuf_set(err, errlen,
                            "%s: '%s' is not a size in %lld..%lld bytes (suffix K, M or G allowed)",
                            key, value, k->min, k->max);
         *(size_t *)field = (size_t)v;
         return 0;
     case CFG_TYPE_BOOL:
         if (parse_bool(value, (bool *)field) != 0)
-            return set_err(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off)",
+            return errbuf_set(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off)",
                            key, value);
         return 0;
     }
-    return set_err(err, errlen, "%s: unhandled key type", key);
+    return errbuf_set(err, errlen, "%s: unhandled key type", key);
 }
 
 /* ------------------------------------------------------------------ file */
@@ -331,23 +320,23 @@ static int line_split(char *line, char **key, char **value, char *err, size_t er
         if (*p == '"') quoted = !quoted;
         else if (*p == '#' && !quoted) { *p = '\0'; break; }
     }
-    if (quoted) return set_err(err, errlen, "unterminated double quote");
+    if (quoted) return errbuf_set(err, errlen, "unterminated double quote");
     char *s = trim(line);
     if (!*s) return 0;
     char *eq = strchr(s, '=');
-    if (!eq) return set_err(err, errlen, "expected 'key = value', got '%s'", s);
+    if (!eq) return errbuf_set(err, errlen, "expected 'key = value', got '%s'", s);
     *eq = '\0';
     char *k = trim(s), *v = trim(eq + 1);
-    if (!*k) return set_err(err, errlen, "missing key before '='");
+    if (!*k) return errbuf_set(err, errlen, "missing key before '='");
     for (char *p = k; *p; p++)
         if (!(isalnum((unsigned char)*p) || *p == '_'))
-            return set_err(err, errlen, "bad key '%s' (letters, digits and _ only)", k);
+            return errbuf_set(err, errlen, "bad key '%s' (letters, digits and _ only)", k);
     size_t n = strlen(v);
     if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
         v[n - 1] = '\0';
         v++;
     } else if (strchr(v, '"')) {
-        return set_err(err, errlen, "quote the whole value: key = \"...\"");
+        return errbuf_set(err, errlen, "quote the whole value: key = \"...\"");
     }
     *key = k;
     *value = v;
@@ -361,41 +350,41 @@ int config_load_file(pl_config *c, const char *path, char *err, size_t errlen) {
     size_t cap = 0;
     int lineno = 0;
     FILE *f = fopen(path, "r");
-    if (!f) return set_err(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+    if (!f) return errbuf_set(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
     ssize_t len;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)len != strlen(line)) {
-            set_err(err, errlen, "%s:%d: NUL byte in line", path, lineno);
+            errbuf_set(err, errlen, "%s:%d: NUL byte in line", path, lineno);
             goto cleanup;
         }
         char *key = NULL, *value = NULL, e[CONFIG_ERRLEN];
         int r = line_split(line, &key, &value, e, sizeof e);
         if (r < 0) {
-            set_err(err, errlen, "%s:%d: %s", path, lineno, e);
+            errbuf_set(err, errlen, "%s:%d: %s", path, lineno, e);
             goto cleanup;
         }
         if (r == 0) continue;
         const cfg_key *k = key_find(key);
         if (!k) {
-            set_err(err, errlen, "%s:%d: unknown key '%s' (prunelabd --help lists the keys)", path,
+            errbuf_set(err, errlen, "%s:%d: unknown key '%s' (prunelabd --help lists the keys)", path,
                     lineno, key);
             goto cleanup;
         }
         size_t ki = (size_t)(k - config_keys);
         if (first_line[ki]) {
-            set_err(err, errlen, "%s:%d: duplicate key '%s' (first set on line %d)", path, lineno,
+            errbuf_set(err, errlen, "%s:%d: duplicate key '%s' (first set on line %d)", path, lineno,
                     key, first_line[ki]);
             goto cleanup;
         }
         first_line[ki] = lineno;
         if (config_set(c, key, value, e, sizeof e) != 0) {
-            set_err(err, errlen, "%s:%d: %s", path, lineno, e);
+            errbuf_set(err, errlen, "%s:%d: %s", path, lineno, e);
             goto cleanup;
         }
     }
     if (ferror(f)) {
-        set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+        errbuf_set(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto cleanup;
     }
     rc = 0;
@@ -409,16 +398,16 @@ cleanup:
 
 int config_validate(const pl_config *c, char *err, size_t errlen) {
     if (!c->listen_host || !c->data_dir || !c->executor || !c->engine_bin)
-        return set_err(err, errlen, "out of memory while reading the configuration");
+        return errbuf_set(err, errlen, "out of memory while reading the configuration");
     if (c->upload_max < c->body_max)
-        return set_err(err, errlen, "upload_max (%zu) must be at least body_max (%zu)",
+        return errbuf_set(err, errlen, "upload_max (%zu) must be at least body_max (%zu)",
                        c->upload_max, c->body_max);
     if (c->max_connections_per_ip > c->max_connections)
-        return set_err(err, errlen,
+        return errbuf_set(err, errlen,
                        "max_connections_per_ip (%d) must not exceed max_connections (%d)",
                        c->max_connections_per_ip, c->max_connections);
     if (c->owner_running_cap > c->workers)
-        return set_err(err, errlen,
+        return errbuf_set(err, errlen,
                        "owner_running_cap (%d) exceeds workers (%d): it would never bind; use 0 "
                        "for no cap",
                        c->owner_running_cap, c->workers);
@@ -492,16 +481,16 @@ enum config_action config_from_args(pl_config *c, int argc, char **argv, char *e
         case 'h': config_print_usage(c, stdout); return CONFIG_ACTION_HELP;
         case 'V': printf("prunelabd %s\n", PACKAGE_VERSION); return CONFIG_ACTION_VERSION;
         case ':':
-            set_err(err, errlen, "option %s needs a value; try 'prunelabd --help'",
+            errbuf_set(err, errlen, "option %s needs a value; try 'prunelabd --help'",
                     argv[optind - 1]);
             return CONFIG_ACTION_ERROR;
         default:
-            set_err(err, errlen, "unknown option '%s'; try 'prunelabd --help'", argv[optind - 1]);
+            errbuf_set(err, errlen, "unknown option '%s'; try 'prunelabd --help'", argv[optind - 1]);
             return CONFIG_ACTION_ERROR;
         }
     }
     if (optind < argc) {
-        set_err(err, errlen, "unexpected argument '%s'; try 'prunelabd --help'", argv[optind]);
+        errbuf_set(err, errlen, "unexpected argument '%s'; try 'prunelabd --help'", argv[optind]);
         return CONFIG_ACTION_ERROR;
     }
     if (file && config_load_file(c, file, err, errlen) != 0) return CONFIG_ACTION_ERROR;
@@ -517,7 +506,7 @@ enum config_action config_from_args(pl_config *c, int argc, char **argv, char *e
             /* config_set says "key: ..."; name the flag instead */
             size_t kl = strlen(flags[i].key);
             const char *msg = strncmp(e, flags[i].key, kl) == 0 && e[kl] == ':' ? e + kl + 2 : e;
-            set_err(err, errlen, "%s: %s", flags[i].flag, msg);
+            errbuf_set(err, errlen, "%s: %s", flags[i].flag, msg);
             return CONFIG_ACTION_ERROR;
         }
     }

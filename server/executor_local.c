@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "executor.h"
+#include "errbuf.h"
 
 extern char **environ;
 
@@ -84,17 +85,6 @@ void executor_config_default(executor_config *c)
     c->max_line = (size_t)1 << 20;
     c->stderr_tail = 8192;
     c->subreaper = 1;
-}
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
 }
 
 static char *dup_or_null(const char *s)
@@ -678,15 +668,15 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     const char *bin = req && req->bin ? req->bin : base->cfg.bin;
 
     if (!req || !req->spec) {
-        fail(err, errlen, "executor: no spec");
+        errbuf_set(err, errlen, "executor: no spec");
         goto cleanup;
     }
     if (!bin || !*bin) {
-        fail(err, errlen, "executor: no engine binary configured");
+        errbuf_set(err, errlen, "executor: no engine binary configured");
         goto cleanup;
     }
     if (cell_find(ex, req->cell_id)) {
-        fail(err, errlen, "executor: cell %lld is already running", (long long)req->cell_id);
+        errbuf_set(err, errlen, "executor: cell %lld is already running", (long long)req->cell_id);
         goto cleanup;
     }
     c = calloc(1, sizeof *c);
@@ -703,12 +693,12 @@ static int local_start(executor *base, const executor_request *req, char *err, s
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_sp) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
         pipe2(err_p, O_CLOEXEC) < 0) {
-        fail(err, errlen, "executor: cannot create pipes: %s", strerror(errno));
+        errbuf_set(err, errlen, "executor: cannot create pipes: %s", strerror(errno));
         goto cleanup;
     }
     if (fd_above2(&in_sp[0]) || fd_above2(&in_sp[1]) || fd_above2(&out_p[0]) || fd_above2(&out_p[1]) ||
         fd_above2(&err_p[0]) || fd_above2(&err_p[1])) {
-        fail(err, errlen, "executor: cannot move pipe fds: %s", strerror(errno));
+        errbuf_set(err, errlen, "executor: cannot move pipe fds: %s", strerror(errno));
         goto cleanup;
     }
 
@@ -721,11 +711,11 @@ static int local_start(executor *base, const executor_request *req, char *err, s
         goto oom;
     for (const char *const *e = req->env; e && *e; e++) {
         if (n_over == MAX_OVERRIDES) {
-            fail(err, errlen, "executor: more than %d environment entries", MAX_OVERRIDES - 4);
+            errbuf_set(err, errlen, "executor: more than %d environment entries", MAX_OVERRIDES - 4);
             goto cleanup;
         }
         if (!strchr(*e, '=') || **e == '=') {
-            fail(err, errlen, "executor: environment entry '%s' is not NAME=value", *e);
+            errbuf_set(err, errlen, "executor: environment entry '%s' is not NAME=value", *e);
             goto cleanup;
         }
         if (over_add(over, &n_over, "%s", *e)) goto oom;
@@ -753,7 +743,7 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     pid_t pid;
     int e = posix_spawn(&pid, bin, &fa, &attr, argv, envp);
     if (e != 0) {
-        fail(err, errlen, "executor: cannot run %s: %s", bin, strerror(e));
+        errbuf_set(err, errlen, "executor: cannot run %s: %s", bin, strerror(e));
         goto cleanup;
     }
     c->pid = pid;
@@ -786,7 +776,7 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     goto cleanup;
 
 oom:
-    fail(err, errlen, "executor: out of memory");
+    errbuf_set(err, errlen, "executor: out of memory");
 cleanup:
     if (fa_ok) posix_spawn_file_actions_destroy(&fa);
     if (attr_ok) posix_spawnattr_destroy(&attr);
@@ -1000,12 +990,12 @@ executor *executor_local_init(const executor_config *cfg, const executor_callbac
 {
     struct sigaction sa;
     if (sigaction(SIGCHLD, NULL, &sa) == 0 && (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT))) {
-        fail(err, errlen, "executor: SIGCHLD is ignored, exit statuses of cells would be lost");
+        errbuf_set(err, errlen, "executor: SIGCHLD is ignored, exit statuses of cells would be lost");
         return NULL;
     }
     local_executor *ex = calloc(1, sizeof *ex);
     if (!ex) {
-        fail(err, errlen, "executor: out of memory");
+        errbuf_set(err, errlen, "executor: out of memory");
         return NULL;
     }
     ex->wake_r = ex->wake_w = -1;
@@ -1024,7 +1014,7 @@ executor *executor_local_init(const executor_config *cfg, const executor_callbac
     int p[2];
     if ((cfg && cfg->bin && !c->bin) || (cfg && cfg->coretype && !c->coretype) ||
         pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        fail(err, errlen, "executor: cannot initialise: %s", strerror(errno));
+        errbuf_set(err, errlen, "executor: cannot initialise: %s", strerror(errno));
         local_free(&ex->base);
         return NULL;
     }

@@ -25,6 +25,7 @@
  * and handed to MHD with MHD_OPTION_LISTEN_SOCKET; that gives a precise bind error. */
 #define _GNU_SOURCE /* mkostemp */
 #include "http.h"
+#include "errbuf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -114,18 +115,6 @@ static char *dup_str(const char *s) {
     char *p = malloc(n);
     if (p) memcpy(p, s, n);
     return p;
-}
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
 }
 
 /* ------------------------------------------------------------------ decoding */
@@ -288,26 +277,26 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
 static int pattern_compile(const char *pattern, route_pattern *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (!pattern || pattern[0] != '/')
-        return set_err(err, errlen, "route pattern '%s' must start with '/'",
+        return errbuf_set(err, errlen, "route pattern '%s' must start with '/'",
                        pattern ? pattern : "(null)");
     if (pattern[1] == '\0') return 0;
     const char *s = pattern + 1;
     for (;;) {
         const char *slash = strchr(s, '/');
         size_t len = slash ? (size_t)(slash - s) : strlen(s);
-        if (len == 0) return set_err(err, errlen, "route pattern '%s' has an empty segment", pattern);
+        if (len == 0) return errbuf_set(err, errlen, "route pattern '%s' has an empty segment", pattern);
         if (out->nseg == HTTP_MAX_SEGMENTS)
-            return set_err(err, errlen, "route pattern '%s' is too deep", pattern);
+            return errbuf_set(err, errlen, "route pattern '%s' is too deep", pattern);
         if (s[0] == '{') {
             if (len < 3 || s[len - 1] != '}')
-                return set_err(err, errlen, "route pattern '%s': bad {name} segment", pattern);
+                return errbuf_set(err, errlen, "route pattern '%s': bad {name} segment", pattern);
             for (size_t i = 1; i + 1 < len; i++)
                 if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '_'))
-                    return set_err(err, errlen, "route pattern '%s': {name} takes [a-z0-9_]",
+                    return errbuf_set(err, errlen, "route pattern '%s': {name} takes [a-z0-9_]",
                                    pattern);
         }
         char *seg = malloc(len + 1);
-        if (!seg) return set_err(err, errlen, "out of memory");
+        if (!seg) return errbuf_set(err, errlen, "out of memory");
         memcpy(seg, s, len);
         seg[len] = '\0';
         out->segs[out->nseg++] = seg;
@@ -917,7 +906,7 @@ static int listen_open(const char *host, int port, int *family, char *err, size_
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int g = getaddrinfo(host, portstr, &hints, &res);
-    if (g != 0) return set_err(err, errlen, "cannot listen on %s: %s", where, gai_strerror(g));
+    if (g != 0) return errbuf_set(err, errlen, "cannot listen on %s: %s", where, gai_strerror(g));
     int fd = -1, saved = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -947,7 +936,7 @@ static int listen_open(const char *host, int port, int *family, char *err, size_
                            : saved == EACCES ? " (ports below 1024 need privileges)"
                            : saved == EADDRNOTAVAIL ? " (no such local address)"
                                                     : "";
-        return set_err(err, errlen, "cannot listen on %s: %s%s", where, strerror(saved), hint);
+        return errbuf_set(err, errlen, "cannot listen on %s: %s%s", where, strerror(saved), hint);
     }
     return fd;
 }
@@ -969,7 +958,7 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     int rc = -1, fd = -1, family = AF_INET;
     *out = NULL;
     http_server *s = calloc(1, sizeof *s);
-    if (!s) return set_err(err, errlen, "out of memory");
+    if (!s) return errbuf_set(err, errlen, "out of memory");
     s->opt = *opt;
     s->app = app;
     s->n_routes = n_routes;
@@ -979,7 +968,7 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     s->patterns = calloc(n_routes ? n_routes : 1, sizeof *s->patterns);
     s->stats = calloc(n_routes + 1, sizeof *s->stats);
     if (!s->host || !s->tmp_dir || !s->routes || !s->patterns || !s->stats) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto cleanup;
     }
     s->opt.host = s->host;
@@ -987,7 +976,7 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     for (size_t i = 0; i < n_routes; i++) {
         s->routes[i] = routes[i];
         if (!routes[i].method || !routes[i].method[0] || !routes[i].handler) {
-            set_err(err, errlen, "route %zu (%s): method and handler are required", i,
+            errbuf_set(err, errlen, "route %zu (%s): method and handler are required", i,
                     routes[i].pattern ? routes[i].pattern : "?");
             goto cleanup;
         }
@@ -1009,7 +998,7 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     if (!s->mhd) {
         char where[300];
         addr_format(where, sizeof where, s->host, opt->port);
-        set_err(err, errlen, "cannot start the HTTP server on %s (libmicrohttpd refused; see "
+        errbuf_set(err, errlen, "cannot start the HTTP server on %s (libmicrohttpd refused; see "
                              "the message above)", where);
         goto cleanup;
     }

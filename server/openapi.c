@@ -13,6 +13,7 @@
  * path item, directly or through a local $ref) and no other path parameter may be. The check
  * allocates only the parsed document, freed before it returns. */
 #include "openapi.h"
+#include "errbuf.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -35,17 +36,6 @@ const char *openapi_document(size_t *len)
 
 /* Operation keys of a path item (OpenAPI 3.0), lower case. */
 static const char *const OP_METHODS[] = {"get", "put", "post", "delete", "options", "head", "patch", "trace", NULL};
-
-__attribute__((format(printf, 3, 4))) static int check_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static int route_in_scope(const char *pattern)
 {
@@ -152,7 +142,7 @@ static int op_params_check(json_t *doc, json_t *item, json_t *op, const char *me
         if (!e) break;
         size_t n = (size_t)(e - b - 1);
         if (!params_have_path(doc, lists[0], b + 1, n) && !params_have_path(doc, lists[1], b + 1, n))
-            return check_fail(err, errlen, "%s %s: path parameter %.*s is not declared",
+            return errbuf_set(err, errlen, "%s %s: path parameter %.*s is not declared",
                               method_upper(method, up, sizeof up), path, (int)n, b + 1);
     }
     for (int k = 0; k < 2; k++) {
@@ -161,12 +151,12 @@ static int op_params_check(json_t *doc, json_t *item, json_t *op, const char *me
         json_array_foreach(lists[k], i, p) {
             json_t *d = ref_follow(doc, p);
             if (!d)
-                return check_fail(err, errlen, "%s %s: a parameter's $ref does not resolve",
+                return errbuf_set(err, errlen, "%s %s: a parameter's $ref does not resolve",
                                   method_upper(method, up, sizeof up), path);
             const char *in = json_string_value(json_object_get(d, "in"));
             const char *pn = json_string_value(json_object_get(d, "name"));
             if (in && pn && strcmp(in, "path") == 0 && !template_has(path, pn))
-                return check_fail(err, errlen, "%s %s: path parameter %s is not in the path",
+                return errbuf_set(err, errlen, "%s %s: path parameter %s is not in the path",
                                   method_upper(method, up, sizeof up), path, pn);
         }
     }
@@ -194,12 +184,12 @@ int openapi_check(const http_route *routes, size_t n, char *err, size_t errlen)
     if (err && errlen) err[0] = '\0';
     json_t *doc = json_loads(openapi_doc_json, 0, &je);
     if (!doc) {
-        check_fail(err, errlen, "openapi.json: line %d column %d: %s", je.line, je.column, je.text);
+        errbuf_set(err, errlen, "openapi.json: line %d column %d: %s", je.line, je.column, je.text);
         goto cleanup;
     }
     json_t *paths = json_object_get(doc, "paths");
     if (!json_is_object(paths)) {
-        check_fail(err, errlen, "openapi.json: no \"paths\" object");
+        errbuf_set(err, errlen, "openapi.json: no \"paths\" object");
         goto cleanup;
     }
 
@@ -215,7 +205,7 @@ int openapi_check(const http_route *routes, size_t n, char *err, size_t errlen)
         json_t *item = ref_follow(doc, json_object_get(paths, r->pattern));
         json_t *op = json_object_get(item, lower);
         if (!json_is_object(op)) {
-            check_fail(err, errlen, "%s %s: not documented", method_upper(r->method, up, sizeof up), r->pattern);
+            errbuf_set(err, errlen, "%s %s: not documented", method_upper(r->method, up, sizeof up), r->pattern);
             goto cleanup;
         }
         if (op_params_check(doc, item, op, lower, r->pattern, err, errlen) != 0) goto cleanup;
@@ -227,7 +217,7 @@ int openapi_check(const http_route *routes, size_t n, char *err, size_t errlen)
     json_object_foreach(paths, path, item) {
         json_t *it = ref_follow(doc, item);
         if (!json_is_object(it)) {
-            check_fail(err, errlen, "%s: the path item is not an object", path);
+            errbuf_set(err, errlen, "%s: the path item is not an object", path);
             goto cleanup;
         }
         const char *key;
@@ -235,7 +225,7 @@ int openapi_check(const http_route *routes, size_t n, char *err, size_t errlen)
         json_object_foreach(it, key, op) {
             if (!op_method_known(key)) continue;
             if (!doc_op_is_route(routes, n, key, path)) {
-                check_fail(err, errlen, "%s %s: documented, but no route serves it", method_upper(key, up, sizeof up),
+                errbuf_set(err, errlen, "%s %s: documented, but no route serves it", method_upper(key, up, sizeof up),
                            path);
                 goto cleanup;
             }

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "sha256.h"
+#include "errbuf.h"
 
 #define STORE_BUSY_TIMEOUT_MS 10000
 #define STORE_READERS_IDLE_MAX 80
@@ -152,17 +153,6 @@ int store_name_valid(const char *s)
 
 /* ------------------------------------------------------------------ small helpers */
 
-__attribute__((format(printf, 3, 4))) static int seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return STORE_ERR;
-}
-
 static int64_t clock_real_ms(void)
 {
     struct timespec ts;
@@ -206,7 +196,7 @@ static sqlite3_stmt *stmt_newv(sqlite3 *db, char *err, size_t errlen, const char
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
-        seterr(err, errlen, "sqlite prepare: %s", sqlite3_errmsg(db));
+        errbuf_set(err, errlen, "sqlite prepare: %s", sqlite3_errmsg(db));
         return NULL;
     }
     for (int i = 0; fmt && fmt[i]; i++) {
@@ -223,7 +213,7 @@ static sqlite3_stmt *stmt_newv(sqlite3 *db, char *err, size_t errlen, const char
         default: rc = SQLITE_MISUSE;
         }
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "sqlite bind %d: %s", i + 1, sqlite3_errstr(rc));
+            errbuf_set(err, errlen, "sqlite bind %d: %s", i + 1, sqlite3_errstr(rc));
             sqlite3_finalize(s);
             return NULL;
         }
@@ -243,7 +233,7 @@ static sqlite3_stmt *stmt_new(sqlite3 *db, char *err, size_t errlen, const char 
 /* Map a failed sqlite3_step: constraint violations are the caller's bad input. */
 static int step_error(sqlite3 *db, int rc, char *err, size_t errlen)
 {
-    seterr(err, errlen, "%s", sqlite3_errmsg(db));
+    errbuf_set(err, errlen, "%s", sqlite3_errmsg(db));
     if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) return STORE_EXISTS;
     if (rc == SQLITE_CONSTRAINT_CHECK || rc == SQLITE_CONSTRAINT_NOTNULL) return STORE_INVALID;
     return STORE_ERR;
@@ -395,7 +385,7 @@ int store_memo_get(store *st, const char *key, store_memo_build_fn build, void *
         found = cacheable ? memo_lookup(st, key, out, len) : 0;
     }
     if (found < 0) {
-        rc = seterr(err, errlen, "out of memory");
+        rc = errbuf_set(err, errlen, "out of memory");
         goto cleanup;
     }
     if (found > 0) {
@@ -406,7 +396,7 @@ int store_memo_get(store *st, const char *key, store_memo_build_fn build, void *
      * and any commit after this point moves the counter on, which makes the entry stale. */
     uint64_t v = store_version(st);
     rc = build(ctx, out, len, err, errlen);
-    if (rc == STORE_OK && !*out) rc = seterr(err, errlen, "memo build returned no data");
+    if (rc == STORE_OK && !*out) rc = errbuf_set(err, errlen, "memo build returned no data");
     if (rc == STORE_OK && cacheable) memo_store(st, key, v, *out, *len);
 cleanup:
     if (building) pthread_mutex_unlock(&st->mbuild);
@@ -426,14 +416,14 @@ static int wr_begin(store *st, int durable, char *err, size_t errlen)
     if (durable != st->w_sync_full) {
         const char *sql = durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
         if (sqlite3_exec(st->w, sql, NULL, NULL, NULL) != SQLITE_OK) {
-            seterr(err, errlen, "%s: %s", sql, sqlite3_errmsg(st->w));
+            errbuf_set(err, errlen, "%s: %s", sql, sqlite3_errmsg(st->w));
             pthread_mutex_unlock(&st->wmu);
             return STORE_ERR;
         }
         st->w_sync_full = durable;
     }
     if (sqlite3_exec(st->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        seterr(err, errlen, "begin: %s", sqlite3_errmsg(st->w));
+        errbuf_set(err, errlen, "begin: %s", sqlite3_errmsg(st->w));
         pthread_mutex_unlock(&st->wmu);
         return STORE_ERR;
     }
@@ -449,7 +439,7 @@ static int wr_end(store *st, int rc, char *err, size_t errlen)
         if (sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
             committed = 1;
         } else {
-            seterr(err, errlen, "commit: %s", sqlite3_errmsg(st->w));
+            errbuf_set(err, errlen, "commit: %s", sqlite3_errmsg(st->w));
             rc = STORE_ERR;
         }
     }
@@ -465,7 +455,7 @@ static int conn_setup(sqlite3 *db, char *err, size_t errlen)
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
     if (sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK)
-        return seterr(err, errlen, "foreign_keys: %s", sqlite3_errmsg(db));
+        return errbuf_set(err, errlen, "foreign_keys: %s", sqlite3_errmsg(db));
     return STORE_OK;
 }
 
@@ -478,7 +468,7 @@ static sqlite3 *rd_get(store *st, char *err, size_t errlen)
     pthread_mutex_unlock(&st->rmu);
     if (db) return db;
     if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        seterr(err, errlen, "open reader %s: %s", st->path, db ? sqlite3_errmsg(db) : "out of memory");
+        errbuf_set(err, errlen, "open reader %s: %s", st->path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
@@ -507,7 +497,7 @@ static char *file_read_text(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 8192, n = 0;
@@ -526,7 +516,7 @@ static char *file_read_text(const char *path, char *err, size_t errlen)
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        seterr(err, errlen, "%s: read failed", path);
+        errbuf_set(err, errlen, "%s: read failed", path);
         return NULL;
     }
     buf[n] = '\0';
@@ -538,7 +528,7 @@ static char *file_read_text(const char *path, char *err, size_t errlen)
 static int migrations_scan(const char *dir, char ***paths_out, int *n_max, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
-    if (!d) return seterr(err, errlen, "migrations directory %s: %s", dir, strerror(errno));
+    if (!d) return errbuf_set(err, errlen, "migrations directory %s: %s", dir, strerror(errno));
     char **paths = calloc(STORE_MIGRATIONS_MAX + 1, sizeof *paths);
     int max = 0, rc = STORE_OK;
     struct dirent *e;
@@ -549,16 +539,16 @@ static int migrations_scan(const char *dir, char ***paths_out, int *n_max, char 
             !isdigit((unsigned char)nm[2]) || nm[3] != '_' || strcmp(nm + len - 4, ".sql"))
             continue;
         int k = (nm[0] - '0') * 100 + (nm[1] - '0') * 10 + (nm[2] - '0');
-        if (k == 0) { rc = seterr(err, errlen, "migration %s/%s: numbering starts at 001", dir, nm); break; }
-        if (paths[k]) { rc = seterr(err, errlen, "migrations %s and %s share number %03d", paths[k], nm, k); break; }
-        if (asprintf(&paths[k], "%s/%s", dir, nm) < 0) { paths[k] = NULL; rc = seterr(err, errlen, "out of memory"); break; }
+        if (k == 0) { rc = errbuf_set(err, errlen, "migration %s/%s: numbering starts at 001", dir, nm); break; }
+        if (paths[k]) { rc = errbuf_set(err, errlen, "migrations %s and %s share number %03d", paths[k], nm, k); break; }
+        if (asprintf(&paths[k], "%s/%s", dir, nm) < 0) { paths[k] = NULL; rc = errbuf_set(err, errlen, "out of memory"); break; }
         if (k > max) max = k;
     }
     closedir(d);
-    if (!paths) return seterr(err, errlen, "out of memory");
-    if (rc == STORE_OK && max == 0) rc = seterr(err, errlen, "no migrations (NNN_name.sql) in %s", dir);
+    if (!paths) return errbuf_set(err, errlen, "out of memory");
+    if (rc == STORE_OK && max == 0) rc = errbuf_set(err, errlen, "no migrations (NNN_name.sql) in %s", dir);
     for (int k = 1; rc == STORE_OK && k <= max; k++)
-        if (!paths[k]) rc = seterr(err, errlen, "migration %03d is missing from %s", k, dir);
+        if (!paths[k]) rc = errbuf_set(err, errlen, "migration %03d is missing from %s", k, dir);
     if (rc != STORE_OK) {
         for (int k = 0; k <= STORE_MIGRATIONS_MAX; k++) free(paths[k]);
         free(paths);
@@ -582,12 +572,12 @@ static int migrations_apply(store *st, const char *sql_dir, char *err, size_t er
         goto cleanup;
     }
     if ((version > 0 || n_objects > 0) && app_id != STORE_APPLICATION_ID) {
-        rc = seterr(err, errlen, "%s is not a prunelabd database (application_id %lld, %lld schema objects)",
+        rc = errbuf_set(err, errlen, "%s is not a prunelabd database (application_id %lld, %lld schema objects)",
                     st->path, (long long)app_id, (long long)n_objects);
         goto cleanup;
     }
     if (version > max) {
-        rc = seterr(err, errlen,
+        rc = errbuf_set(err, errlen,
                     "%s has schema version %lld, newer than this prunelabd knows (%d, from %s); "
                     "run a newer prunelabd or use another data directory",
                     st->path, (long long)version, max, sql_dir);
@@ -602,12 +592,12 @@ static int migrations_apply(store *st, const char *sql_dir, char *err, size_t er
         if (rc == STORE_OK && now_version < k) { /* another process may have migrated meanwhile */
             char *msg = NULL;
             if (sqlite3_exec(st->w, text, NULL, NULL, &msg) != SQLITE_OK) {
-                rc = seterr(err, errlen, "migration %s: %s", paths[k], msg ? msg : sqlite3_errmsg(st->w));
+                rc = errbuf_set(err, errlen, "migration %s: %s", paths[k], msg ? msg : sqlite3_errmsg(st->w));
             } else {
                 char pragma[64]; /* integer we computed: PRAGMA takes no bound parameters */
                 snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", k);
                 if (sqlite3_exec(st->w, pragma, NULL, NULL, NULL) != SQLITE_OK)
-                    rc = seterr(err, errlen, "set user_version: %s", sqlite3_errmsg(st->w));
+                    rc = errbuf_set(err, errlen, "set user_version: %s", sqlite3_errmsg(st->w));
             }
             sqlite3_free(msg);
         }
@@ -625,12 +615,12 @@ cleanup:
 int store_open(const char *path, const char *sql_dir, store **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!path || !sql_dir) return seterr(err, errlen, "store_open: path and sql_dir are required");
-    if (!sqlite3_threadsafe()) return seterr(err, errlen, "SQLite was built without thread support");
+    if (!path || !sql_dir) return errbuf_set(err, errlen, "store_open: path and sql_dir are required");
+    if (!sqlite3_threadsafe()) return errbuf_set(err, errlen, "SQLite was built without thread support");
     store *st = calloc(1, sizeof *st);
     if (!st || !(st->path = strdup(path))) {
         free(st);
-        return seterr(err, errlen, "out of memory");
+        return errbuf_set(err, errlen, "out of memory");
     }
     pthread_mutex_init(&st->wmu, NULL);
     pthread_mutex_init(&st->rmu, NULL);
@@ -649,7 +639,7 @@ int store_open(const char *path, const char *sql_dir, store **out, char *err, si
     char *mode = NULL;
     if (sqlite3_open_v2(path, &st->w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
-        rc = seterr(err, errlen, "open %s: %s", path, st->w ? sqlite3_errmsg(st->w) : "out of memory");
+        rc = errbuf_set(err, errlen, "open %s: %s", path, st->w ? sqlite3_errmsg(st->w) : "out of memory");
         goto cleanup;
     }
     if ((rc = conn_setup(st->w, err, errlen)) != STORE_OK) goto cleanup;
@@ -658,14 +648,14 @@ int store_open(const char *path, const char *sql_dir, store **out, char *err, si
     if (sqlite3_step(s) == SQLITE_ROW) mode = dup_or_null((const char *)sqlite3_column_text(s, 0), &(int){0});
     sqlite3_finalize(s);
     if (!mode || strcmp(mode, "wal")) {
-        rc = seterr(err, errlen, "open %s: cannot switch to WAL (journal_mode %s): %s", path, mode ? mode : "?",
+        rc = errbuf_set(err, errlen, "open %s: cannot switch to WAL (journal_mode %s): %s", path, mode ? mode : "?",
                     sqlite3_errmsg(st->w));
         goto cleanup;
     }
     /* journal_size_limit: the WAL file is truncated back to 64 MiB after checkpoints. */
     if (sqlite3_exec(st->w, "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864", NULL, NULL, NULL) !=
         SQLITE_OK) {
-        rc = seterr(err, errlen, "synchronous: %s", sqlite3_errmsg(st->w));
+        rc = errbuf_set(err, errlen, "synchronous: %s", sqlite3_errmsg(st->w));
         goto cleanup;
     }
     rc = migrations_apply(st, sql_dir, err, errlen);
@@ -715,18 +705,18 @@ int store_integrity_check(store *st, char *err, size_t errlen)
     int rc = STORE_OK;
     sqlite3_stmt *s = stmt_new(db, err, errlen, "PRAGMA integrity_check", NULL);
     if (!s) { rc = STORE_ERR; goto cleanup; }
-    if (sqlite3_step(s) != SQLITE_ROW) rc = seterr(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
+    if (sqlite3_step(s) != SQLITE_ROW) rc = errbuf_set(err, errlen, "integrity_check: %s", sqlite3_errmsg(db));
     else if (strcmp((const char *)sqlite3_column_text(s, 0), "ok"))
-        rc = seterr(err, errlen, "integrity_check: %s", (const char *)sqlite3_column_text(s, 0));
+        rc = errbuf_set(err, errlen, "integrity_check: %s", (const char *)sqlite3_column_text(s, 0));
     sqlite3_finalize(s);
     if (rc != STORE_OK) goto cleanup;
     if (!(s = stmt_new(db, err, errlen, "PRAGMA foreign_key_check", NULL))) { rc = STORE_ERR; goto cleanup; }
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW)
-        rc = seterr(err, errlen, "foreign_key_check: table %s row %lld", (const char *)sqlite3_column_text(s, 0),
+        rc = errbuf_set(err, errlen, "foreign_key_check: table %s row %lld", (const char *)sqlite3_column_text(s, 0),
                     (long long)sqlite3_column_int64(s, 1));
     else if (step != SQLITE_DONE)
-        rc = seterr(err, errlen, "foreign_key_check: %s", sqlite3_errmsg(db));
+        rc = errbuf_set(err, errlen, "foreign_key_check: %s", sqlite3_errmsg(db));
     sqlite3_finalize(s);
 cleanup:
     rd_put(st, db);
@@ -753,14 +743,14 @@ static int token_generate(char token_out[STORE_TOKEN_LEN], char hash_out[SHA256_
 {
     uint8_t raw[32];
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return seterr(err, errlen, "/dev/urandom: %s", strerror(errno));
+    if (fd < 0) return errbuf_set(err, errlen, "/dev/urandom: %s", strerror(errno));
     size_t got = 0;
     while (got < sizeof raw) {
         ssize_t r = read(fd, raw + got, sizeof raw - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             close(fd);
-            return seterr(err, errlen, "/dev/urandom: short read");
+            return errbuf_set(err, errlen, "/dev/urandom: short read");
         }
         got += (size_t)r;
     }
@@ -783,7 +773,7 @@ int store_user_add(store *st, const char *name, int admin, char token_out[STORE_
     char hash[SHA256_HEX_LEN];
     int64_t uid = 0;
     if (!store_name_valid(name)) {
-        seterr(err, errlen, "name: must match [A-Za-z0-9._-]{1,64}");
+        errbuf_set(err, errlen, "name: must match [A-Za-z0-9._-]{1,64}");
         return STORE_INVALID;
     }
     int rc = token_generate(token_out, hash, err, errlen);
@@ -902,8 +892,8 @@ int store_token_lookup(store *st, const char *token, store_user *u, char *err, s
     /* Read the data version BEFORE the lookup: a commit after it makes the cached answer stale. */
     int64_t dv = dv_get(st);
     int rc = dv >= 0 ? token_cache_get(st, hash, dv, u) : STORE_NOTFOUND;
-    if (rc == STORE_CONFLICT) seterr(err, errlen, "the token was revoked");
-    if (rc == STORE_ERR) seterr(err, errlen, "out of memory");
+    if (rc == STORE_CONFLICT) errbuf_set(err, errlen, "the token was revoked");
+    if (rc == STORE_ERR) errbuf_set(err, errlen, "out of memory");
     if (rc != STORE_NOTFOUND) return rc;
     sqlite3 *db = rd_get(st, err, errlen);
     if (!db) return STORE_ERR;
@@ -916,14 +906,14 @@ int store_token_lookup(store *st, const char *token, store_user *u, char *err, s
     if (s) {
         int step = sqlite3_step(s);
         if (step == SQLITE_ROW && sqlite3_column_int(s, 4)) {
-            seterr(err, errlen, "the token was revoked");
+            errbuf_set(err, errlen, "the token was revoked");
             rc = STORE_CONFLICT;
         } else if (step == SQLITE_ROW) {
             u->id = col_i64(s, 0);
             u->name = col_dup(s, 1, &oom);
             u->admin = (int)col_i64(s, 2);
             u->created_ms = col_i64(s, 3);
-            rc = oom ? seterr(err, errlen, "out of memory") : STORE_OK;
+            rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
         } else {
             rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
         }
@@ -996,7 +986,7 @@ int store_users_list(store *st, store_user **users, size_t *n, char *err, size_t
         u->created_ms = col_i64(s, 3);
         u->active_tokens = (int)col_i64(s, 4);
     }
-    if (oom) rc = seterr(err, errlen, "out of memory");
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
     else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
     sqlite3_finalize(s);
 cleanup:
@@ -1046,11 +1036,11 @@ static void model_from_row(sqlite3_stmt *s, store_model *m, int *oom)
 int store_model_insert(store *st, const store_model *m, int64_t *id_out, char *err, size_t errlen)
 {
     if (!store_name_valid(m->name)) {
-        seterr(err, errlen, "name: must match [A-Za-z0-9._-]{1,64}");
+        errbuf_set(err, errlen, "name: must match [A-Za-z0-9._-]{1,64}");
         return STORE_INVALID;
     }
     if (!m->path || !m->owner) {
-        seterr(err, errlen, "model: path and owner are required");
+        errbuf_set(err, errlen, "model: path and owner are required");
         return STORE_INVALID;
     }
     int64_t id = 0;
@@ -1087,7 +1077,7 @@ int store_model_get(store *st, const char *name, store_model *m, char *err, size
         int step = sqlite3_step(s);
         if (step == SQLITE_ROW) {
             model_from_row(s, m, &oom);
-            rc = oom ? seterr(err, errlen, "out of memory") : STORE_OK;
+            rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
         } else {
             rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
         }
@@ -1117,7 +1107,7 @@ int store_models_list(store *st, store_model **models, size_t *n, char *err, siz
         }
         model_from_row(s, &(*models)[(*n)++], &oom);
     }
-    if (oom) rc = seterr(err, errlen, "out of memory");
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
     else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
     sqlite3_finalize(s);
 cleanup:
@@ -1141,7 +1131,7 @@ int store_model_delete(store *st, const char *name, char *err, size_t errlen)
                    "SELECT COUNT(*) FROM jobs WHERE model = ?1 AND state IN ('queued', 'running')", "t", name);
     if (rc != STORE_OK) goto done;
     if (busy) {
-        seterr(err, errlen, "model %s is used by %lld queued or running job(s)", name, (long long)busy);
+        errbuf_set(err, errlen, "model %s is used by %lld queued or running job(s)", name, (long long)busy);
         rc = STORE_CONFLICT;
         goto done;
     }
@@ -1261,12 +1251,12 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
     *job_id = 0;
     if (!nj->owner || !*nj->owner || !nj->spec_json || !nj->cell_specs || nj->n_cells < 1 ||
         nj->n_cells > 100000000 || !store_job_type_name(nj->type)) {
-        seterr(err, errlen, "job: owner, a known type, spec and at least one cell are required");
+        errbuf_set(err, errlen, "job: owner, a known type, spec and at least one cell are required");
         return STORE_INVALID;
     }
     for (size_t i = 0; i < nj->n_cells; i++)
         if (!nj->cell_specs[i]) {
-            seterr(err, errlen, "cell %zu: spec missing", i);
+            errbuf_set(err, errlen, "cell %zu: spec missing", i);
             return STORE_INVALID;
         }
     int64_t now = store_now_ms(st), id = 0;
@@ -1281,7 +1271,7 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
             *job_id = col_i64(s, 0);
             const char *old = (const char *)sqlite3_column_text(s, 1);
             rc = old && !strcmp(old, nj->spec_json) ? STORE_EXISTS : STORE_CONFLICT;
-            if (rc == STORE_CONFLICT) seterr(err, errlen, "idempotency key already used for a different job");
+            if (rc == STORE_CONFLICT) errbuf_set(err, errlen, "idempotency key already used for a different job");
         } else if (step != SQLITE_DONE) {
             rc = step_error(st->w, step, err, errlen);
         }
@@ -1309,7 +1299,7 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
         if (rc != STORE_OK && err) {
             char tmp[256];
             snprintf(tmp, sizeof tmp, "%s", err);
-            seterr(err, errlen, "cell %zu: %s", i, tmp);
+            errbuf_set(err, errlen, "cell %zu: %s", i, tmp);
         }
         sqlite3_reset(ins);
     }
@@ -1332,7 +1322,7 @@ int store_job_get(store *st, int64_t id, store_job *j, char *err, size_t errlen)
         int step = sqlite3_step(s);
         if (step == SQLITE_ROW) {
             job_from_row(s, j, &oom);
-            rc = oom ? seterr(err, errlen, "out of memory") : STORE_OK;
+            rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
         } else {
             rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
         }
@@ -1370,12 +1360,12 @@ int store_jobs_list(store *st, const store_job_filter *f, store_job **jobs, size
     if (limit > STORE_PAGE_MAX) limit = STORE_PAGE_MAX;
     int64_t after = page_token_parse(f->page_token, f->order);
     if (after < 0) {
-        seterr(err, errlen, "page_token: not a token of this listing");
+        errbuf_set(err, errlen, "page_token: not a token of this listing");
         return STORE_INVALID;
     }
     if ((f->type != -1 && !store_job_type_name((store_job_type)f->type)) ||
         (f->state != -1 && !store_state_name((store_state)f->state))) {
-        seterr(err, errlen, "filter: unknown type or state");
+        errbuf_set(err, errlen, "filter: unknown type or state");
         return STORE_INVALID;
     }
 #define JOBS_WHERE "FROM jobs j WHERE (?1 IS NULL OR j.owner = ?1) AND (?2 IS NULL OR j.type = ?2) " \
@@ -1396,7 +1386,7 @@ int store_jobs_list(store *st, const store_job_filter *f, store_job **jobs, size
                                f->state == -1 ? NULL : STATE_NAMES[f->state], after, limit + 1);
     if (!s) { rc = STORE_ERR; goto cleanup; }
     *jobs = calloc((size_t)limit + 1, sizeof **jobs);
-    if (!*jobs) { rc = seterr(err, errlen, "out of memory"); sqlite3_finalize(s); goto cleanup; }
+    if (!*jobs) { rc = errbuf_set(err, errlen, "out of memory"); sqlite3_finalize(s); goto cleanup; }
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (*n == (size_t)limit) { /* one more row exists: there is a next page */
             snprintf(next_token, STORE_PAGE_TOKEN_LEN, "%c%llx", f->order == STORE_ORDER_NEWEST ? 'n' : 'o',
@@ -1406,7 +1396,7 @@ int store_jobs_list(store *st, const store_job_filter *f, store_job **jobs, size
         }
         job_from_row(s, &(*jobs)[(*n)++], &oom);
     }
-    if (oom) rc = seterr(err, errlen, "out of memory");
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
     else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
     sqlite3_finalize(s);
 cleanup:
@@ -1452,7 +1442,7 @@ int store_job_cancel(store *st, int64_t id, store_running **running, size_t *n_r
     else rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(st->w, step, err, errlen);
     sqlite3_finalize(s);
     if (rc != STORE_OK) goto done;
-    if (!state) { rc = seterr(err, errlen, "out of memory"); goto done; }
+    if (!state) { rc = errbuf_set(err, errlen, "out of memory"); goto done; }
     if (!strcmp(state, "done") || !strcmp(state, "failed")) { rc = STORE_NOOP; goto done; }
     rc = exec_sql(st->w, err, errlen,
                   "UPDATE cells SET state = 'cancelled', finished_ms = ?1 WHERE job_id = ?2 AND state = 'queued'", "ii",
@@ -1475,7 +1465,7 @@ int store_job_cancel(store *st, int64_t id, store_running **running, size_t *n_r
         r->pid = (pid_t)col_i64(s, 1);
         r->lease_owner = col_dup(s, 2, &oom);
     }
-    if (oom) rc = seterr(err, errlen, "out of memory");
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
     else if (step != SQLITE_DONE) rc = step_error(st->w, step, err, errlen);
     sqlite3_finalize(s);
 done:
@@ -1519,7 +1509,7 @@ int store_job_delete(store *st, int64_t id, char *err, size_t errlen)
     rc = query_i64(st->w, &running, err, errlen, "SELECT n_running FROM jobs WHERE id = ?1", "i", id);
     if (rc != STORE_OK) goto done;
     if (running > 0) {
-        seterr(err, errlen, "job %lld has %lld running cell(s); cancel it first", (long long)id, (long long)running);
+        errbuf_set(err, errlen, "job %lld has %lld running cell(s); cancel it first", (long long)id, (long long)running);
         rc = STORE_CONFLICT;
         goto done;
     }
@@ -1589,7 +1579,7 @@ static int cell_read(sqlite3 *db, int64_t cell_id, store_cell *c, char *err, siz
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW) {
         cell_from_row(s, c, &oom);
-        rc = oom ? seterr(err, errlen, "out of memory") : STORE_OK;
+        rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
     } else {
         rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
     }
@@ -1615,7 +1605,7 @@ int store_cells_list(store *st, int64_t job_id, int state, store_cell **cells, s
     *cells = NULL;
     *n = 0;
     if (state != -1 && !store_state_name((store_state)state)) {
-        seterr(err, errlen, "state: unknown");
+        errbuf_set(err, errlen, "state: unknown");
         return STORE_INVALID;
     }
     sqlite3 *db = rd_get(st, err, errlen);
@@ -1635,7 +1625,7 @@ int store_cells_list(store *st, int64_t job_id, int state, store_cell **cells, s
         }
         cell_from_row(s, &(*cells)[(*n)++], &oom);
     }
-    if (oom) rc = seterr(err, errlen, "out of memory");
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
     else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
     sqlite3_finalize(s);
 cleanup:
@@ -1660,7 +1650,7 @@ static int query_text(sqlite3 *db, char **out, char *err, size_t errlen, const c
     int step = sqlite3_step(s), rc = STORE_OK, oom = 0;
     if (step == SQLITE_ROW) {
         *out = col_dup(s, 0, &oom);
-        if (oom) rc = seterr(err, errlen, "out of memory");
+        if (oom) rc = errbuf_set(err, errlen, "out of memory");
     } else {
         rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
     }
@@ -1685,7 +1675,7 @@ int store_cell_claim(store *st, const char *lease_owner, int per_owner_cap, int6
                     "GROUP BY j.owner ORDER BY COALESCE(MAX(s.last_claim), 0), MIN(j.id) LIMIT 1",
                     "n", per_owner_cap);
     if (rc != STORE_OK) goto done;
-    if (!owner) { rc = seterr(err, errlen, "claim: job without owner"); goto done; }
+    if (!owner) { rc = errbuf_set(err, errlen, "claim: job without owner"); goto done; }
     /* 2. the owner's job: highest priority, then oldest */
     rc = query_i64(st->w, &job_id, err, errlen,
                    "SELECT id FROM jobs WHERE owner = ?1 AND n_queued > 0 AND state <> 'cancelled' "
@@ -1695,7 +1685,7 @@ int store_cell_claim(store *st, const char *lease_owner, int per_owner_cap, int6
     /* 3. the job's first queued cell */
     rc = query_i64(st->w, &cell_id, err, errlen,
                    "SELECT id FROM cells WHERE job_id = ?1 AND state = 'queued' ORDER BY idx LIMIT 1", "i", job_id);
-    if (rc == STORE_NOTFOUND) rc = seterr(err, errlen, "claim: job %lld counts queued cells it lacks", (long long)job_id);
+    if (rc == STORE_NOTFOUND) rc = errbuf_set(err, errlen, "claim: job %lld counts queued cells it lacks", (long long)job_id);
     if (rc != STORE_OK) goto done;
     rc = query_i64(st->w, &seq, err, errlen, "SELECT COALESCE(MAX(last_claim), 0) + 1 FROM sched_owners", NULL);
     if (rc == STORE_OK)
@@ -1750,7 +1740,7 @@ int store_cell_progress(store *st, int64_t cell_id, int attempt, double progress
 int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char *err, size_t errlen)
 {
     if (!result_json) {
-        seterr(err, errlen, "result: required");
+        errbuf_set(err, errlen, "result: required");
         return STORE_INVALID;
     }
     char *state = NULL;
@@ -1857,7 +1847,7 @@ static int cells_settle_running(store *st, int all, const char *code, const char
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             row *nr = realloc(rows, cap * sizeof *nr);
-            if (!nr) { rc = seterr(err, errlen, "out of memory"); break; }
+            if (!nr) { rc = errbuf_set(err, errlen, "out of memory"); break; }
             rows = nr;
         }
         row *r = &rows[n++];
