@@ -4,9 +4,10 @@
  * Flow of every recipe (cell_run_text):
  *   parse the spec -> threads -> load the input model (or create one: train) -> load the
  *   evaluation split (and the train split when the recipe trains, fine-tunes or calibrates)
- *   -> baseline (given, or evaluated here) and baseline latency -> the recipe produces a model
+ *   -> baseline (given, or evaluated here) -> the recipe produces a model
  *   (and, for structured selections applied as masks, a shrunk twin that gives the realised
- *   speed) -> fine-tuning (masks fixed) -> evaluation -> latency -> the output model is written
+ *   speed) -> fine-tuning (masks fixed) -> evaluation -> latency (paired with the input model)
+ *   -> the output model is written
  *   atomically -> one result event.
  * Events go through one writer guarded by a mutex; a heartbeat thread repeats the last progress
  * line when nothing was written for CELL_HEARTBEAT_S seconds (the work itself may be inside a
@@ -969,13 +970,23 @@ static int dbl_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Inference latency of m on a batch of CELL_LATENCY_BATCH samples of ds (repeated when ds is
- * smaller): 2 untimed passes, then the median of 5 to 15 timed passes (stops adding passes
- * after about 3 s). Returns 0 or -1 with err. */
-static int measure_latency(cell_ctx *c, const model *m, const dataset *ds, const char *phase, double *ms,
-                           double *sps, char *err, size_t errlen)
+/* Median of v[0..n) (sorts v); n >= 1. */
+static double median_of(double *v, int n)
 {
-    if (train_check_compat(m, ds, err, errlen) != 0) return -1;
+    qsort(v, (size_t)n, sizeof v[0], dbl_cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Inference latency of m and of the baseline m0 on a batch of CELL_LATENCY_BATCH samples of ds
+ * (repeated when ds is smaller), timed in pairs: a pass of m0, then a pass of m, so both see the
+ * same machine (cells share cores with other cells; a shared machine's speed drifts over
+ * seconds, and adjacent passes drift together). 2 untimed pairs, then 5 to 15 timed pairs (stops
+ * adding pairs after about 3 s). *ms / *ms0 are the medians of each model's passes, *speedup the
+ * median of the per-pair ratios t0 / t. Returns 0 or -1 with err. */
+static int measure_latency(cell_ctx *c, const model *m0, const model *m, const dataset *ds, const char *phase,
+                           double *ms0, double *ms, double *speedup, char *err, size_t errlen)
+{
+    if (train_check_compat(m, ds, err, errlen) != 0 || train_check_compat(m0, ds, err, errlen) != 0) return -1;
     if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
     const int B = CELL_LATENCY_BATCH, warm = 2, min_reps = 5, max_reps = 15;
     size_t img = (size_t)ds->c * ds->h * ds->w;
@@ -983,24 +994,33 @@ static int measure_latency(cell_ctx *c, const model *m, const dataset *ds, const
     int *idx = xmalloc((size_t)B * sizeof(int));
     for (int i = 0; i < B; i++) idx[i] = i % ds->n;
     dataset_batch(ds, idx, B, x, NULL, NULL, 0);
-    model_acts *a = model_acts_new(m, B, 0);
-    double t[15];
+    model_acts *a = model_acts_new(m, B, 0), *a0 = model_acts_new(m0, B, 0);
+    double t[15], t0[15], r[15];
     int n = 0;
     double t_begin = pl_now();
     progress(c, phase, 0.0, NULL, 1);
-    for (int i = 0; i < warm; i++) model_forward(m, a, x, NULL, B);
-    while (n < max_reps) {
-        double t0 = pl_now();
+    for (int i = 0; i < warm; i++) {
+        model_forward(m0, a0, x, NULL, B);
         model_forward(m, a, x, NULL, B);
-        t[n++] = pl_now() - t0;
+    }
+    while (n < max_reps) {
+        double s0 = pl_now();
+        model_forward(m0, a0, x, NULL, B);
+        double s1 = pl_now();
+        model_forward(m, a, x, NULL, B);
+        double s2 = pl_now();
+        t0[n] = s1 - s0;
+        t[n] = s2 - s1;
+        r[n] = t[n] > 0 ? t0[n] / t[n] : NAN;
+        n++;
         progress(c, phase, (double)n / max_reps, NULL, 0);
         if (n >= min_reps && pl_now() - t_begin > 3.0) break;
     }
-    qsort(t, (size_t)n, sizeof t[0], dbl_cmp);
-    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    *ms = 1000.0 * med;
-    *sps = med > 0 ? B / med : NAN;
+    *ms = 1000.0 * median_of(t, n);
+    *ms0 = 1000.0 * median_of(t0, n);
+    *speedup = median_of(r, n);
     model_acts_free(a);
+    model_acts_free(a0);
     free(idx);
     free(x);
     return 0;
@@ -1418,7 +1438,6 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     int ft_planned = (s->finetune_steps > 0 && s->recipe != CELL_RSST) || s->recipe == CELL_LITE;
     plan_add(c, "load", 0.02);
     if (!s->have_baseline) plan_add(c, "baseline", 0.12);
-    plan_add(c, "baseline_latency", 0.04);
     if (s->recipe == CELL_TRAIN) plan_add(c, "train", 0.7);
     if (s->recipe == CELL_RSST) plan_add(c, "rsst", 0.7);
     if (s->recipe == CELL_ABLATION || s->recipe == CELL_SENSITIVITY || s->recipe == CELL_JOINT)
@@ -1487,12 +1506,6 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
         pl_err(err, errlen, "evaluating the baseline: %s", e2);
         goto out;
     }
-    double base_ms = NAN, base_sps = NAN;
-    if (measure_latency(c, &input, &eval_view, "baseline_latency", &base_ms, &base_sps, e2, sizeof e2) != 0) {
-        rc = CELL_ERR_RUNTIME;
-        pl_err(err, errlen, "measuring the baseline: %s", e2);
-        goto out;
-    }
 
     /* the recipe */
     recipe_env env = {.s = s, .c = c, .input = &input, .eval = &eval_view, .train = train, .err = err,
@@ -1546,8 +1559,8 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
         goto out;
     }
     const model *realised = ro.twin.n_params ? &ro.twin : prod;
-    double ms, sps;
-    if (measure_latency(c, realised, &eval_view, "latency", &ms, &sps, e2, sizeof e2) != 0) {
+    double ms = NAN, base_ms = NAN, speedup = NAN;
+    if (measure_latency(c, &input, realised, &eval_view, "latency", &base_ms, &ms, &speedup, e2, sizeof e2) != 0) {
         rc = CELL_ERR_RUNTIME;
         pl_err(err, errlen, "measuring latency: %s", e2);
         goto out;
@@ -1582,10 +1595,10 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     json_object_set_new(metrics, "baseline_flops_per_sample", jnum(model_flops_per_sample(&input.cfg)));
     json_object_set_new(metrics, "latency_batch", json_integer(CELL_LATENCY_BATCH));
     json_object_set_new(metrics, "latency_ms_per_batch", jnum(ms));
-    json_object_set_new(metrics, "samples_per_s", jnum(sps));
+    json_object_set_new(metrics, "samples_per_s", jnum(ms > 0 ? 1000.0 * CELL_LATENCY_BATCH / ms : NAN));
     json_object_set_new(metrics, "baseline_latency_ms_per_batch", jnum(base_ms));
-    json_object_set_new(metrics, "baseline_samples_per_s", jnum(base_sps));
-    json_object_set_new(metrics, "speedup", jnum(ms > 0 ? base_ms / ms : NAN));
+    json_object_set_new(metrics, "baseline_samples_per_s", jnum(base_ms > 0 ? 1000.0 * CELL_LATENCY_BATCH / base_ms : NAN));
+    json_object_set_new(metrics, "speedup", jnum(speedup));
     json_object_set_new(metrics, "layers", layers_json(realised));
     json_object_update(metrics, ro.extra);
     json_object_set_new(metrics, "out", s->out ? json_string(s->out) : json_null());

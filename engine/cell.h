@@ -8,7 +8,7 @@
  *       when the work itself is silent, e.g. inside a calibration pass);
  *   then exactly one {"event":"result","metrics":{...}} (exit status 0)
  *   or exactly one {"event":"error","code":C,"message":M} (exit status cell_error_exit(C)).
- *   Phases in order: load, baseline (unless given), baseline_latency, the recipe's own (train |
+ *   Phases in order: load, baseline (unless given), the recipe's own (train |
  *   prune | score, build | regularise, prune, finetune, eval per rsst round), eval_pruned and
  *   finetune (when fine-tuned after the recipe), eval, latency, save (with "out").
  * Every number is finite; a value that is not known or not finite is null.
@@ -54,8 +54,9 @@
  * baseline_source ("given" | "measured"), delta_accuracy = accuracy - baseline_accuracy,
  * delta_loss, eval {split, n}, params, params_nonzero, params_baseline(_nonzero), sparsity
  * (prune_sparsity_json of the produced model), flops_per_sample, baseline_flops_per_sample,
- * latency_batch (64), latency_ms_per_batch and samples_per_s of the realised model (median of
- * 5-15 timed passes after 2 warm-up passes; ablation / sensitivity / joint selections applied as
+ * latency_batch (64), latency_ms_per_batch and samples_per_s of the realised model (5-15 timed
+ * pairs of passes, baseline then realised model, after 2 warm-up pairs: each model's median, and
+ * speedup = the median per-pair ratio, so both are timed under the same load; ablation / sensitivity / joint selections applied as
  * masks are measured on the equivalent shrunk model, params_realised gives its size; rsst
  * measures the model rsst_run returns, shrunk when its spec says shrink), the baseline's
  * latency_ms_per_batch / samples_per_s, speedup, layers (dims of the realised model),

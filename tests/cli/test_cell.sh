@@ -129,6 +129,14 @@ jqcheck "ablation: delta = accuracy - baseline; out_proj sparsity 0.5; shapes ke
     and .sparsity.components.mlp.sparsity == 0 and .params == .params_baseline
     and .params_nonzero < .params and .params_nonzero == .sparsity.overall.nonzero
     and (.entries | length) == 1 and .entries[0].component == "out_proj" and .out == null' "$TMP/abl.json"
+jqcheck "ablation: latency timed in pairs with the baseline (both medians and the pair ratio reported)" '
+    .latency_ms_per_batch > 0 and .baseline_latency_ms_per_batch > 0 and .speedup > 0
+    and ((.samples_per_s - 1000 * .latency_batch / .latency_ms_per_batch) | fabs) < 1e-6 * .samples_per_s' "$TMP/abl.json"
+if grep -q '"phase":"latency"' "$TMP/abl.jsonl" && ! grep -q '"phase":"baseline_latency"' "$TMP/abl.jsonl"; then
+    ok "ablation: one latency phase (the baseline is timed inside it), no separate baseline_latency phase"
+else
+    bad "ablation: latency phases wrong: $(grep -o '"phase":"[a-z_]*latency"' "$TMP/abl.jsonl" | sort -u | tr '\n' ' ')"
+fi
 jqcheck "ablation: every reported number is finite (no NaN, nulls only where unknown)" '
     [.accuracy, .loss, .baseline_accuracy, .baseline_loss, .delta_accuracy, .delta_loss, .params,
      .params_nonzero, .flops_per_sample, .latency_ms_per_batch, .samples_per_s, .peak_rss_kb, .wall_s]
