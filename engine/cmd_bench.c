@@ -103,7 +103,7 @@ int cmd_bench(int argc, char **argv)
             cli_fail(&s, NULL, "%s", err);
         if (model_create(&m, &cfg, seed, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     }
-    model_alloc_grads(&m);
+    if (!against_path) model_alloc_grads(&m); /* --against times inference only */
 
     size_t img = (size_t)C * H * W;
     float *x = xalloc_floats((size_t)batch * img); // x (B, C, H, W)

@@ -316,19 +316,25 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 
 /* One (batch b, channels e0..e1) block: out[b,t,e] = bias[e] + sum_k wT[k,e] inp[b,t-K+1+k,e].
  * wT (K, E) is w transposed so the e loop is contiguous. */
+/* One output row o[e0..e1) of token t of sample b (causal taps, oldest first); inlined into the
+ * block kernels below so each keeps its own vectorised clone. */
+static inline __attribute__((always_inline)) void conv1d_row(float *o, const float *inp, const float *wT,
+                                                             const float *bias, int b, int t, int e0, int e1,
+                                                             int L, int E, int K)
+{
+    for (int e = e0; e < e1; e++) o[e] = bias ? bias[e] : 0.0f;
+    for (int k = 0; k < K; k++) {
+        int tt = t - K + 1 + k;
+        if (tt < 0) continue;
+        const float *x = inp + ((size_t)b * L + tt) * E, *wk = wT + (size_t)k * E;
+        for (int e = e0; e < e1; e++) o[e] += wk[e] * x[e];
+    }
+}
+
 static PL_HOT void conv1d_fwd_block(float *out, const float *inp, const float *wT, const float *bias, int b,
                                     int e0, int e1, int L, int E, int K)
 {
-    for (int t = 0; t < L; t++) {
-        float *o = out + ((size_t)b * L + t) * E;
-        for (int e = e0; e < e1; e++) o[e] = bias ? bias[e] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            int tt = t - K + 1 + k;
-            if (tt < 0) continue;
-            const float *x = inp + ((size_t)b * L + tt) * E, *wk = wT + (size_t)k * E;
-            for (int e = e0; e < e1; e++) o[e] += wk[e] * x[e];
-        }
-    }
+    for (int t = 0; t < L; t++) conv1d_row(out + ((size_t)b * L + t) * E, inp, wT, bias, b, t, e0, e1, L, E, K);
 }
 
 static float *conv1d_transpose_w(const float *w, int E, int K)
@@ -360,13 +366,7 @@ static PL_HOT void conv1d_silu_block(float *u, float *xc, const float *inp, cons
     for (int t = 0; t < L; t++) {
         size_t row = ((size_t)b * L + t) * E;
         float *o = (xc ? xc : u) + row, *uo = u + row;
-        for (int e = e0; e < e1; e++) o[e] = bias ? bias[e] : 0.0f;
-        for (int k = 0; k < K; k++) {
-            int tt = t - K + 1 + k;
-            if (tt < 0) continue;
-            const float *x = inp + ((size_t)b * L + tt) * E, *wk = wT + (size_t)k * E;
-            for (int e = e0; e < e1; e++) o[e] += wk[e] * x[e];
-        }
+        conv1d_row(o, inp, wT, bias, b, t, e0, e1, L, E, K);
         for (int e = e0; e < e1; e++) uo[e] = pl_silu_fast(o[e]);
     }
 }
