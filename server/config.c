@@ -6,6 +6,7 @@
  * (config_free). Nothing here aborts: every failure returns -1 with a message for the caller
  * (prunelabd's main) to print. */
 #include "config.h"
+#include "selfdir.h"
 #include "errbuf.h"
 
 #include <ctype.h>
@@ -24,13 +25,6 @@
 #endif
 
 /* strdup that reports failure instead of aborting; NULL on out-of-memory. */
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
-}
-
 /* ------------------------------------------------------------------ key table */
 
 enum cfg_type {
@@ -113,17 +107,12 @@ static int detect_cores(void) {
 /* The prunelab binary installed beside this executable, else the name for a PATH lookup.
  * Returns a malloc'd string or NULL on out-of-memory. */
 static char *default_engine_bin(void) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash && (size_t)(slash - self) + sizeof "/prunelab" <= sizeof self) {
-            strcpy(slash, "/prunelab");
-            if (access(self, X_OK) == 0) return dup_str(self);
-        }
+    char dir[PATH_MAX], bin[PATH_MAX + sizeof "/prunelab"];
+    if (selfdir_get(NULL, dir, sizeof dir) == 0) {
+        snprintf(bin, sizeof bin, "%s/prunelab", dir);
+        if (access(bin, X_OK) == 0) return strdup(bin);
     }
-    return dup_str("prunelab");
+    return strdup("prunelab");
 }
 
 static int default_workers(const pl_config *c) {
@@ -133,7 +122,7 @@ static int default_workers(const pl_config *c) {
 
 void config_init(pl_config *c) {
     memset(c, 0, sizeof *c);
-    c->listen_host = dup_str("127.0.0.1");
+    c->listen_host = strdup("127.0.0.1");
     c->listen_port = 8080;
     c->body_max = (size_t)MIB;
     c->upload_max = (size_t)(512 * MIB);
@@ -141,7 +130,7 @@ void config_init(pl_config *c) {
     c->max_connections_per_ip = 128;
     c->connection_timeout_s = 60;
     c->log_requests = true;
-    c->data_dir = dup_str("./var");
+    c->data_dir = strdup("./var");
     c->anonymous_reads = true;
     c->cores = detect_cores();
     c->threads_per_cell = 1;
@@ -152,7 +141,7 @@ void config_init(pl_config *c) {
     c->grace_s = 20;
     c->cell_nice = 10;
     c->max_cells_per_job = 10000;
-    c->executor = dup_str("local");
+    c->executor = strdup("local");
     c->engine_bin = default_engine_bin();
 }
 
@@ -272,7 +261,7 @@ int config_set(pl_config *c, const char *key, const char *value, char *err, size
         /* fall through */
     case CFG_TYPE_STR: {
         if (!*value) return errbuf_set(err, errlen, "%s: must not be empty", key);
-        char *d = dup_str(value);
+        char *d = strdup(value);
         if (!d) return errbuf_set(err, errlen, "out of memory");
         char **slot = (char **)field;
         free(*slot);

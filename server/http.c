@@ -110,13 +110,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
-}
-
 /* ------------------------------------------------------------------ decoding */
 
 static int hexval(int c) {
@@ -736,8 +729,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->conn = conn;
         req->fd = -1;
         req->route = -1;
-        req->method = dup_str(method);
-        req->path = dup_str(url);
+        req->method = strdup(method);
+        req->path = strdup(url);
         *req_cls = req;
         __atomic_fetch_add(&s->in_flight, 1, __ATOMIC_RELAXED);
         if (!req->method || !req->path) return MHD_NO;
@@ -962,8 +955,8 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     s->opt = *opt;
     s->app = app;
     s->n_routes = n_routes;
-    s->host = dup_str(opt->host ? opt->host : "127.0.0.1");
-    s->tmp_dir = dup_str(opt->tmp_dir ? opt->tmp_dir : "/tmp");
+    s->host = strdup(opt->host ? opt->host : "127.0.0.1");
+    s->tmp_dir = strdup(opt->tmp_dir ? opt->tmp_dir : "/tmp");
     s->routes = calloc(n_routes ? n_routes : 1, sizeof *s->routes);
     s->patterns = calloc(n_routes ? n_routes : 1, sizeof *s->patterns);
     s->stats = calloc(n_routes + 1, sizeof *s->stats);

@@ -56,6 +56,7 @@
 #include "http.h"
 #include "openapi.h"
 #include "scheduler.h"
+#include "selfdir.h"
 #include "static.h"
 #include "store.h"
 
@@ -355,17 +356,7 @@ static char *sql_dir_find(const char *argv0) {
     const char *env = getenv("PRUNELAB_SQL_DIR");
     if (env && *env) return strdup(env);
     char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-    } else if (argv0 && strchr(argv0, '/') && strlen(argv0) < sizeof self) {
-        strcpy(self, argv0);
-    } else {
-        self[0] = '\0';
-    }
-    char *slash = strrchr(self, '/');
-    if (slash) {
-        *slash = '\0';
+    if (selfdir_get(argv0, self, sizeof self) == 0) {
         const char *rel[] = {"sql", "../share/prunelab"};
         for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
             char cand[PATH_MAX];

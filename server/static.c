@@ -11,6 +11,7 @@
  * Ownership: static_site owns its root path; a static_plan owns its descriptor until
  * static_handle hands it to the response (closed by the response's free callback). */
 #include "static.h"
+#include "selfdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,13 +28,6 @@ struct static_site {
 
 /* ------------------------------------------------------------------ directory */
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
-}
-
 static int has_index(const char *dir) {
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s/index.html", dir) >= (int)sizeof p) return 0;
@@ -47,30 +41,21 @@ char *static_dir_resolve(const char *configured, const char *compiled, const cha
     char *out = NULL;
     char self[PATH_MAX];
     if (configured && *configured) {
-        out = dup_str(configured);
+        out = strdup(configured);
         goto done;
     }
     if (env && *env) {
         src = "PRUNELAB_WEB_DIR";
-        out = dup_str(env);
+        out = strdup(env);
         goto done;
     }
     if (compiled && *compiled && has_index(compiled)) {
         src = "install";
-        out = dup_str(compiled);
+        out = strdup(compiled);
         goto done;
     }
     src = "binary";
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-    } else if (argv0 && strchr(argv0, '/') && strlen(argv0) < sizeof self) {
-        strcpy(self, argv0);
-    } else {
-        strcpy(self, "./prunelabd");
-    }
-    char *slash = strrchr(self, '/');
-    *slash = '\0';
+    if (selfdir_get(argv0, self, sizeof self) != 0) strcpy(self, ".");
     size_t len = strlen(self) + sizeof "/web";
     out = malloc(len);
     if (out) snprintf(out, len, "%s/web", self);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "selfdir.h"
 #include "static.h"
 
 static char tmp[256];       /* the temp dir: web/ inside, outside/ beside it */
@@ -296,6 +297,21 @@ START_TEST(test_dir_resolve_order) {
 }
 END_TEST
 
+START_TEST(test_selfdir) {
+    /* the directory of this test binary, as /proc/self/exe names it */
+    char exe[PATH_MAX], dir[PATH_MAX], tiny[4];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(n, 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    ck_assert_int_eq(selfdir_get(NULL, dir, sizeof dir), 0);
+    ck_assert_str_eq(dir, exe);
+    strcpy(tiny, "x");
+    ck_assert_int_eq(selfdir_get(NULL, tiny, sizeof tiny), -1); /* does not fit: untouched */
+    ck_assert_str_eq(tiny, "x");
+}
+END_TEST
+
 START_TEST(test_site_open_errors) {
     static_site *s = (static_site *)1;
     char err[STATIC_ERRLEN] = "";
@@ -329,6 +345,7 @@ static Suite *static_suite(void) {
     tcase_add_test(tc, test_etag_matching);
     tcase_add_test(tc, test_dir_resolve_order);
     tcase_add_test(tc, test_site_open_errors);
+    tcase_add_test(tc, test_selfdir);
     suite_add_tcase(s, tc);
     return s;
 }
