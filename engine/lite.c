@@ -35,7 +35,6 @@
 #include "spec_json.h"
 #include "util.h"
 
-static int needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
 
 static int round_int(double x) { return (int)floor(x + 0.5); }
 
@@ -302,7 +301,7 @@ int lite_select(const model *src, const lite_spec *spec, const prune_calib *cali
     const lite_target *t = &spec->target;
     const model_config *c = &src->cfg;
     if (lite_target_check(src, t, err, errlen) != 0) return -1;
-    if (needs_calib(spec->criterion) && !calib)
+    if (prune_criterion_needs_calib(spec->criterion) && !calib)
         return pl_err(err, errlen, "criterion: %s needs calibration data (give a dataset)",
                       prune_criterion_name(spec->criterion));
     int nl = c->n_layers, d = c->d;
@@ -424,7 +423,7 @@ int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds,
     if (lite_target_check(src, &spec->target, err, errlen) != 0) return -1;
     report_progress(progress, user, "score", 0.0);
     prune_calib *calib = NULL;
-    if (needs_calib(spec->criterion)) {
+    if (prune_criterion_needs_calib(spec->criterion)) {
         if (!calib_ds)
             return pl_err(err, errlen, "criterion: %s needs calibration data (give a dataset)",
                           prune_criterion_name(spec->criterion));
@@ -567,7 +566,7 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
     json_t *spec_j = json_object();
     json_object_set_new(spec_j, "target", target_json(&spec->target));
     json_object_set_new(spec_j, "criterion", json_string(prune_criterion_name(spec->criterion)));
-    if (needs_calib(spec->criterion)) json_object_set_new(spec_j, "calibration_samples", json_integer(spec->calib_samples));
+    if (prune_criterion_needs_calib(spec->criterion)) json_object_set_new(spec_j, "calibration_samples", json_integer(spec->calib_samples));
     json_object_set_new(spec_j, "seed", json_integer((json_int_t)spec->seed));
     double src_acc = -1.0, lite_acc = -1.0;
 

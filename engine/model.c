@@ -292,6 +292,25 @@ void model_alloc_mask(model *m)
     fill_const(m->mask, m->n_params, 1.0f);
 }
 
+int model_copy(model *dst, const model *src, char *err, size_t errlen)
+{
+    memset(dst, 0, sizeof *dst);
+    if (model_alloc(dst, &src->cfg, err, errlen) != 0) return -1;
+    memcpy(dst->params, src->params, src->n_params * sizeof(float));
+    if (src->mask) {
+        model_alloc_mask(dst);
+        memcpy(dst->mask, src->mask, src->n_params * sizeof(float));
+    }
+    return 0;
+}
+
+size_t model_count_nonzero(const model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_params; i++) n += m->params[i] != 0.0f;
+    return n;
+}
+
 void model_apply_mask(model *m)
 {
     if (!m->mask) return;

@@ -113,6 +113,13 @@ void model_alloc_grads(model *m);  /* allocates (zeroed) grads and their views, 
 void model_zero_grads(model *m);
 /* Allocate an all-ones mask (idempotent). */
 void model_alloc_mask(model *m);
+
+/* dst = a copy of src's parameters and mask (no grads); dst is overwritten. Returns 0 or -1 with
+ * err. Free with model_free. */
+int model_copy(model *dst, const model *src, char *err, size_t errlen);
+
+/* Parameters of m that are not exactly zero. */
+size_t model_count_nonzero(const model *m);
 /* params *= mask (and grads *= mask if grads) when a mask exists. */
 void model_apply_mask(model *m);
 

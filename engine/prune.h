@@ -65,6 +65,8 @@ int prune_component_not_recommended(prune_component c);
 int prune_component_parse(const char *s, prune_component *c);
 const char *prune_criterion_name(prune_criterion c);
 int prune_criterion_parse(const char *s, prune_criterion *c);
+/* 1 when the criterion scores from a calibration pass (activation, taylor, wanda). */
+int prune_criterion_needs_calib(prune_criterion c);
 
 /* ------------------------------------------------------------------ weights of a component */
 

@@ -28,7 +28,6 @@
 #include "prune.h"
 #include "util.h"
 
-static int needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
 
 /* Selected layers of e (explicit list or every layer of m). Returns the count. */
 static int entry_layers(const model *m, const prune_entry *e, int *out)
@@ -262,7 +261,7 @@ int prune_apply_spec_report(model *m, const prune_spec *spec, const dataset *ds,
             any_structured = 1;
             shrink |= spec->entries[i].apply == PA_SHRINK;
         }
-        if (!calib && needs_calib(spec->entries[i].criterion) &&
+        if (!calib && prune_criterion_needs_calib(spec->entries[i].criterion) &&
             !(spec->entries[i].granularity == PG_STRUCTURED && spec->entries[i].component == PC_CONV1D)) {
             if (!ds)
                 return pl_err(err, errlen, "prune[%d].criterion: %s needs calibration data (give a dataset)", i,

@@ -57,6 +57,8 @@ int prune_component_parse(const char *s, prune_component *c)
 
 const char *prune_criterion_name(prune_criterion c) { return (unsigned)c < PCR_COUNT ? crit_names[c] : "?"; }
 
+int prune_criterion_needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
+
 int prune_criterion_parse(const char *s, prune_criterion *c)
 {
     if (!s) return -1;

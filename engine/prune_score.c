@@ -49,11 +49,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static int needs_calib(prune_criterion crit)
-{
-    return crit == PCR_ACTIVATION || crit == PCR_TAYLOR || crit == PCR_WANDA;
-}
-
 /* Distinct deterministic stream per (seed, layer, component, granularity). */
 static void score_rng(pl_rng *r, uint64_t seed, int layer, prune_component c, int structured)
 {
@@ -77,7 +72,7 @@ static int check_common(const model *m, prune_component c, int layer, prune_crit
     if ((int)crit < 0 || crit >= PCR_COUNT) return pl_err(err, errlen, "unknown criterion %d", (int)crit);
     if (layer < 0 || layer >= m->cfg.n_layers)
         return pl_err(err, errlen, "layer %d out of range [0, %d)", layer, m->cfg.n_layers);
-    if (needs_calib(crit)) {
+    if (prune_criterion_needs_calib(crit)) {
         if (!calib)
             return pl_err(err, errlen, "criterion %s needs calibration data (give a dataset)",
                           prune_criterion_name(crit));

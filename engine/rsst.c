@@ -233,7 +233,6 @@ double rsst_penalty(model *m, const uint8_t *target, double lambda)
 
 /* ------------------------------------------------------------------ helpers */
 
-static int needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
 
 static long round_count(double rate, long n) { return (long)floor(rate * (double)n + 0.5); }
 
@@ -741,7 +740,7 @@ int rsst_run(model *m, const rsst_spec *s, const dataset *train, const dataset *
     int any_calib = 0, shrink = s->refill && s->refill_apply == PA_SHRINK;
     for (int i = 0; i < s->prune.n; i++) {
         const prune_entry *e = &s->prune.entries[i];
-        any_calib |= needs_calib(e->criterion) && !(e->granularity == PG_STRUCTURED && e->component == PC_CONV1D);
+        any_calib |= prune_criterion_needs_calib(e->criterion) && !(e->granularity == PG_STRUCTURED && e->component == PC_CONV1D);
         shrink |= e->granularity == PG_STRUCTURED && e->apply == PA_SHRINK;
     }
 

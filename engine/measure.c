@@ -1,0 +1,121 @@
+/* measure.c — accuracy / loss of a model on a dataset and paired inference latency (measure.h).
+ * Both run the inference forward (model_forward without gradients) in fixed batches; the
+ * evaluation accumulates the loss in double. Everything allocated is freed before returning. */
+#include "measure.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train.h"
+#include "util.h"
+
+static void tell(const measure_progress *p, double f, long done, long total)
+{
+    if (p && p->fn) p->fn(p->user, p->phase, f, done, total);
+}
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
+                 char *err, size_t errlen)
+{
+    if (train_check_compat(m, ds, err, errlen) != 0) return -1;
+    if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
+    if (batch <= 0) batch = 256;
+    int Bb = batch < ds->n ? batch : ds->n;
+    int V = m->cfg.classes;
+    size_t img = (size_t)ds->c * ds->h * ds->w;
+    model_acts *a = model_acts_new(m, Bb, 0);
+    float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
+    int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
+    int *idx = xmalloc((size_t)Bb * sizeof(int));
+    double loss_sum = 0.0;
+    long correct = 0;
+    tell(p, 0.0, -1, ds->n);
+    for (int start = 0; start < ds->n; start += Bb) {
+        int b = ds->n - start < Bb ? ds->n - start : Bb;
+        for (int i = 0; i < b; i++) idx[i] = start + i;
+        dataset_batch(ds, idx, b, x, y, NULL, 0);
+        float l = model_forward(m, a, x, y, b);
+        loss_sum += (double)l * b;
+        const float *logits = model_acts_logits(a); // logits (b, V)
+        for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * V, V) == y[i];
+        tell(p, (double)(start + b) / ds->n, start + b, ds->n);
+    }
+    *acc = (double)correct / ds->n;
+    *loss = loss_sum / ds->n;
+    free(idx);
+    free(y);
+    free(x);
+    model_acts_free(a);
+    return 0;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double measure_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], dbl_cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int measure_latency_pair(const model *m0, const model *m, const dataset *ds, const measure_latency_opts *o,
+                         const measure_progress *p, double *ms0, double *ms, double *speedup, char *err,
+                         size_t errlen)
+{
+    measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
+    if (!o) o = &d;
+    if (train_check_compat(m, ds, err, errlen) != 0 || train_check_compat(m0, ds, err, errlen) != 0) return -1;
+    if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
+    if (o->batch < 1 || o->min_reps < 1 || o->max_reps < o->min_reps || o->max_reps > MEASURE_MAX_REPS || o->warm < 0)
+        return pl_err(err, errlen, "latency: bad options (batch %d, reps %d..%d)", o->batch, o->min_reps, o->max_reps);
+    const int B = o->batch;
+    size_t img = (size_t)ds->c * ds->h * ds->w;
+    float *x = xalloc_floats((size_t)B * img); // x (B, C, H, W)
+    int *idx = xmalloc((size_t)B * sizeof(int));
+    for (int i = 0; i < B; i++) idx[i] = i % ds->n;
+    dataset_batch(ds, idx, B, x, NULL, NULL, 0);
+    model_acts *a = model_acts_new(m, B, 0), *a0 = model_acts_new(m0, B, 0);
+    double *t = xmalloc(3 * (size_t)o->max_reps * sizeof(double));
+    double *t0 = t + o->max_reps, *r = t0 + o->max_reps;
+    int n = 0;
+    double t_begin = pl_now();
+    tell(p, 0.0, -1, 0);
+    for (int i = 0; i < o->warm; i++) {
+        model_forward(m0, a0, x, NULL, B);
+        model_forward(m, a, x, NULL, B);
+    }
+    while (n < o->max_reps) {
+        double s0 = pl_now();
+        model_forward(m0, a0, x, NULL, B);
+        double s1 = pl_now();
+        model_forward(m, a, x, NULL, B);
+        double s2 = pl_now();
+        t0[n] = s1 - s0;
+        t[n] = s2 - s1;
+        r[n] = t[n] > 0 ? t0[n] / t[n] : NAN;
+        n++;
+        tell(p, (double)n / o->max_reps, n, 0);
+        if (n >= o->min_reps && pl_now() - t_begin > o->budget_s) break;
+    }
+    *ms = 1000.0 * measure_median(t, n);
+    *ms0 = 1000.0 * measure_median(t0, n);
+    *speedup = measure_median(r, n);
+    free(t);
+    model_acts_free(a);
+    model_acts_free(a0);
+    free(idx);
+    free(x);
+    return 0;
+}

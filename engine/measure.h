@@ -1,0 +1,49 @@
+/* measure.h — how a model is measured: accuracy and loss on a dataset, and inference latency
+ * paired with a baseline. Cells and the CLI commands use these, so they report the same numbers
+ * for the same models. Letters as in model.h.
+ *
+ * Progress: the optional callback gets the phase, the fraction done and, for evaluation, the
+ * samples done of total (done = -1 on the first call of a phase, which should always be shown;
+ * total = 0 when there is no sample count, as for latency). */
+#ifndef PL_MEASURE_H
+#define PL_MEASURE_H
+
+#include <stddef.h>
+
+#include "data.h"
+#include "model.h"
+
+typedef void (*measure_progress_fn)(void *user, const char *phase, double fraction, long done, long total);
+
+typedef struct {
+    measure_progress_fn fn; /* NULL = silent */
+    void *user;
+    const char *phase;      /* handed to fn */
+} measure_progress;
+
+/* Accuracy and mean cross-entropy of m on the first ds->n samples, in batches of `batch`
+ * (<= 0: 256). Returns 0 or -1 with err (shape mismatch, empty dataset). */
+int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
+                 char *err, size_t errlen);
+
+/* Inference latency of m and of the baseline m0 on a batch of `batch` samples of ds (repeated
+ * when ds is smaller), timed in pairs: a pass of m0, then a pass of m, so both see the same
+ * machine (a shared machine's speed drifts over seconds, and adjacent passes drift together).
+ * `warm` untimed pairs, then min_reps to max_reps timed pairs (stops adding pairs after
+ * budget_s seconds once min_reps are done). *ms0 / *ms are the medians of each model's passes
+ * in milliseconds, *speedup the median of the per-pair ratios t0 / t. Returns 0 or -1 with err. */
+typedef struct {
+    int batch, warm, min_reps, max_reps;
+    double budget_s;
+} measure_latency_opts;
+#define MEASURE_LATENCY_DEFAULT ((measure_latency_opts){64, 2, 5, 15, 3.0})
+#define MEASURE_MAX_REPS 1000
+
+int measure_latency_pair(const model *m0, const model *m, const dataset *ds, const measure_latency_opts *o,
+                         const measure_progress *p, double *ms0, double *ms, double *speedup, char *err,
+                         size_t errlen);
+
+/* Median of v[0..n) (sorts v); n >= 1. */
+double measure_median(double *v, int n);
+
+#endif
