@@ -214,7 +214,7 @@ static int handle_jobs_create(http_request *req, void *app)
         have_model = 1;
     }
     jobspec_limits lim = {have_model ? m.dataset : NULL, have_model ? jobspec_info_layers(m.info_json) : 0,
-                          ctx->cfg ? ctx->cfg->max_cells_per_job : 0};
+                          ctx->cfg ? ctx->cfg->max_cells_per_job : 0, have_model ? m.info_json : NULL};
     jobspec_error e;
     if (jobspec_expand(body, &lim, &js, &e) != 0) {
         rc = http_reply_error(req, strcmp(e.code, "internal") == 0 ? 500 : 400, e.code, e.field[0] ? e.field : NULL,

@@ -41,6 +41,8 @@ typedef struct {
     const char *model_dataset; /* the model's dataset, the default "dataset"; may be NULL */
     int model_layers;          /* the model's layer count; 0 = unknown ("all" then refused) */
     int max_cells;             /* grid cap; <= 0 means JOBSPEC_MAX_CELLS_DEFAULT */
+    const char *model_info;    /* the model's info JSON (prunelab inspect output): its dims, against
+                                * which every expanded cell is checked; NULL = checked without a model */
 } jobspec_limits;
 
 typedef struct {
