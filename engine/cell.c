@@ -63,51 +63,11 @@ static int measure_latency(cell_ctx *c, const model *m0, const model *m, const d
 /* Checks of spec fields that depend on the input model (bad_spec with the field). */
 static cell_error check_against_model(const cell_spec *s, const model *in, char *err, size_t errlen)
 {
-    if (s->recipe == CELL_SENSITIVITY && s->layer >= in->cfg.n_layers)
-        return cell_bad(err, errlen, "layer: %d is out of range (the model has %d layers)", s->layer, in->cfg.n_layers);
-    for (int i = 0; i < s->n_entries; i++) {
-        const prune_entry *e = &s->entries[i];
-        int any = 0;
-        for (int l = 0; l < in->cfg.n_layers; l++) {
-            if (s->layer >= 0 && l != s->layer) continue;
-            any |= prune_component_units(in, e->component, l) > 0 || prune_component_params(in, e->component, l) > 0;
-        }
-        if (!any)
-            return cell_bad(err, errlen, "%s: %s has no %s", s->entry_field[i], s->layer >= 0 ? "the layer" : "the model",
-                       prune_component_name(e->component));
-    }
-    if (s->recipe == CELL_LITE) {
-        lite_spec ls;
-        char e2[PL_ERRLEN];
-        if (lite_spec_parse(s->sub_spec, &ls, e2, sizeof e2) != 0) return cell_bad(err, errlen, "lite.%s", e2);
-        if (lite_target_check(in, &ls.target, e2, sizeof e2) != 0) return cell_bad(err, errlen, "lite.%s", e2);
-    }
-    if (s->recipe == CELL_RSST) {
-        rsst_spec rs;
-        char e2[PL_ERRLEN];
-        int rc = rsst_spec_parse(s->sub_spec, in, &rs, e2, sizeof e2);
-        if (rc == 0) rsst_spec_free(&rs);
-        if (rc != 0) return cell_bad(err, errlen, "rsst.%s", e2);
-    }
+    spec_shape sh;
+    spec_error e;
+    model_shape(in, &sh);
+    if (spec_cell_check(s, &sh, &e) != 0) return cell_bad(err, errlen, "%s", e.message);
     return CELL_OK;
-}
-
-
-static int recipe_trains(const cell_spec *s)
-{
-    if (s->recipe == CELL_TRAIN || s->recipe == CELL_RSST) return 1;
-    if (s->finetune_steps > 0) return 1;
-    for (int i = 0; i < s->n_entries; i++)
-        if (prune_criterion_needs_calib(s->entries[i].criterion) &&
-            !(s->entries[i].granularity == PG_STRUCTURED && s->entries[i].component == PC_CONV1D))
-            return 1;
-    if (s->recipe == CELL_LITE) {
-        lite_spec ls;
-        char e2[PL_ERRLEN];
-        if (lite_spec_parse(s->sub_spec, &ls, e2, sizeof e2) == 0)
-            return prune_criterion_needs_calib(ls.criterion) || ls.finetune_steps > 0 || ls.finetune_epochs > 0;
-    }
-    return 0;
 }
 
 static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics, char *err, size_t errlen)
@@ -177,7 +137,7 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     }
     eval_view = ds_eval; /* shallow: shares x / y, never freed */
     if (s->eval_max_samples > 0 && s->eval_max_samples < eval_view.n) eval_view.n = s->eval_max_samples;
-    if (recipe_trains(s)) {
+    if (spec_cell_needs_train_data(s)) {
         if (s->eval_train_split) {
             ds_train = ds_eval;
         } else {
@@ -189,7 +149,7 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
             have_train = 1;
         }
     }
-    const dataset *train = recipe_trains(s) ? &ds_train : NULL;
+    const dataset *train = spec_cell_needs_train_data(s) ? &ds_train : NULL;
     cell_progress(c, "load", 1.0, NULL, 1);
 
     /* baseline */

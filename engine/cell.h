@@ -75,13 +75,12 @@
 
 #include "model.h"
 #include "prune.h"
+#include "spec.h"
 
 #define CELL_HEARTBEAT_S 2.0
 #define CELL_MAX_SPEC_BYTES (1 << 20)
 
-typedef enum { CELL_TRAIN, CELL_ABLATION, CELL_SENSITIVITY, CELL_JOINT, CELL_RSST, CELL_LITE, CELL_RECIPE_COUNT } cell_recipe;
-
-const char *cell_recipe_name(cell_recipe r);
+/* cell_recipe and its names live in spec/vocab.h; cell_spec and its parser in spec/spec.h. */
 
 /* Error codes of the protocol. */
 typedef enum {
@@ -97,46 +96,11 @@ typedef enum {
 const char *cell_error_code(cell_error e); /* "bad_spec", ...; "ok" for CELL_OK */
 int cell_error_exit(cell_error e);         /* 0, 2 (bad_spec, bad_model) or 1 */
 
-/* A parsed spec (syntax and files checked; fields that depend on the model, such as layer
- * indices, are checked by cell_run). Owns its strings; free with cell_spec_free. */
-typedef struct {
-    cell_recipe recipe;
-    char *model;              /* NULL for a train cell that creates its model */
-    char *dataset;
-    char *data_dir;           /* NULL = default lookup */
-    char *out;                /* NULL = no model written */
-    uint64_t seed;
-    int threads;              /* 0 = default */
-    int have_baseline, have_baseline_loss;
-    double baseline_accuracy, baseline_loss;
-    int eval_train_split;     /* 1: evaluate on the train split */
-    int eval_max_samples;     /* 0 = the whole split */
-    int finetune_steps;
-    float finetune_lr;
-    int finetune_batch;
-    int have_finetune, have_calibration;
-    int calib_samples;
-    /* ablation / sensitivity / joint */
-    int n_entries;
-    prune_entry entries[PC_COUNT];
-    int layer;                /* sensitivity: the layer (-1 otherwise) */
-    char entry_field[PC_COUNT][48]; /* spec field naming each entry ("component", "components[1]", "config.mlp") */
-    /* train */
-    model_hparams hp;
-    int have_dims;
-    int epochs, batch, optimizer_sgd, augment;
-    float lr, min_lr, weight_decay, momentum, clip;
-    long warmup, max_steps;   /* warmup < 0 = automatic; max_steps 0 = none */
-    char preset[16];
-    /* rsst / lite: the recipe's own spec object as JSON text, cell-level finetune /
-     * calibration / seed merged in where the object lacks them */
-    char *sub_spec;
-} cell_spec;
-
-/* Parse and check a spec. Returns CELL_OK, or CELL_ERR_BAD_SPEC with err naming the field.
- * On error the spec holds nothing to free (cell_spec_free is still safe). */
+/* Parse and check a spec (spec_cell_parse, then the files it names and the dataset name; fields
+ * that depend on the model are checked by cell_run through spec_cell_check). Returns CELL_OK, or
+ * CELL_ERR_BAD_SPEC with err naming the field. On error the spec holds nothing to free
+ * (cell_spec_free is still safe). */
 cell_error cell_spec_parse(const char *json_text, cell_spec *s, char *err, size_t errlen);
-void cell_spec_free(cell_spec *s); /* NULL-safe */
 
 /* Run one cell from its spec text: writes the progress lines and the one result / error event
  * to out (flushed per line). Returns the exit status (0 after a result). Diagnostics for humans

@@ -17,15 +17,14 @@ cell_error cell_run_lite(recipe_env *env, recipe_out *ro, long *ft_steps, float 
 {
     const cell_spec *s = env->s;
     char e2[PL_ERRLEN];
-    lite_spec ls;
-    if (lite_spec_parse(s->sub_spec, &ls, e2, sizeof e2) != 0) return cell_bad(env->err, env->errlen, "lite.%s", e2);
+    const lite_spec ls = s->lite;
     if (lite_build(env->input, &ls, env->train, &ro->produced, on_lite_progress, env->c, e2, sizeof e2) != 0) {
         ro->have_produced = 1;
         pl_err(env->err, env->errlen, "building the lite model: %s", e2);
         return CELL_ERR_RUNTIME;
     }
     ro->have_produced = 1;
-    json_object_set_new(ro->extra, "lite_spec", cell_parse_or_null(xstrdup(s->sub_spec)));
+    json_object_set_new(ro->extra, "lite_spec", spec_lite_json(&ls));
     /* fine-tuning runs in the common tail */
     if (ls.finetune_epochs > 0 && env->train) {
         int Bb = ls.finetune_batch < env->train->n ? ls.finetune_batch : env->train->n;

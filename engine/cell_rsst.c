@@ -32,11 +32,8 @@ static void on_rsst_progress(const rsst_progress *p, void *user)
 cell_error cell_run_rsst(recipe_env *env, recipe_out *ro)
 {
     char e2[PL_ERRLEN];
-    rsst_spec rs;
-    if (rsst_spec_parse(env->s->sub_spec, env->input, &rs, e2, sizeof e2) != 0)
-        return cell_bad(env->err, env->errlen, "rsst.%s", e2);
+    const rsst_spec *rs = &env->s->rsst;
     if (model_copy(&ro->produced, env->input, e2, sizeof e2) != 0) {
-        rsst_spec_free(&rs);
         pl_err(env->err, env->errlen, "copying the model: %s", e2);
         return CELL_ERR_RUNTIME;
     }
@@ -50,8 +47,7 @@ cell_error cell_run_rsst(recipe_env *env, recipe_out *ro)
     rsst_result res;
     memset(&res, 0, sizeof res);
     cell_progress_ex(env->c, "rsst", 0.0, "rsst", 0.0, NULL, 1);
-    int rc = rsst_run(&ro->produced, &rs, env->train, env->eval, &opt, &res, e2, sizeof e2);
-    rsst_spec_free(&rs);
+    int rc = rsst_run(&ro->produced, rs, env->train, env->eval, &opt, &res, e2, sizeof e2);
     if (rc != 0) {
         rsst_result_free(&res);
         pl_err(env->err, env->errlen, "rsst: %s", e2);
@@ -65,7 +61,7 @@ cell_error cell_run_rsst(recipe_env *env, recipe_out *ro)
         json_object_del(r, "series");
     }
     json_object_set_new(ro->extra, "rsst", r);
-    json_object_set_new(ro->extra, "rsst_spec", cell_parse_or_null(xstrdup(env->s->sub_spec)));
+    json_object_set_new(ro->extra, "rsst_spec", spec_rsst_json(rs));
     return CELL_OK;
 }
 

@@ -23,29 +23,8 @@
 #include "model.h"
 #include "prune.h"
 
-/* Target dims; a field < 0 (LITE_UNSET) keeps the source's value in every layer. */
-#define LITE_UNSET (-1)
-typedef struct {
-    float expand;     /* E' = round(expand * d) in every kept layer */
-    int d_conv;       /* K' */
-    int d_state;      /* N' */
-    float mlp_ratio;  /* M' = round(mlp_ratio * d); 0 removes the MLP */
-    int n_layers;     /* blocks kept */
-} lite_target;
-
-typedef struct {
-    lite_target target;
-    prune_criterion criterion; /* default magnitude */
-    int calib_samples;         /* calibration samples for activation / taylor / wanda (default 512) */
-    long finetune_steps;       /* > 0: fine-tune this many optimizer steps */
-    int finetune_epochs;       /* > 0: fine-tune this many epochs (steps and epochs are exclusive) */
-    float finetune_lr;         /* default 1e-3 */
-    int finetune_batch;        /* default 64 */
-    uint64_t seed;             /* calibration sampling, random criterion, fine-tune shuffling (default 1) */
-} lite_spec;
-
-/* Defaults above; every target field LITE_UNSET, no fine-tuning. */
-void lite_spec_init(lite_spec *s);
+/* lite_target, lite_spec, LITE_UNSET and lite_spec_init live in spec/spec.h (spec_lite_parse,
+ * shared with prunelabd). */
 
 /* Parse {"target": {"expand", "d_conv", "d_state", "mlp_ratio", "n_layers"}, "criterion",
  *        "calibration": {"samples"}, "finetune": {"steps" | "epochs", "lr", "batch"}, "seed"}.

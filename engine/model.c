@@ -27,24 +27,6 @@
 
 /* ------------------------------------------------------------------ presets and config */
 
-int model_preset(const char *name, model_hparams *hp)
-{
-    memset(hp, 0, sizeof *hp);
-    hp->d_conv = 4;
-    hp->expand = 2.0f;
-    hp->patch = 4;
-    if (strcmp(name, "tiny") == 0) {
-        hp->d = 32, hp->n_layers = 2, hp->d_state = 8, hp->mlp_ratio = 2.0f;
-    } else if (strcmp(name, "small") == 0) {
-        hp->d = 64, hp->n_layers = 4, hp->d_state = 16, hp->mlp_ratio = 2.0f;
-    } else if (strcmp(name, "base") == 0) {
-        hp->d = 128, hp->n_layers = 8, hp->d_state = 16, hp->mlp_ratio = 2.0f;
-    } else {
-        return -1;
-    }
-    return 0;
-}
-
 int model_config_from_hparams(model_config *cfg, const model_hparams *hp, int C, int H, int W, int classes,
                               char *err, size_t errlen)
 {
@@ -302,6 +284,17 @@ int model_copy(model *dst, const model *src, char *err, size_t errlen)
         memcpy(dst->mask, src->mask, src->n_params * sizeof(float));
     }
     return 0;
+}
+
+void model_shape(const model *m, spec_shape *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->d = m->cfg.d;
+    sh->n_layers = m->cfg.n_layers;
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const layer_dims *l = &m->cfg.layers[i];
+        sh->layers[i] = (spec_layer_dims){l->E, l->N, l->R, l->K, l->M};
+    }
 }
 
 size_t model_count_nonzero(const model *m)

@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spec.h"
+#include "vocab.h"
+
 typedef struct {
     int E; /* d_inner */
     int N; /* d_state */
@@ -22,7 +25,7 @@ typedef struct {
     int M; /* MLP width, 0 = no MLP */
 } layer_dims;
 
-#define MODEL_MAX_LAYERS 256
+#define MODEL_MAX_LAYERS SPEC_MAX_LAYERS
 
 typedef struct {
     int d;                 /* d_model */
@@ -37,15 +40,7 @@ typedef struct {
     char provenance[1024]; /* free-form JSON object text, "" if none */
 } model_config;
 
-/* Preset dims (DESIGN/issue): tiny d32 L2 N8 x2 K4 M64 P4; small d64 L4 N16 x2 K4 M128 P4;
- * base d128 L8 N16 x2 K4 M256 P4. Returns 0, or -1 for an unknown preset. */
-typedef struct {
-    int d, n_layers, d_state, d_conv, patch;
-    float expand;
-    float mlp_ratio; /* M = round(mlp_ratio * d); 0 = no MLP */
-    int dt_rank;     /* 0 = ceil(d / 16) */
-} model_hparams;
-int model_preset(const char *name, model_hparams *hp);
+/* model_hparams and model_preset (the presets tiny, small, base) live in spec/vocab.h. */
 /* Fill cfg from hyper-parameters and an image shape. Returns 0 or -1 with err (e.g. image not
  * divisible by the patch, dims out of range). */
 int model_config_from_hparams(model_config *cfg, const model_hparams *hp, int C, int H, int W, int classes,
@@ -120,6 +115,8 @@ int model_copy(model *dst, const model *src, char *err, size_t errlen);
 
 /* Parameters of m that are not exactly zero. */
 size_t model_count_nonzero(const model *m);
+/* The model's dims as a spec_shape (what spec/ checks specs against). */
+void model_shape(const model *m, spec_shape *sh);
 /* params *= mask (and grads *= mask if grads) when a mask exists. */
 void model_apply_mask(model *m);
 

@@ -35,15 +35,15 @@ void optim_config_default(optim_config *c)
 {
     memset(c, 0, sizeof *c);
     c->kind = OPTIM_ADAMW;
-    c->lr = 2e-3f;
-    c->min_lr = 2e-5f;
-    c->weight_decay = 0.05f;
+    c->lr = SPEC_TRAIN_LR;
+    c->min_lr = SPEC_TRAIN_LR * 0.01f;
+    c->weight_decay = SPEC_TRAIN_WEIGHT_DECAY;
     c->beta1 = 0.9f;
     c->beta2 = 0.999f;
     c->eps = 1e-8f;
-    c->momentum = 0.9f;
+    c->momentum = SPEC_TRAIN_MOMENTUM;
     c->nesterov = 0;
-    c->clip = 1.0f;
+    c->clip = SPEC_TRAIN_CLIP;
 }
 
 int optim_init(optim *o, const optim_config *cfg, size_t n, char *err, size_t errlen)

@@ -37,36 +37,11 @@
 
 #include "data.h"
 #include "model.h"
+#include "spec.h"
+#include "vocab.h"
 
-typedef enum {
-    PC_OUT_PROJ,
-    PC_MLP,
-    PC_GATE,
-    PC_IN_PROJ,
-    PC_CONV1D,
-    PC_X_PROJ_BC,
-    PC_DT,
-    PC_A_LOG,
-    PC_D,
-    PC_LAYER,
-    PC_COUNT
-} prune_component;
-
-typedef enum { PG_UNSTRUCTURED, PG_STRUCTURED, PG_COUNT } prune_granularity;
-typedef enum { PCR_MAGNITUDE, PCR_L2, PCR_ACTIVATION, PCR_TAYLOR, PCR_WANDA, PCR_RANDOM, PCR_COUNT } prune_criterion;
-typedef enum { PS_LAYER, PS_GLOBAL, PS_COUNT } prune_scope;
-typedef enum { PA_SHRINK, PA_MASK, PA_COUNT } prune_apply;
-
-const char *prune_component_name(prune_component c);  /* canonical, e.g. "out_proj" */
-const char *prune_component_alias(prune_component c); /* the notes' name, e.g. "linear_out" */
-const char *prune_component_unit(prune_component c);  /* "output row", ...; NULL when no structured unit */
-int prune_component_not_recommended(prune_component c);
-/* Canonical name or alias -> component. Returns 0, or -1 for an unknown name. */
-int prune_component_parse(const char *s, prune_component *c);
-const char *prune_criterion_name(prune_criterion c);
-int prune_criterion_parse(const char *s, prune_criterion *c);
-/* 1 when the criterion scores from a calibration pass (activation, taylor, wanda). */
-int prune_criterion_needs_calib(prune_criterion c);
+/* The vocabulary (prune_component, granularity, criterion, scope, apply and their names) and the
+ * spec structs (prune_entry, prune_spec) live in spec/ (vocab.h, spec.h), shared with prunelabd. */
 
 /* ------------------------------------------------------------------ weights of a component */
 
@@ -94,33 +69,12 @@ int prune_component_owned(const model *m, prune_component c, int layer, prune_sl
 
 /* ------------------------------------------------------------------ specs */
 
-typedef struct {
-    prune_component component;
-    prune_granularity granularity;
-    float rate;                 /* fraction of weights (unstructured) or units (structured) removed, [0, 1) */
-    prune_criterion criterion;
-    prune_scope scope;          /* unstructured: per-layer or global threshold */
-    int n_layers;               /* 0 = every layer */
-    int layers[MODEL_MAX_LAYERS];
-    prune_apply apply;          /* structured: shrink (default) or mask */
-} prune_entry;
-
-typedef struct {
-    int n;
-    prune_entry *entries;       /* owned */
-    int finetune_steps;         /* 0 = none */
-    float finetune_lr;
-    int calib_samples;          /* calibration set size for activation/taylor/wanda (default 512) */
-    uint64_t seed;              /* random criterion and calibration sampling */
-} prune_spec;
-
 /* Parse {"prune": [{...}, ...], "finetune": {"steps", "lr"}, "calibration": {"samples"}, "seed"}.
  * Strict: unknown keys, unknown components/criteria, rates outside [0, 1) or NaN, structured
  * granularity for a component without units, layer indices out of range (when m != NULL) are
  * refused with a message naming the field (e.g. "prune[1].rate: 1.5 is outside [0, 1)").
  * Returns 0 or -1 with err. Free with prune_spec_free. */
 int prune_spec_parse(const char *json_text, const model *m, prune_spec *spec, char *err, size_t errlen);
-void prune_spec_free(prune_spec *spec);
 
 /* ------------------------------------------------------------------ structured selections */
 

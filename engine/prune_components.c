@@ -1,6 +1,6 @@
-/* prune_components.c — the component table of prune.h: names, aliases, units, criteria names,
- * which floats of a layer each component prunes (slices) and owns (parameter count), and the
- * "is this our Mamba model" check.
+/* prune_components.c — where each component of prune.h lives in a model (its names, aliases and
+ * units are in spec/vocab.c): which floats of a layer it prunes (slices) and owns (parameter
+ * count), its unit count, and the "is this our Mamba model" check.
  *
  * Ownership for the "share of params" report: the nine components partition a block, so their
  * counts add up to the block's parameters (tests check it):
@@ -24,51 +24,6 @@
 #include <string.h>
 
 #include "prune.h"
-
-static const char *const comp_names[PC_COUNT] = {"out_proj", "mlp",    "gate", "in_proj", "conv1d",
-                                                 "x_proj_bc", "dt",    "A_log", "D",      "layer"};
-static const char *const comp_aliases[PC_COUNT] = {"linear_out", "mlp",          "linear_gate", "linear_in", "conv1d",
-                                                   "linear_B_C", "linear_delta", "A",           "D",         "layer"};
-static const char *const comp_units[PC_COUNT] = {"output row", "neuron", "d_inner channel", "d_inner channel",
-                                                 "kernel tap", "state",  "dt rank",         NULL,
-                                                 NULL,         "block"};
-static const char *const crit_names[PCR_COUNT] = {"magnitude", "l2", "activation", "taylor", "wanda", "random"};
-
-static_assert(sizeof comp_names / sizeof comp_names[0] == PC_COUNT, "component name table");
-static_assert(sizeof comp_aliases / sizeof comp_aliases[0] == PC_COUNT, "component alias table");
-static_assert(sizeof comp_units / sizeof comp_units[0] == PC_COUNT, "component unit table");
-static_assert(sizeof crit_names / sizeof crit_names[0] == PCR_COUNT, "criterion name table");
-
-const char *prune_component_name(prune_component c) { return (unsigned)c < PC_COUNT ? comp_names[c] : "?"; }
-const char *prune_component_alias(prune_component c) { return (unsigned)c < PC_COUNT ? comp_aliases[c] : "?"; }
-const char *prune_component_unit(prune_component c) { return (unsigned)c < PC_COUNT ? comp_units[c] : NULL; }
-int prune_component_not_recommended(prune_component c) { return c == PC_A_LOG || c == PC_D; }
-
-int prune_component_parse(const char *s, prune_component *c)
-{
-    if (!s) return -1;
-    for (int i = 0; i < PC_COUNT; i++)
-        if (strcmp(s, comp_names[i]) == 0 || strcmp(s, comp_aliases[i]) == 0) {
-            *c = (prune_component)i;
-            return 0;
-        }
-    return -1;
-}
-
-const char *prune_criterion_name(prune_criterion c) { return (unsigned)c < PCR_COUNT ? crit_names[c] : "?"; }
-
-int prune_criterion_needs_calib(prune_criterion c) { return c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA; }
-
-int prune_criterion_parse(const char *s, prune_criterion *c)
-{
-    if (!s) return -1;
-    for (int i = 0; i < PCR_COUNT; i++)
-        if (strcmp(s, crit_names[i]) == 0) {
-            *c = (prune_criterion)i;
-            return 0;
-        }
-    return -1;
-}
 
 /* ------------------------------------------------------------------ slices */
 

@@ -38,29 +38,13 @@
 #include "model.h"
 #include "prune.h"
 
-typedef enum { RSST_REWIND_NONE, RSST_REWIND_INIT, RSST_REWIND_STEP, RSST_REWIND_COUNT } rsst_rewind;
-
-typedef struct {
-    prune_spec prune;        /* entries (owned), finetune steps / lr, calibration samples, seed */
-    int reg_steps;           /* T, regularisation steps per round (0 = plain IMP, no penalty phase) */
-    float lambda_max;
-    float power;             /* p >= 0 */
-    float reg_lr;            /* learning rate of the regularisation phase (constant after warmup) */
-    int rounds;              /* >= 1 */
-    rsst_rewind rewind;
-    long rewind_step;        /* k for RSST_REWIND_STEP: 0..reg_steps + finetune_steps of round 1 */
-    int refill;              /* 1 when "refill" is given */
-    float fillback_rate;     /* f in [0, 1] */
-    prune_apply refill_apply;/* shrink (default) or mask */
-    int batch;               /* training batch (default 64) */
-} rsst_spec;
+/* rsst_rewind and rsst_spec live in spec/spec.h (spec_rsst_parse, shared with prunelabd). */
 
 /* Parse a spec (format above). m (may be NULL) validates layer indices. Refused with a message
  * naming the field: unknown keys, wrong types, out-of-range values, rewind step beyond round 1,
  * refill on entries whose component has no structured unit (A_log, D) or is "layer".
  * Returns 0 or -1 with err. Free with rsst_spec_free. */
 int rsst_spec_parse(const char *json_text, const model *m, rsst_spec *s, char *err, size_t errlen);
-void rsst_spec_free(rsst_spec *s); /* NULL-safe */
 
 /* lambda(t) = lambda_max * (t / T)^p with t clamped to [0, T]; T <= 0 gives lambda_max. */
 double rsst_lambda(double lambda_max, double power, long T, long t);

@@ -24,8 +24,8 @@
 void train_config_default(train_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->epochs = 10;
-    c->batch = 64;
+    c->epochs = SPEC_TRAIN_EPOCHS;
+    c->batch = SPEC_TRAIN_BATCH;
     c->max_steps = 0;
     c->stop_after_epoch = 0;
     c->warmup_steps = -1;

@@ -137,7 +137,7 @@ jqcheck "fine-tuning ran and kept exactly the pruned zeros" \
 
 # --- refusals -------------------------------------------------------------------------------
 echo '{"prune": [{"component": "out_proj", "rate": 0.5, "sparsity": 1}]}' >"$TMP/b1.json"
-must_fail "unknown key is refused" 'prune\[0\]: unknown key "sparsity"' \
+must_fail "unknown key is refused" 'prune\[0\]\.sparsity: unknown key "sparsity"' \
     "$BIN" prune --model "$M" --spec "$TMP/b1.json" --out "$TMP/x.safetensors"
 echo '{"prune": [{"component": "out_proj", "rate": 1.0}]}' >"$TMP/b2.json"
 must_fail "rate 1.0 is refused" 'prune\[0\]\.rate: 1 is outside \[0, 1\)' \

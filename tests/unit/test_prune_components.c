@@ -312,10 +312,10 @@ START_TEST(test_spec_refusals)
     static const struct {
         const char *json, *msg;
     } t[] = {
-        {"{\"prune\": [{\"component\": \"out_proj\", \"rate\": 0.5, \"rat\": 1}]}", "prune[0]: unknown key \"rat\""},
-        {"{\"prune\": [], \"fine_tune\": {}}", "spec: unknown key \"fine_tune\""},
-        {"{\"prune\": [], \"finetune\": {\"steps\": 5, \"epochs\": 1}}", "finetune: unknown key \"epochs\""},
-        {"{\"prune\": [], \"calibration\": {\"n\": 5}}", "calibration: unknown key \"n\""},
+        {"{\"prune\": [{\"component\": \"out_proj\", \"rate\": 0.5, \"rat\": 1}]}", "prune[0].rat: unknown key \"rat\""},
+        {"{\"prune\": [], \"fine_tune\": {}}", "fine_tune: unknown key \"fine_tune\""},
+        {"{\"prune\": [], \"finetune\": {\"steps\": 5, \"epochs\": 1}}", "finetune.epochs: unknown key \"epochs\""},
+        {"{\"prune\": [], \"calibration\": {\"n\": 5}}", "calibration.n: unknown key \"n\""},
         {"{\"prune\": [{\"component\": \"linear_C\", \"rate\": 0.5}]}", "prune[0].component: unknown component"},
         {"{\"prune\": [{\"component\": \"mlp\", \"rate\": 0.5}, {\"component\": \"gate\", \"rate\": 1.0}]}",
          "prune[1].rate: 1 is outside [0, 1)"},
