@@ -17,6 +17,7 @@
 #include "blas.h"
 #include "cli.h"
 #include "data.h"
+#include "measure.h"
 #include "model.h"
 #include "prune.h"
 #include "train.h"
@@ -25,9 +26,9 @@
 static json_t *eval_json(const cli_spec *s, const model *m, const dataset *test, int batch)
 {
     char err[PL_ERRLEN];
-    eval_result r;
-    if (train_evaluate(m, test, batch, &r, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
-    return json_pack("{s:f,s:f,s:i}", "accuracy", r.accuracy, "loss", r.loss, "n", r.n);
+    double acc, loss;
+    if (measure_eval(m, test, batch, NULL, &acc, &loss, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
+    return json_pack("{s:f,s:f,s:i}", "accuracy", acc, "loss", loss, "n", test->n);
 }
 
 int cmd_prune(int argc, char **argv)

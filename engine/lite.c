@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "lite.h"
+#include "measure.h"
 #include "train.h"
 #include "spec_json.h"
 #include "util.h"
@@ -456,12 +457,6 @@ int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds,
 
 /* ------------------------------------------------------------------ latency */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int lite_measure_latency(const model *m, const dataset *ds, int batch, int warmup, int reps, double *ms_per_batch,
                          double *samples_per_s, char *err, size_t errlen)
 {
@@ -483,8 +478,7 @@ int lite_measure_latency(const model *m, const dataset *ds, int batch, int warmu
         model_forward(m, a, x, NULL, batch);
         t[i] = pl_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    double med = measure_median(t, reps);
     *ms_per_batch = 1000.0 * med;
     *samples_per_s = med > 0.0 ? batch / med : 0.0;
     free(t);
@@ -520,10 +514,10 @@ static json_t *model_json(const model *m)
 static int eval_json(const model *m, const dataset *ds, int batch, json_t **out, double *acc, char *err,
                      size_t errlen)
 {
-    eval_result r;
-    if (train_evaluate(m, ds, batch, &r, err, errlen) != 0) return -1;
-    *out = json_pack("{s:f,s:f,s:i}", "accuracy", r.accuracy, "loss", r.loss, "n", r.n);
-    if (acc) *acc = r.accuracy;
+    double a, l;
+    if (measure_eval(m, ds, batch, NULL, &a, &l, err, errlen) != 0) return -1;
+    *out = json_pack("{s:f,s:f,s:i}", "accuracy", a, "loss", l, "n", ds->n);
+    if (acc) *acc = a;
     return 0;
 }
 

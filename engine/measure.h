@@ -25,6 +25,10 @@ typedef struct {
  * (<= 0: 256). Returns 0 or -1 with err (shape mismatch, empty dataset). */
 int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
                  char *err, size_t errlen);
+/* Same, and (each may be NULL) the forward time alone in seconds (batch filling excluded) and the
+ * number of batches run: train_evaluate's numbers. */
+int measure_eval_timed(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc,
+                       double *loss, double *forward_s, int *batches, char *err, size_t errlen);
 
 /* Inference latency of m and of the baseline m0 on a batch of `batch` samples of ds (repeated
  * when ds is smaller), timed in pairs: a pass of m0, then a pass of m, so both see the same

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "measure.h"
 #include "train.h"
 #include "spec_json.h"
 #include "util.h"
@@ -574,11 +575,8 @@ static int evaluate(run_ctx *c, const model *m, const dataset *test, double *acc
     *acc = *loss = -1.0;
     if (!test) return 0;
     emit(c, "eval", 0.0, 0, 0, 0.0f);
-    eval_result r;
     int batch = c->opt && c->opt->eval_batch > 0 ? c->opt->eval_batch : 256;
-    if (train_evaluate(m, test, batch, &r, err, errlen) != 0) return -1;
-    *acc = r.accuracy;
-    *loss = r.loss;
+    if (measure_eval(m, test, batch, NULL, acc, loss, err, errlen) != 0) return -1;
     emit(c, "eval", 1.0, 0, 0, 0.0f);
     return 0;
 }
