@@ -3,6 +3,7 @@
  * evaluation accumulates the loss in double. Everything allocated is freed before returning. */
 #include "measure.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ double measure_median(double *v, int n)
 }
 
 int measure_latency_pair(const model *m0, const model *m, const dataset *ds, const measure_latency_opts *o,
-                         const measure_progress *p, double *ms0, double *ms, double *speedup, char *err,
+                         const measure_progress *p, double *ms0, double *ms, double *speedup, int *pairs, char *err,
                          size_t errlen)
 {
     measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
@@ -124,10 +125,19 @@ int measure_latency_pair(const model *m0, const model *m, const dataset *ds, con
     *ms = 1000.0 * measure_median(t, n);
     *ms0 = 1000.0 * measure_median(t0, n);
     *speedup = measure_median(r, n);
+    if (pairs) *pairs = n;
     free(t);
     model_acts_free(a);
     model_acts_free(a0);
     free(idx);
     free(x);
     return 0;
+}
+
+json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs)
+{
+    measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
+    if (!o) o = &d;
+    return json_pack("{s:s,s:s,s:i,s:i,s:i}", "method", "paired", "speedup", "median of per-pair ratios", "batch",
+                     o->batch, "warm", o->warm, "pairs", pairs);
 }
