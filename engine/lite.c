@@ -455,8 +455,6 @@ int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds,
     return rc;
 }
 
-/* ------------------------------------------------------------------ latency */
-
 /* ------------------------------------------------------------------ the whole recipe */
 
 static json_t *layers_json(const model *m)
