@@ -52,12 +52,15 @@ static int eval_model(cell_ctx *c, const model *m, const dataset *ds, const char
 }
 
 static int measure_latency(cell_ctx *c, const model *m0, const model *m, const dataset *ds, const char *phase,
-                           double *ms0, double *ms, double *speedup, char *err, size_t errlen)
+                           double *ms0, double *ms, double *speedup, json_t **timing, char *err, size_t errlen)
 {
     measure_progress p = {cell_measure_progress, c, phase};
     measure_latency_opts o = MEASURE_LATENCY_DEFAULT;
     o.batch = CELL_LATENCY_BATCH;
-    return measure_latency_pair(m0, m, ds, &o, &p, ms0, ms, speedup, err, errlen);
+    int pairs = 0;
+    if (measure_latency_pair(m0, m, ds, &o, &p, ms0, ms, speedup, &pairs, err, errlen) != 0) return -1;
+    *timing = measure_latency_timing_json(&o, pairs);
+    return 0;
 }
 
 /* Checks of spec fields that depend on the input model (bad_spec with the field). */
@@ -213,11 +216,14 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     }
     const model *realised = ro.twin.n_params ? &ro.twin : prod;
     double ms = NAN, base_ms = NAN, speedup = NAN;
-    if (measure_latency(c, &input, realised, &eval_view, "latency", &base_ms, &ms, &speedup, e2, sizeof e2) != 0) {
+    json_t *timing = NULL;
+    if (measure_latency(c, &input, realised, &eval_view, "latency", &base_ms, &ms, &speedup, &timing, e2,
+                        sizeof e2) != 0) {
         rc = CELL_ERR_RUNTIME;
         pl_err(err, errlen, "measuring latency: %s", e2);
         goto out;
     }
+    json_object_set_new(metrics, "latency_timing", timing); /* how speedup was taken (measure.h) */
     if (s->out) {
         cell_progress(c, "save", 0.0, json_pack("{s:s}", "out", s->out), 1);
         if (model_save(prod, s->out, e2, sizeof e2) != 0) {

@@ -20,24 +20,13 @@
 #include "blas.h"
 #include "cli.h"
 #include "data.h"
+#include "measure.h"
 #include "model.h"
 #include "ops.h"
 #include "optim.h"
 #include "util.h"
 
 static const char *const presets[] = {"tiny", "small", "base"};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int cmd_bench(int argc, char **argv)
 {
@@ -131,7 +120,7 @@ int cmd_bench(int argc, char **argv)
         optim_step(&o, &m);
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
     }
-    if (at) train_s = median(t, steps);
+    if (at) train_s = measure_median(t, steps);
     model_acts_free(at);
 
     model_acts *ai = model_acts_new(&m, batch, 0);
@@ -140,7 +129,7 @@ int cmd_bench(int argc, char **argv)
         model_forward(&m, ai, x, NULL, batch);
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
     }
-    double infer_s = median(t, steps);
+    double infer_s = measure_median(t, steps);
 
     /* --against: pairs of passes, baseline then candidate, each pair's ratio; the median ratio and
      * its quartiles. Both models see the same input; only the forward is timed. */
@@ -159,11 +148,10 @@ int cmd_bench(int argc, char **argv)
             t[i] = s2 - s1;
             r[i] = t0[i] / t[i];
         }
-        against_s = median(t0, steps);
-        infer_s = median(t, steps); /* the candidate's time from the paired run */
-        qsort(r, (size_t)steps, sizeof *r, cmp_double);
+        against_s = measure_median(t0, steps);
+        infer_s = measure_median(t, steps); /* the candidate's time from the paired run */
+        pair_q[1] = measure_median(r, steps); /* sorts r */
         pair_q[0] = r[(steps - 1) / 4];
-        pair_q[1] = median(r, steps);
         pair_q[2] = r[(3 * (steps - 1)) / 4];
         free(t0);
         free(r);

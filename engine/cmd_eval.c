@@ -53,8 +53,7 @@ int cmd_eval(int argc, char **argv)
     eval_result r;
     if (train_evaluate(&m, &ds, batch, &r, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
 
-    size_t nonzero = 0;
-    for (size_t i = 0; i < m.n_params; i++) nonzero += m.params[i] != 0.0f;
+    size_t nonzero = model_count_nonzero(&m);
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model_path));
     json_object_set_new(o, "dataset", json_string(ds.name));

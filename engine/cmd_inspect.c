@@ -40,7 +40,6 @@ int cmd_inspect(int argc, char **argv)
     if (model_load(&m, path, dataset_name, err, sizeof err) != 0)
         pl_die("the file must be a safetensors checkpoint with the tensor names of DESIGN.md section 3",
                "inspect: %s is not a valid model: %s", path, err);
-    size_t nonzero = 0;
     for (int i = 0; i < m.n_tensors; i++) {
         const param_info *p = &m.info[i];
         for (size_t j = 0; j < p->numel; j++) {
@@ -49,9 +48,9 @@ int cmd_inspect(int argc, char **argv)
                 pl_die("the checkpoint holds NaN or Inf values (a diverged run?)",
                        "inspect: %s is not a valid model: tensor %s has a non-finite value at index %zu", path,
                        p->name, j);
-            nonzero += v != 0.0f;
         }
     }
+    size_t nonzero = model_count_nonzero(&m);
     char *desc = model_describe_json(&m);
     json_error_t je;
     json_t *o = json_loads(desc, 0, &je);

@@ -17,24 +17,18 @@
 #include "blas.h"
 #include "cli.h"
 #include "data.h"
+#include "measure.h"
 #include "model.h"
 #include "prune.h"
 #include "train.h"
 #include "util.h"
 
-static size_t count_nonzero(const model *m)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->n_params; i++) n += m->params[i] != 0.0f;
-    return n;
-}
-
 static json_t *eval_json(const cli_spec *s, const model *m, const dataset *test, int batch)
 {
     char err[PL_ERRLEN];
-    eval_result r;
-    if (train_evaluate(m, test, batch, &r, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
-    return json_pack("{s:f,s:f,s:i}", "accuracy", r.accuracy, "loss", r.loss, "n", r.n);
+    double acc, loss;
+    if (measure_eval(m, test, batch, NULL, &acc, &loss, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
+    return json_pack("{s:f,s:f,s:i}", "accuracy", acc, "loss", loss, "n", test->n);
 }
 
 int cmd_prune(int argc, char **argv)
@@ -110,7 +104,7 @@ int cmd_prune(int argc, char **argv)
     json_object_set_new(rep, "out", json_string(out));
     json_object_set_new(rep, "spec", json_string(spec_path));
     json_object_set_new(rep, "params_before", json_integer((json_int_t)m.n_params));
-    json_object_set_new(rep, "nonzero_before", json_integer((json_int_t)count_nonzero(&m)));
+    json_object_set_new(rep, "nonzero_before", json_integer((json_int_t)model_count_nonzero(&m)));
     json_object_set_new(rep, "flops_per_sample_before", json_real(model_flops_per_sample(&m.cfg)));
     json_t *acc = json_object();
     if (have_data && !skip_before) json_object_set_new(acc, "before", eval_json(&s, &m, &test, batch));
@@ -156,7 +150,7 @@ int cmd_prune(int argc, char **argv)
     if (masks_out) json_object_set_new(rep, "masks_out", json_string(masks_out));
 
     json_object_set_new(rep, "params_after", json_integer((json_int_t)m.n_params));
-    json_object_set_new(rep, "nonzero_after", json_integer((json_int_t)count_nonzero(&m)));
+    json_object_set_new(rep, "nonzero_after", json_integer((json_int_t)model_count_nonzero(&m)));
     json_object_set_new(rep, "flops_per_sample_after", json_real(model_flops_per_sample(&m.cfg)));
     json_t *dims = json_array();
     for (int i = 0; i < m.cfg.n_layers; i++) {

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "lite.h"
+#include "measure.h"
 #include "train.h"
 #include "util.h"
 
@@ -41,7 +42,7 @@ void lite_run_opts_init(lite_run_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->latency_batch = 64;
-    o->latency_reps = 9;
+    o->latency_reps = 0;
     o->eval_batch = 256;
     o->eval_source = 1;
 }
@@ -255,46 +256,6 @@ int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds,
     return rc;
 }
 
-/* ------------------------------------------------------------------ latency */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-int lite_measure_latency(const model *m, const dataset *ds, int batch, int warmup, int reps, double *ms_per_batch,
-                         double *samples_per_s, char *err, size_t errlen)
-{
-    *ms_per_batch = *samples_per_s = 0.0;
-    if (train_check_compat(m, ds, err, errlen) != 0) return -1;
-    if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
-    if (batch < 1) return pl_err(err, errlen, "latency batch %d must be at least 1", batch);
-    if (reps < 1) reps = 1;
-    size_t img = (size_t)ds->c * ds->h * ds->w;
-    float *x = xalloc_floats((size_t)batch * img); // x (B, C, H, W)
-    int *idx = xmalloc((size_t)batch * sizeof *idx);
-    for (int i = 0; i < batch; i++) idx[i] = i % ds->n;
-    dataset_batch(ds, idx, batch, x, NULL, NULL, 0);
-    model_acts *a = model_acts_new(m, batch, 0);
-    for (int i = 0; i < warmup; i++) model_forward(m, a, x, NULL, batch);
-    double *t = xmalloc((size_t)reps * sizeof *t);
-    for (int i = 0; i < reps; i++) {
-        double t0 = pl_now();
-        model_forward(m, a, x, NULL, batch);
-        t[i] = pl_now() - t0;
-    }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-    *ms_per_batch = 1000.0 * med;
-    *samples_per_s = med > 0.0 ? batch / med : 0.0;
-    free(t);
-    model_acts_free(a);
-    free(idx);
-    free(x);
-    return 0;
-}
-
 /* ------------------------------------------------------------------ the whole recipe */
 
 static json_t *layers_json(const model *m)
@@ -321,10 +282,10 @@ static json_t *model_json(const model *m)
 static int eval_json(const model *m, const dataset *ds, int batch, json_t **out, double *acc, char *err,
                      size_t errlen)
 {
-    eval_result r;
-    if (train_evaluate(m, ds, batch, &r, err, errlen) != 0) return -1;
-    *out = json_pack("{s:f,s:f,s:i}", "accuracy", r.accuracy, "loss", r.loss, "n", r.n);
-    if (acc) *acc = r.accuracy;
+    double a, l;
+    if (measure_eval(m, ds, batch, NULL, &a, &l, err, errlen) != 0) return -1;
+    *out = json_pack("{s:f,s:f,s:i}", "accuracy", a, "loss", l, "n", ds->n);
+    if (acc) *acc = a;
     return 0;
 }
 
@@ -339,6 +300,19 @@ static void ft_progress(const train_progress *p, void *user)
     if (r->fn) r->fn("finetune", p->fraction, r->user);
 }
 
+/* measure.h progress -> lite progress: the paired latency fills 0.4 .. 1.0 of the final "eval" */
+typedef struct {
+    lite_progress_fn fn;
+    void *user;
+} lat_relay;
+
+static void lat_progress(void *user, const char *phase, double fraction, long done, long total)
+{
+    const lat_relay *r = user;
+    (void)done, (void)total;
+    if (r->fn && fraction > 0.0 && fraction < 1.0) r->fn(phase, 0.4 + 0.6 * fraction, r->user);
+}
+
 int lite_run(const model *src, const lite_spec *spec, const dataset *train, const dataset *test,
              const lite_run_opts *opts, model *dst, char **report, char *err, size_t errlen)
 {
@@ -351,7 +325,6 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
     else
         lite_run_opts_init(&o);
     if (o.latency_batch < 1) o.latency_batch = 64;
-    if (o.latency_reps < 1) o.latency_reps = 9;
     if (o.eval_batch < 1) o.eval_batch = 256;
     int finetune = spec->finetune_steps > 0 || spec->finetune_epochs > 0;
     if (finetune && !train) return pl_err(err, errlen, "finetune: fine-tuning needs a training set");
@@ -364,7 +337,7 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
     if (lite_build(src, spec, train, dst, o.progress, o.progress_user, err, errlen) != 0) return -1;
 
     json_t *rep = json_object(), *js = model_json(src), *jl = NULL, *tr = json_object(), *ft = json_null();
-    json_t *spec_j = json_object();
+    json_t *spec_j = json_object(), *timing = NULL;
     json_object_set_new(spec_j, "target", target_json(&spec->target));
     json_object_set_new(spec_j, "criterion", json_string(prune_criterion_name(spec->criterion)));
     if (prune_criterion_needs_calib(spec->criterion)) json_object_set_new(spec_j, "calibration_samples", json_integer(spec->calib_samples));
@@ -429,15 +402,21 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
         json_object_set_new(ft, "test", e);
     }
     report_progress(o.progress, o.progress_user, "eval", 0.4);
-    double s_ms = 0, s_sps = 0, l_ms = 0, l_sps = 0;
-    if (lat_ds) {
-        if (lite_measure_latency(src, lat_ds, o.latency_batch, 2, o.latency_reps, &s_ms, &s_sps, err, errlen) != 0)
+    double s_ms = 0, s_sps = 0, l_ms = 0, l_sps = 0, speedup = 0;
+    if (lat_ds) { /* timed as a cell times it: pairs of passes, source then lite (measure.h) */
+        measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
+        lo.batch = o.latency_batch;
+        if (o.latency_reps > 0) lo.min_reps = lo.max_reps = o.latency_reps;
+        int pairs = 0;
+        lat_relay lr = {o.progress, o.progress_user};
+        measure_progress mp = {o.progress ? lat_progress : NULL, &lr, "eval"};
+        if (measure_latency_pair(src, dst, lat_ds, &lo, &mp, &s_ms, &l_ms, &speedup, &pairs, err, errlen) != 0)
             goto fail;
-        report_progress(o.progress, o.progress_user, "eval", 0.7);
-        if (lite_measure_latency(dst, lat_ds, o.latency_batch, 2, o.latency_reps, &l_ms, &l_sps, err, errlen) != 0)
-            goto fail;
+        s_sps = s_ms > 0 ? 1000.0 * lo.batch / s_ms : 0.0;
+        l_sps = l_ms > 0 ? 1000.0 * lo.batch / l_ms : 0.0;
         json_object_set_new(js, "latency_ms_per_batch", json_real(s_ms));
         json_object_set_new(js, "samples_per_s", json_real(s_sps));
+        timing = measure_latency_timing_json(&lo, pairs);
     }
     report_progress(o.progress, o.progress_user, "eval", 1.0);
 
@@ -460,7 +439,9 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
     json_object_set_new(rep, "transfer", tr);
     json_object_set_new(rep, "finetune", ft);
     json_object_set_new(rep, "latency_batch", json_integer(o.latency_batch));
-    json_object_set_new(rep, "speedup", json_real(lat_ds && l_ms > 0 ? s_ms / l_ms : 0.0));
+    json_object_set_new(rep, "speedup", json_real(lat_ds && isfinite(speedup) ? speedup : 0.0));
+    json_object_set_new(rep, "latency_timing", timing ? timing : json_null());
+    timing = NULL;
     json_object_set_new(rep, "params_ratio", json_real((double)dst->n_params / (double)src->n_params));
     double fs = model_flops_per_sample(&src->cfg), fl = model_flops_per_sample(&dst->cfg);
     json_object_set_new(rep, "flops_ratio", json_real(fs > 0 ? fl / fs : 0.0));
@@ -471,6 +452,7 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
     return 0;
 
 fail:
+    json_decref(timing);
     json_decref(rep);
     json_decref(js);
     json_decref(jl);

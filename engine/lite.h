@@ -54,16 +54,11 @@ typedef void (*lite_progress_fn)(const char *phase, double fraction, void *user)
 int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds, model *dst, lite_progress_fn progress,
                void *user, char *err, size_t errlen);
 
-/* Inference speed of m: forward passes of `batch` samples (the first of ds, repeated when ds is
- * smaller), `warmup` untimed, then the median of `reps` timed passes. Returns 0 or -1 with err
- * (shape mismatch). */
-int lite_measure_latency(const model *m, const dataset *ds, int batch, int warmup, int reps, double *ms_per_batch,
-                         double *samples_per_s, char *err, size_t errlen);
-
 /* Options of lite_run. */
 typedef struct {
     int latency_batch;         /* default 64 */
-    int latency_reps;          /* timed passes, median reported (default 9, after 2 warmup passes) */
+    int latency_reps;          /* timed pairs (source pass, lite pass); 0 (default): as a cell times them,
+                                  MEASURE_LATENCY_DEFAULT (measure.h) */
     int eval_batch;            /* evaluation batch (default 256) */
     int eval_source;           /* 1 (default): evaluate the source on test too (report "source.test") */
     lite_progress_fn progress; /* NULL = silent */
@@ -75,7 +70,7 @@ void lite_run_opts_init(lite_run_opts *o);
 /* The whole recipe: lite_build (calibrating on train), evaluation on test right after the
  * transfer (and of the source), fine-tuning on train (when the spec asks for it: train_run,
  * AdamW, cosine from lr to lr/100, seed = spec seed, the mask kept fixed), evaluation after
- * fine-tuning, latency of source and lite model. Progress phases in order: score, build, eval
+ * fine-tuning, latency of source and lite model timed in pairs (measure_latency_pair, as a cell). Progress phases in order: score, build, eval
  * (source + transfer), finetune (only when fine-tuning), eval (final + latency).
  * train may be NULL when the spec neither fine-tunes nor calibrates; test may be NULL (no
  * accuracy fields then; latency is measured on train). opts may be NULL
@@ -88,7 +83,8 @@ void lite_run_opts_init(lite_run_opts *o);
  *    "transfer": {"test": {"accuracy", "loss"}},
  *    "finetune": {"steps", "epochs", "lr", "batch", "seconds", "train_loss", "test": {"accuracy", "loss"}}
  *                (null when no fine-tuning),
- *    "latency_batch": 64, "speedup": source latency / lite latency, "params_ratio", "flops_ratio",
+ *    "latency_batch": 64, "speedup": median of the per-pair ratios source / lite (a cell's speedup),
+ *    "latency_timing": measure_latency_timing_json (null without a latency set), "params_ratio", "flops_ratio",
  *    "accuracy_drop": source test accuracy - final lite test accuracy (when both are known),
  *    "seconds": wall time}
  * Returns 0 or -1 with err; on error *dst is freeable and *report is NULL. Both owned by the caller. */

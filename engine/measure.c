@@ -3,6 +3,7 @@
  * evaluation accumulates the loss in double. Everything allocated is freed before returning. */
 #include "measure.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,8 @@ static int argmax(const float *v, int n)
     return b;
 }
 
-int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
-                 char *err, size_t errlen)
+int measure_eval_timed(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc,
+                       double *loss, double *forward_s, int *batches, char *err, size_t errlen)
 {
     if (train_check_compat(m, ds, err, errlen) != 0) return -1;
     if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
@@ -36,14 +37,18 @@ int measure_eval(const model *m, const dataset *ds, int batch, const measure_pro
     float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
     int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
     int *idx = xmalloc((size_t)Bb * sizeof(int));
-    double loss_sum = 0.0;
+    double loss_sum = 0.0, t = 0.0;
     long correct = 0;
+    int nb = 0;
     tell(p, 0.0, -1, ds->n);
     for (int start = 0; start < ds->n; start += Bb) {
         int b = ds->n - start < Bb ? ds->n - start : Bb;
         for (int i = 0; i < b; i++) idx[i] = start + i;
         dataset_batch(ds, idx, b, x, y, NULL, 0);
+        double t0 = pl_now();
         float l = model_forward(m, a, x, y, b);
+        t += pl_now() - t0;
+        nb++;
         loss_sum += (double)l * b;
         const float *logits = model_acts_logits(a); // logits (b, V)
         for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * V, V) == y[i];
@@ -51,11 +56,19 @@ int measure_eval(const model *m, const dataset *ds, int batch, const measure_pro
     }
     *acc = (double)correct / ds->n;
     *loss = loss_sum / ds->n;
+    if (forward_s) *forward_s = t;
+    if (batches) *batches = nb;
     free(idx);
     free(y);
     free(x);
     model_acts_free(a);
     return 0;
+}
+
+int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
+                 char *err, size_t errlen)
+{
+    return measure_eval_timed(m, ds, batch, p, acc, loss, NULL, NULL, err, errlen);
 }
 
 static int dbl_cmp(const void *a, const void *b)
@@ -71,7 +84,7 @@ double measure_median(double *v, int n)
 }
 
 int measure_latency_pair(const model *m0, const model *m, const dataset *ds, const measure_latency_opts *o,
-                         const measure_progress *p, double *ms0, double *ms, double *speedup, char *err,
+                         const measure_progress *p, double *ms0, double *ms, double *speedup, int *pairs, char *err,
                          size_t errlen)
 {
     measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
@@ -112,10 +125,19 @@ int measure_latency_pair(const model *m0, const model *m, const dataset *ds, con
     *ms = 1000.0 * measure_median(t, n);
     *ms0 = 1000.0 * measure_median(t0, n);
     *speedup = measure_median(r, n);
+    if (pairs) *pairs = n;
     free(t);
     model_acts_free(a);
     model_acts_free(a0);
     free(idx);
     free(x);
     return 0;
+}
+
+json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs)
+{
+    measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
+    if (!o) o = &d;
+    return json_pack("{s:s,s:s,s:i,s:i,s:i}", "method", "paired", "speedup", "median of per-pair ratios", "batch",
+                     o->batch, "warm", o->warm, "pairs", pairs);
 }

@@ -8,6 +8,7 @@
 #ifndef PL_MEASURE_H
 #define PL_MEASURE_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "data.h"
@@ -25,13 +26,18 @@ typedef struct {
  * (<= 0: 256). Returns 0 or -1 with err (shape mismatch, empty dataset). */
 int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
                  char *err, size_t errlen);
+/* Same, and (each may be NULL) the forward time alone in seconds (batch filling excluded) and the
+ * number of batches run: train_evaluate's numbers. */
+int measure_eval_timed(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc,
+                       double *loss, double *forward_s, int *batches, char *err, size_t errlen);
 
 /* Inference latency of m and of the baseline m0 on a batch of `batch` samples of ds (repeated
  * when ds is smaller), timed in pairs: a pass of m0, then a pass of m, so both see the same
  * machine (a shared machine's speed drifts over seconds, and adjacent passes drift together).
  * `warm` untimed pairs, then min_reps to max_reps timed pairs (stops adding pairs after
  * budget_s seconds once min_reps are done). *ms0 / *ms are the medians of each model's passes
- * in milliseconds, *speedup the median of the per-pair ratios t0 / t. Returns 0 or -1 with err. */
+ * in milliseconds, *speedup the median of the per-pair ratios t0 / t, *pairs (may be NULL) the
+ * number of timed pairs. Returns 0 or -1 with err. */
 typedef struct {
     int batch, warm, min_reps, max_reps;
     double budget_s;
@@ -40,8 +46,13 @@ typedef struct {
 #define MEASURE_MAX_REPS 1000
 
 int measure_latency_pair(const model *m0, const model *m, const dataset *ds, const measure_latency_opts *o,
-                         const measure_progress *p, double *ms0, double *ms, double *speedup, char *err,
+                         const measure_progress *p, double *ms0, double *ms, double *speedup, int *pairs, char *err,
                          size_t errlen);
+
+/* How a paired latency was taken, as every report of one shows it (a cell's metrics and
+ * `prunelab lite`): {"method": "paired", "speedup": "median of per-pair ratios", "batch", "warm",
+ * "pairs"}. o NULL = MEASURE_LATENCY_DEFAULT. A new reference. */
+json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs);
 
 /* Median of v[0..n) (sorts v); n >= 1. */
 double measure_median(double *v, int n);

@@ -39,15 +39,12 @@
 #include "numerics.h"
 #include "util.h"
 
+/* PL_HAVE_AVX512 / PL_AVX512 (hand-written AVX-512 kernels, called only after a run-time CPU
+ * check) come from numerics.h, under the same condition as the clones. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(PL_NO_CLONES)
 #define PL_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-/* hand-written AVX-512 kernels (intrinsics), called only after a run-time CPU check */
-#define PL_HAVE_AVX512 1
-#define PL_AVX512 __attribute__((target("avx512f")))
-#include <immintrin.h>
 #else
 #define PL_HOT
-#define PL_HAVE_AVX512 0
 #endif
 
 static int g_threads = 1;
@@ -563,8 +560,6 @@ void gate_backward(float *dy, float *dz, const float *dout, const float *y, cons
  * runs back in time. dB, dC (sums over channels) are accumulated per (t, n) as lane vectors
  * across the row's blocks and summed horizontally once per batch row. */
 #define PL_SW 16
-#define PL_LOG2E 1.44269504088896341f
-#define PL_LN2 0.693147180559945309f
 
 /* Per-thread scan workspace; every array is (.., SW)-shaped and 64-byte aligned. */
 typedef struct {
@@ -767,51 +762,17 @@ scan_fwd_lanes_reg(float *ys, const float *dts, const float *us, size_t ldu, con
  *   past the 2e-6 agreement with the unfused chain), then 2^k applied by one vscalefps instead
  *   of six integer ops. k <= -126 (x <= -125.5, down to -inf) gives +0 through the zero-mask,
  *   so no denormal is ever produced or fed to the state FMA; NaN stays NaN.
- * rel err <= 3e-7 for x in (-125.5, 0] (test_ops.c, through ssm_decay_forward). */
-#define PL_EXP2_C1 6.93147207e-1f
-#define PL_EXP2_C2 2.40226509e-1f
-#define PL_EXP2_C3 5.55032723e-2f
-#define PL_EXP2_C4 9.61805668e-3f
-#define PL_EXP2_C5 1.34004282e-3f
-#define PL_EXP2_C6 1.54614447e-4f
-
-static inline __attribute__((always_inline)) PL_AVX512 __m512 scan_decay_avx512(__m512 dt, __m512 at, int fused)
-{
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 k, r, p;
-    if (fused) {
-        k = _mm512_sub_ps(_mm512_fmadd_ps(dt, at, magic), magic);
-        r = _mm512_fmsub_ps(dt, at, k);
-        p = _mm512_fmadd_ps(_mm512_set1_ps(PL_EXP2_C6), r, _mm512_set1_ps(PL_EXP2_C5));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C4));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C3));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C2));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    } else { /* every product rounded, as pl_v16_exp2 compiled without FMA contraction */
-        __m512 x = _mm512_mul_ps(dt, at);
-        k = _mm512_sub_ps(_mm512_add_ps(x, magic), magic);
-        r = _mm512_sub_ps(x, k);
-        p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(PL_EXP2_C6), r), _mm512_set1_ps(PL_EXP2_C5));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C4));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C3));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C2));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(PL_EXP2_C1));
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
-    }
-    __mmask16 live = _mm512_cmp_ps_mask(k, _mm512_set1_ps(-126.0f), _CMP_NLE_UQ); /* k > -126 or NaN */
-    return _mm512_maskz_scalef_ps(live, p, k);
-}
-
-/* a (n) = 2^(dt at) elementwise by scan_decay_avx512; n a multiple of 16 */
+ * rel err <= 3e-7 for x in (-125.5, 0] (test_ops.c, through ssm_decay_forward). The decay is
+ * pl_decay_avx512 (numerics.h). */
+/* a (n) = 2^(dt at) elementwise by pl_decay_avx512; n a multiple of 16 */
 static PL_AVX512 void scan_decay_avx512_run(float *a, const float *dt, const float *at, size_t n, int fused)
 {
     if (fused)
         for (size_t i = 0; i < n; i += PL_SW)
-            _mm512_storeu_ps(a + i, scan_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 1));
+            _mm512_storeu_ps(a + i, pl_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 1));
     else
         for (size_t i = 0; i < n; i += PL_SW)
-            _mm512_storeu_ps(a + i, scan_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 0));
+            _mm512_storeu_ps(a + i, pl_decay_avx512(_mm512_loadu_ps(dt + i), _mm512_loadu_ps(at + i), 0));
 }
 
 /* Arguments and shapes as scan_fwd_lanes_reg, for 8 states: AT (8, SW), Bb and Cb point at the first
@@ -836,7 +797,7 @@ scan_fwd_reg8_pass_avx512(float *ys, const float *dts, const float *us, size_t l
         const float *Bt = Bb + (size_t)t * ld, *Ct = Cb + (size_t)t * ld;
 #pragma GCC unroll 8
         for (int n = 0; n < 8; n++) {
-            __m512 a = scan_decay_avx512(dt, _mm512_loadu_ps(AT + (size_t)n * PL_SW), fused);
+            __m512 a = pl_decay_avx512(dt, _mm512_loadu_ps(AT + (size_t)n * PL_SW), fused);
             __m512 bu = _mm512_mul_ps(dtu, _mm512_set1_ps(Bt[n]));
             if (fused) {
                 h[n] = _mm512_fmadd_ps(a, h[n], bu);
@@ -871,53 +832,6 @@ static PL_AVX512 void scan_fwd_reg8_avx512(float *ys, const float *dts, const fl
     else scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0);
 }
 
-/* e^x lane-wise for x <= 88 (the fused kernel's softplus and silu): x log2(e) split into an exact
- * head and a tail (FMA), then as scan_decay_avx512. rel err 9e-8 on [-86.9, 88] (measured on a
- * dense grid against libm); +0 from about -87 down (never a denormal). */
-static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_exp_avx512(__m512 x)
-{
-    const __m512 magic = _mm512_set1_ps(12582912.0f), l2e = _mm512_set1_ps(PL_LOG2E);
-    __m512 th = _mm512_mul_ps(x, l2e);
-    __m512 tl = _mm512_fmadd_ps(x, _mm512_set1_ps(1.925963033500e-8f), _mm512_fmsub_ps(x, l2e, th));
-    __m512 k = _mm512_sub_ps(_mm512_add_ps(th, magic), magic);
-    __m512 r = _mm512_add_ps(_mm512_sub_ps(th, k), tl);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(PL_EXP2_C6), r, _mm512_set1_ps(PL_EXP2_C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PL_EXP2_C1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __mmask16 live = _mm512_cmp_ps_mask(k, _mm512_set1_ps(-126.0f), _CMP_NLE_UQ);
-    return _mm512_maskz_scalef_ps(live, p, k);
-}
-
-/* 1 / d for d >= 1 finite: rcp14 and one Newton step (rel err about 1e-7, no division) */
-static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_recip_avx512(__m512 d)
-{
-    __m512 r0 = _mm512_rcp14_ps(d);
-    return _mm512_mul_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(2.0f)));
-}
-
-/* softplus(v) = max(v, 0) + log1p(e^-|v|), log1p(w) = 2 atanh(s), s = w / (2 + w) in [0, 1/3],
- * by its series to s^15 (truncation < 2e-8). Same function as pl_softplus (which returns v above
- * 20, where the log1p term is below half an ulp of v); no division. rel err 3.3e-7 for v >= -86.9
- * (dense grid against libm); below, +0 instead of a value under 2e-38. inf -> inf, NaN -> NaN. */
-static inline __attribute__((always_inline)) PL_AVX512 __m512 ssm_softplus_avx512(__m512 v)
-{
-    __m512 w = ssm_exp_avx512(_mm512_min_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), v))); /* e^-|v| */
-    __m512 sv = _mm512_mul_ps(w, ssm_recip_avx512(_mm512_add_ps(w, _mm512_set1_ps(2.0f))));
-    __m512 s2 = _mm512_mul_ps(sv, sv);
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 15.0f), s2, _mm512_set1_ps(1.0f / 13.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 11.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 9.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 7.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 5.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 3.0f));
-    q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f));
-    __m512 l1p = _mm512_mul_ps(_mm512_add_ps(sv, sv), q);
-    return _mm512_add_ps(_mm512_max_ps(v, _mm512_setzero_ps()), l1p);
-}
-
 /* delta (L, SW) = softplus(bl + sum_r xb[t, r] WT[r]) as the portable loop of ssm_gate_block */
 static PL_AVX512 void ssm_delta_avx512(float *dts, const float *xb, int ldx, const float *WT, const float *bl, int L,
                                        int R)
@@ -927,7 +841,7 @@ static PL_AVX512 void ssm_delta_avx512(float *dts, const float *xb, int ldx, con
         __m512 o = _mm512_loadu_ps(bl);
         for (int r = 0; r < R; r++)
             o = _mm512_fmadd_ps(_mm512_set1_ps(xr[r]), _mm512_loadu_ps(WT + (size_t)r * PL_SW), o);
-        _mm512_storeu_ps(dts + (size_t)t * PL_SW, ssm_softplus_avx512(o));
+        _mm512_storeu_ps(dts + (size_t)t * PL_SW, pl_softplus_avx512(o));
     }
 }
 
@@ -938,8 +852,8 @@ static PL_AVX512 void ssm_gate_avx512(float *g, const float *ys, const float *z,
 {
     for (int t = 0; t < L; t++) {
         __m512 zz = _mm512_loadu_ps(z + (size_t)t * E);
-        __m512 e = ssm_exp_avx512(_mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), zz), _mm512_set1_ps(80.0f)));
-        __m512 sg = ssm_recip_avx512(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+        __m512 e = pl_exp_avx512(_mm512_min_ps(_mm512_sub_ps(_mm512_setzero_ps(), zz), _mm512_set1_ps(80.0f)));
+        __m512 sg = pl_recip_avx512(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
         __m512 y = _mm512_loadu_ps(ys + (size_t)t * PL_SW);
         _mm512_storeu_ps(g + (size_t)t * E, _mm512_mul_ps(y, _mm512_mul_ps(zz, sg)));
     }

@@ -40,6 +40,9 @@
 #include "spec.h"
 #include "vocab.h"
 
+/* Statistics gathered on calibration batches (forward + backward), owned by the caller. */
+typedef struct prune_calib prune_calib;
+
 /* The vocabulary (prune_component, granularity, criterion, scope, apply and their names) and the
  * spec structs (prune_entry, prune_spec) live in spec/ (vocab.h, spec.h), shared with prunelabd. */
 
@@ -96,6 +99,38 @@ void prune_selection_free(prune_selection *s);
  * without a keep array (conv1d taps, layer, A_log, D). */
 uint8_t *prune_selection_keep(prune_selection *s, prune_component c, int li, int n);
 
+/* The layers entry e selects in m (its explicit list, else every layer), into out (MODEL_MAX_LAYERS
+ * entries). Returns the count. */
+int prune_entry_layers(const model *m, const prune_entry *e, int *out);
+
+/* What prune_select_structured chose for one entry, per selected layer (layers without units of
+ * the component are left out, except for the layer component: one row per selected block). */
+typedef struct {
+    int layer;
+    int units;    /* U (1 for a block) */
+    long removed; /* units the entry's target removes (blocks: 1 when the block is dropped) */
+    float score;  /* layer component: the block's score (0 when not scored) */
+} prune_select_layer;
+typedef struct {
+    int n;
+    prune_select_layer layers[MODEL_MAX_LAYERS];
+    long units, removed;
+    int clamped; /* a removal was cut to keep one unit (or one block) */
+} prune_select_report;
+
+/* The structured selector of prune and RSST: adds to sel the removals of structured entry e at
+ * `rate` (e->rate is not read). Per selected layer round(rate * U) units go, lowest scores
+ * (prune_score_units) first, ties to the lower index; conv1d removes its oldest taps whatever the
+ * criterion; the layer component drops round(rate * selected blocks) blocks. A layer keeps at
+ * least one unit except for mlp and out_proj; the model keeps one block. cumulative = 0: the
+ * entry's lowest units of all U are removed (another entry's removals do not count); cumulative
+ * = 1 (a round of RSST): units sel already removes count toward the target, only kept units
+ * compete, and blocks sel drops are skipped. rep (may be NULL) receives what was chosen.
+ * Returns 0 or -1 with err (a score failed or is not finite). */
+int prune_select_structured(const model *m, const prune_entry *e, double rate, int cumulative,
+                            const prune_calib *calib, uint64_t seed, prune_selection *sel, prune_select_report *rep,
+                            char *err, size_t errlen);
+
 /* Zero every weight the selection removes, coupled tensors included (sets m->mask, allocating it,
  * and applies it). A masked model and prune_shrink of the same selection give the same logits. */
 void prune_selection_to_mask(model *m, const prune_selection *s);
@@ -106,8 +141,7 @@ int prune_shrink(const model *src, const prune_selection *s, model *dst, char *e
 
 /* ------------------------------------------------------------------ scores and calibration */
 
-/* Statistics gathered on calibration batches (forward + backward), owned by the caller. */
-typedef struct prune_calib prune_calib;
+/* Statistics gathered on calibration batches (prune_calib.c) are declared near the top. */
 /* Run n samples of ds (first n, or seeded random sample) through m. Returns NULL with err. */
 prune_calib *prune_calib_collect(const model *m, const dataset *ds, int n, uint64_t seed, char *err, size_t errlen);
 void prune_calib_free(prune_calib *c);

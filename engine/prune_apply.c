@@ -29,17 +29,6 @@
 #include "util.h"
 
 
-/* Selected layers of e (explicit list or every layer of m). Returns the count. */
-static int entry_layers(const model *m, const prune_entry *e, int *out)
-{
-    int n = 0;
-    if (e->n_layers > 0)
-        for (int i = 0; i < e->n_layers; i++) out[n++] = e->layers[i];
-    else
-        for (int i = 0; i < m->cfg.n_layers; i++) out[n++] = i;
-    return n;
-}
-
 static size_t slice_zeros(const model *m, prune_component c, int layer, size_t *count)
 {
     prune_slice s[PRUNE_MAX_SLICES];
@@ -77,7 +66,7 @@ static int apply_unstructured(model *m, const prune_entry *e, const prune_calib 
                               char *err, size_t errlen)
 {
     int layers[MODEL_MAX_LAYERS];
-    int nl = entry_layers(m, e, layers);
+    int nl = prune_entry_layers(m, e, layers);
     size_t before[MODEL_MAX_LAYERS];
     for (int i = 0; i < nl; i++) {
         size_t n;
@@ -110,134 +99,33 @@ static int apply_unstructured(model *m, const prune_entry *e, const prune_calib 
 }
 
 
-typedef struct {
-    float score;
-    int idx;
-} unit_score;
-
-static int unit_cmp(const void *a, const void *b)
-{
-    const unit_score *x = a, *y = b;
-    if (x->score < y->score) return -1;
-    if (x->score > y->score) return 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
-static long round_count(float rate, int n) { return (long)floor((double)rate * n + 0.5); }
-
-/* Step 3 for one entry: adds its removals to sel; appends its report to rep. */
+/* Step 3 for one entry: adds its removals to sel (prune_select_structured, fresh); appends its
+ * report to rep. */
 static int select_structured(const model *m, const prune_entry *e, const prune_calib *calib, uint64_t seed,
                              prune_selection *sel, json_t *rep, char *err, size_t errlen)
 {
-    int layers[MODEL_MAX_LAYERS];
-    int nl = entry_layers(m, e, layers);
+    prune_select_report sr;
+    if (prune_select_structured(m, e, e->rate, 0, calib, seed, sel, &sr, err, errlen) != 0) return -1;
     json_t *o = entry_header(e);
     json_object_set_new(o, "unit", json_string(prune_component_unit(e->component)));
     json_t *per = json_array();
-    long units_total = 0, removed_total = 0;
-    int clamped = 0;
-
-    if (e->component == PC_LAYER) {
-        unit_score *us = xmalloc((size_t)(nl > 0 ? nl : 1) * sizeof *us);
-        float *scores = xmalloc((size_t)(nl > 0 ? nl : 1) * sizeof *scores);
-        for (int i = 0; i < nl; i++) {
-            float sc;
-            if (prune_score_units(m, PC_LAYER, layers[i], e->criterion, calib, seed, &sc, err, errlen) != 0) {
-                free(us);
-                free(scores);
-                json_decref(o);
-                json_decref(per);
-                return -1;
-            }
-            if (!isfinite(sc)) {
-                pl_err(err, errlen, "%s score of block %d is not finite", prune_criterion_name(e->criterion),
-                       layers[i]);
-                free(us);
-                free(scores);
-                json_decref(o);
-                json_decref(per);
-                return -1;
-            }
-            scores[i] = sc;
-            us[i] = (unit_score){.score = sc, .idx = layers[i]};
+    for (int i = 0; i < sr.n; i++) {
+        const prune_select_layer *sl = &sr.layers[i];
+        json_t *l = json_object();
+        json_object_set_new(l, "layer", json_integer(sl->layer));
+        if (e->component == PC_LAYER) {
+            json_object_set_new(l, "score", json_real(isfinite(sl->score) ? sl->score : 0.0));
+            json_object_set_new(l, "removed", json_boolean(sl->removed));
+        } else {
+            json_object_set_new(l, "units", json_integer(sl->units));
+            json_object_set_new(l, "removed", json_integer(sl->removed));
+            json_object_set_new(l, "kept", json_integer(sl->units - sl->removed));
         }
-        long k = round_count(e->rate, nl);
-        int alive = 0;
-        for (int i = 0; i < m->cfg.n_layers; i++) alive += !sel->drop_layer[i];
-        /* blocks of this entry already dropped by another entry count as removed */
-        int already = 0;
-        for (int i = 0; i < nl; i++) already += sel->drop_layer[layers[i]] != 0;
-        long need = k - already;
-        if (need > alive - 1) need = alive - 1, clamped = 1;
-        qsort(us, (size_t)nl, sizeof *us, unit_cmp);
-        for (int i = 0; i < nl && need > 0; i++)
-            if (!sel->drop_layer[us[i].idx]) {
-                sel->drop_layer[us[i].idx] = 1;
-                need--;
-            }
-        for (int i = 0; i < nl; i++) {
-            json_t *l = json_object();
-            json_object_set_new(l, "layer", json_integer(layers[i]));
-            json_object_set_new(l, "score", json_real(isfinite(scores[i]) ? scores[i] : 0.0));
-            json_object_set_new(l, "removed", json_boolean(sel->drop_layer[layers[i]]));
-            removed_total += sel->drop_layer[layers[i]] != 0;
-            json_array_append_new(per, l);
-        }
-        units_total = nl;
-        free(us);
-        free(scores);
-    } else {
-        for (int i = 0; i < nl; i++) {
-            int li = layers[i];
-            int U = prune_component_units(m, e->component, li);
-            if (U <= 0) continue;
-            long k = round_count(e->rate, U);
-            int may_empty = e->component == PC_MLP || e->component == PC_OUT_PROJ;
-            if (!may_empty && k > U - 1) k = U - 1, clamped = 1;
-            if (e->component == PC_CONV1D) {
-                /* taps: the oldest k go, the K - k nearest t stay, whatever the criterion */
-                int keep = U - (int)k;
-                if (sel->keep_taps[li] == 0 || keep < sel->keep_taps[li]) sel->keep_taps[li] = keep;
-            } else if (k > 0) {
-                float *sc = xmalloc((size_t)U * sizeof *sc);
-                if (prune_score_units(m, e->component, li, e->criterion, calib, seed, sc, err, errlen) != 0) {
-                    free(sc);
-                    json_decref(o);
-                    json_decref(per);
-                    return -1;
-                }
-                unit_score *us = xmalloc((size_t)U * sizeof *us);
-                for (int u = 0; u < U; u++) {
-                    if (!isfinite(sc[u])) {
-                        pl_err(err, errlen, "%s score of %s unit %d in layer %d is not finite",
-                               prune_criterion_name(e->criterion), prune_component_name(e->component), u, li);
-                        free(sc);
-                        free(us);
-                        json_decref(o);
-                        json_decref(per);
-                        return -1;
-                    }
-                    us[u] = (unit_score){.score = sc[u], .idx = u};
-                }
-                qsort(us, (size_t)U, sizeof *us, unit_cmp);
-                uint8_t *keep = prune_selection_keep(sel, e->component, li, U);
-                for (long r = 0; r < k; r++) keep[us[r].idx] = 0;
-                free(us);
-                free(sc);
-            }
-            json_t *l = json_object();
-            json_object_set_new(l, "layer", json_integer(li));
-            json_object_set_new(l, "units", json_integer(U));
-            json_object_set_new(l, "removed", json_integer(k));
-            json_object_set_new(l, "kept", json_integer(U - k));
-            json_array_append_new(per, l);
-            units_total += U;
-            removed_total += k;
-        }
+        json_array_append_new(per, l);
     }
-    json_object_set_new(o, "units", json_integer(units_total));
-    json_object_set_new(o, "removed", json_integer(removed_total));
-    json_object_set_new(o, "clamped", json_boolean(clamped));
+    json_object_set_new(o, "units", json_integer(sr.units));
+    json_object_set_new(o, "removed", json_integer(sr.removed));
+    json_object_set_new(o, "clamped", json_boolean(sr.clamped));
     json_object_set_new(o, "layers", per);
     json_array_append_new(rep, o);
     return 0;

@@ -10,11 +10,20 @@
  * Ownership: the selection owns its arrays (malloc'd, freed by prune_selection_free); the mask
  * belongs to the model (allocated here when absent, freed by model_free).
  *
+ * Choosing a selection (prune_select_structured) is shared by prune_apply_spec and RSST: per
+ * layer the lowest-scoring units go (ties to the lower index), conv1d taps go oldest first, the
+ * layer component drops blocks across the entry's layers. Fresh (prune): each entry removes its
+ * round(rate * U) lowest units of all U, whatever other entries removed. Cumulative (RSST rounds):
+ * units the selection already removes count toward the target and only kept units compete.
+ *
  * Letters as in model.h: d, E, N, R, K, M. */
 #include "prune.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 void prune_selection_init(prune_selection *s) { memset(s, 0, sizeof *s); }
 
@@ -146,4 +155,140 @@ uint8_t *prune_selection_keep(prune_selection *s, prune_component c, int li, int
         memset(*slot, 1, (size_t)n);
     }
     return *slot;
+}
+
+/* ------------------------------------------------------------------ choosing a selection */
+
+int prune_entry_layers(const model *m, const prune_entry *e, int *out)
+{
+    int n = 0;
+    if (e->n_layers > 0)
+        for (int i = 0; i < e->n_layers; i++) out[n++] = e->layers[i];
+    else
+        for (int i = 0; i < m->cfg.n_layers; i++) out[n++] = i;
+    return n;
+}
+
+typedef struct {
+    float score;
+    int idx;
+} unit_score;
+
+/* ascending score, ties to the lower index (a total order: qsort's instability cannot show) */
+static int unit_cmp(const void *a, const void *b)
+{
+    const unit_score *x = a, *y = b;
+    if (x->score < y->score) return -1;
+    if (x->score > y->score) return 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static long round_count(double rate, long n) { return (long)floor(rate * (double)n + 0.5); }
+
+/* The layer component: blocks of the entry, lowest scores dropped. */
+static int select_blocks(const model *m, const prune_entry *e, double rate, int cumulative, const prune_calib *calib,
+                         uint64_t seed, prune_selection *sel, prune_select_report *rep, char *err, size_t errlen)
+{
+    int layers[MODEL_MAX_LAYERS];
+    int nl = prune_entry_layers(m, e, layers);
+    unit_score *us = xmalloc((size_t)(nl > 0 ? nl : 1) * sizeof *us);
+    int nr = 0;
+    for (int i = 0; i < nl; i++) {
+        rep->layers[i] = (prune_select_layer){.layer = layers[i], .units = 1};
+        if (cumulative && sel->drop_layer[layers[i]]) continue;
+        float sc;
+        if (prune_score_units(m, PC_LAYER, layers[i], e->criterion, calib, seed, &sc, err, errlen) != 0) {
+            free(us);
+            return -1;
+        }
+        if (!isfinite(sc)) {
+            free(us);
+            return pl_err(err, errlen, "%s score of block %d is not finite", prune_criterion_name(e->criterion),
+                          layers[i]);
+        }
+        rep->layers[i].score = sc;
+        us[nr++] = (unit_score){.score = sc, .idx = layers[i]};
+    }
+    long k = round_count(rate, nl);
+    int alive = 0;
+    for (int i = 0; i < m->cfg.n_layers; i++) alive += !sel->drop_layer[i];
+    /* blocks of this entry already dropped (by another entry or an earlier round) count as removed */
+    int already = 0;
+    for (int i = 0; i < nl; i++) already += sel->drop_layer[layers[i]] != 0;
+    long need = k - already;
+    if (need > alive - 1) need = alive - 1, rep->clamped = 1;
+    qsort(us, (size_t)nr, sizeof *us, unit_cmp);
+    for (int i = 0; i < nr && need > 0; i++)
+        if (!sel->drop_layer[us[i].idx]) {
+            sel->drop_layer[us[i].idx] = 1;
+            need--;
+        }
+    for (int i = 0; i < nl; i++) {
+        rep->layers[i].removed = sel->drop_layer[layers[i]] != 0;
+        rep->removed += rep->layers[i].removed;
+    }
+    rep->n = nl;
+    rep->units = nl;
+    free(us);
+    return 0;
+}
+
+int prune_select_structured(const model *m, const prune_entry *e, double rate, int cumulative,
+                            const prune_calib *calib, uint64_t seed, prune_selection *sel, prune_select_report *rep,
+                            char *err, size_t errlen)
+{
+    prune_select_report scratch;
+    if (!rep) rep = &scratch;
+    memset(rep, 0, sizeof *rep);
+    if (e->component == PC_LAYER) return select_blocks(m, e, rate, cumulative, calib, seed, sel, rep, err, errlen);
+    int layers[MODEL_MAX_LAYERS];
+    int nl = prune_entry_layers(m, e, layers);
+    for (int i = 0; i < nl; i++) {
+        int li = layers[i];
+        int U = prune_component_units(m, e->component, li);
+        if (U <= 0 || (cumulative && sel->drop_layer[li])) continue;
+        long k = round_count(rate, U);
+        int may_empty = e->component == PC_MLP || e->component == PC_OUT_PROJ;
+        if (!may_empty && k > U - 1) k = U - 1, rep->clamped = 1;
+        if (e->component == PC_CONV1D) {
+            /* taps: the oldest k go, the K - k nearest t stay, whatever the criterion */
+            int keep = U - (int)k;
+            if (sel->keep_taps[li] == 0 || keep < sel->keep_taps[li]) sel->keep_taps[li] = keep;
+        } else {
+            uint8_t *keep = NULL;
+            long need = k;
+            if (cumulative) { /* units already removed count toward the target; only kept units compete */
+                keep = prune_selection_keep(sel, e->component, li, U);
+                for (int u = 0; u < U; u++) need -= !keep[u];
+            }
+            if (need > 0) {
+                float *sc = xmalloc((size_t)U * sizeof *sc);
+                if (prune_score_units(m, e->component, li, e->criterion, calib, seed, sc, err, errlen) != 0) {
+                    free(sc);
+                    return -1;
+                }
+                unit_score *us = xmalloc((size_t)U * sizeof *us);
+                int nr = 0;
+                for (int u = 0; u < U; u++) {
+                    if (keep && !keep[u]) continue;
+                    if (!isfinite(sc[u])) {
+                        free(sc);
+                        free(us);
+                        return pl_err(err, errlen, "%s score of %s unit %d in layer %d is not finite",
+                                      prune_criterion_name(e->criterion), prune_component_name(e->component), u, li);
+                    }
+                    us[nr++] = (unit_score){.score = sc[u], .idx = u};
+                }
+                qsort(us, (size_t)nr, sizeof *us, unit_cmp);
+                if (!keep) keep = prune_selection_keep(sel, e->component, li, U);
+                for (long r = 0; r < need && r < nr; r++) keep[us[r].idx] = 0;
+                free(us);
+                free(sc);
+            }
+        }
+        rep->layers[rep->n++] = (prune_select_layer){.layer = li, .units = U, .removed = k};
+        rep->units += U;
+        rep->removed += k;
+    }
+    return 0;
 }

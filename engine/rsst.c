@@ -3,9 +3,9 @@
  * Design:
  *   - Selection reuses the pruning base: unstructured entries run prune_unstructured at the
  *     cumulative rate 1 - (1 - rate)^r on a scratch copy of the model, so the exact-count rule
- *     and the ranking are prune_mask.c's; structured entries add their removals to one
- *     cumulative prune_selection (the scoring is prune_score_units, the unit -> weight coupling
- *     is prune_selection_to_mask, again on the scratch copy). The targeted weights are those the
+ *     and the ranking are prune_unstructured.c's; structured entries add their removals to one
+ *     cumulative prune_selection (prune_select_structured in its cumulative form; the scoring
+ *     is prune_score_units, the unit -> weight coupling is prune_selection_to_mask, again on the scratch copy). The targeted weights are those the
  *     copy masks and the model does not: a byte per parameter.
  *   - The penalty lambda(t) * sum w^2 enters training through train_config.penalty (train.h),
  *     called after backward and before the mask and clipping; its gradient is 2 lambda w on the
@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "measure.h"
 #include "train.h"
 #include "util.h"
 
@@ -60,30 +61,6 @@ static long round_count(double rate, long n) { return (long)floor(rate * (double
 /* Cumulative removal rate after `round` rounds of `rate` each. */
 static double cum_rate(float rate, int round) { return 1.0 - pow(1.0 - (double)rate, round); }
 
-static int entry_layers(const model *m, const prune_entry *e, int *out)
-{
-    int n = 0;
-    if (e->n_layers > 0)
-        for (int i = 0; i < e->n_layers; i++) out[n++] = e->layers[i];
-    else
-        for (int i = 0; i < m->cfg.n_layers; i++) out[n++] = i;
-    return n;
-}
-
-/* dst = a copy of src's parameters and mask (no grads). Returns 0 or -1 with err. */
-static int model_clone(const model *src, model *dst, char *err, size_t errlen)
-{
-    memset(dst, 0, sizeof *dst);
-    if (model_alloc(dst, &src->cfg, err, errlen) != 0) return -1;
-    memcpy(dst->params, src->params, src->n_params * sizeof(float));
-    if (src->mask) {
-        model_alloc_mask(dst);
-        memcpy(dst->mask, src->mask, src->n_params * sizeof(float));
-    }
-    return 0;
-}
-
-
 typedef struct {
     float key1, key2; /* sort keys: ascending key1, then ascending key2, then index */
     int idx;
@@ -102,91 +79,13 @@ static int alive_weight(const model *m, size_t i) { return (!m->mask || m->mask[
 
 /* ------------------------------------------------------------------ selection */
 
-/* Structured entry e, round r: add its removals to sel. Returns 0 or -1 with err. */
-static int select_structured(const model *m, const prune_entry *e, double cum, const prune_calib *calib,
-                             uint64_t seed, prune_selection *sel, char *err, size_t errlen)
-{
-    int layers[MODEL_MAX_LAYERS];
-    int nl = entry_layers(m, e, layers);
-    if (e->component == PC_LAYER) {
-        long target = round_count(cum, nl), already = 0;
-        int alive_all = 0;
-        for (int i = 0; i < m->cfg.n_layers; i++) alive_all += !sel->drop_layer[i];
-        ranked *rk = xmalloc((size_t)nl * sizeof *rk);
-        int nr = 0;
-        for (int i = 0; i < nl; i++) {
-            if (sel->drop_layer[layers[i]]) {
-                already++;
-                continue;
-            }
-            float sc;
-            if (prune_score_units(m, PC_LAYER, layers[i], e->criterion, calib, seed, &sc, err, errlen) != 0) {
-                free(rk);
-                return -1;
-            }
-            if (!isfinite(sc)) {
-                free(rk);
-                return pl_err(err, errlen, "%s score of block %d is not finite", prune_criterion_name(e->criterion),
-                              layers[i]);
-            }
-            rk[nr++] = (ranked){.key1 = sc, .key2 = 0.0f, .idx = layers[i]};
-        }
-        long need = target - already;
-        if (need > alive_all - 1) need = alive_all - 1;
-        qsort(rk, (size_t)nr, sizeof *rk, ranked_cmp);
-        for (long k = 0; k < need && k < nr; k++) sel->drop_layer[rk[k].idx] = 1;
-        free(rk);
-        return 0;
-    }
-    for (int i = 0; i < nl; i++) {
-        int li = layers[i];
-        int U = prune_component_units(m, e->component, li);
-        if (U <= 0 || sel->drop_layer[li]) continue;
-        long target = round_count(cum, U);
-        int may_empty = e->component == PC_MLP || e->component == PC_OUT_PROJ;
-        if (!may_empty && target > U - 1) target = U - 1;
-        if (e->component == PC_CONV1D) {
-            int keep = U - (int)target;
-            if (sel->keep_taps[li] == 0 || keep < sel->keep_taps[li]) sel->keep_taps[li] = keep;
-            continue;
-        }
-        uint8_t *keep = prune_selection_keep(sel, e->component, li, U);
-        long removed = 0;
-        for (int u = 0; u < U; u++) removed += !keep[u];
-        long need = target - removed;
-        if (need <= 0) continue;
-        float *sc = xmalloc((size_t)U * sizeof *sc);
-        if (prune_score_units(m, e->component, li, e->criterion, calib, seed, sc, err, errlen) != 0) {
-            free(sc);
-            return -1;
-        }
-        ranked *rk = xmalloc((size_t)U * sizeof *rk);
-        int nr = 0;
-        for (int u = 0; u < U; u++) {
-            if (!keep[u]) continue;
-            if (!isfinite(sc[u])) {
-                free(sc);
-                free(rk);
-                return pl_err(err, errlen, "%s score of %s unit %d in layer %d is not finite",
-                              prune_criterion_name(e->criterion), prune_component_name(e->component), u, li);
-            }
-            rk[nr++] = (ranked){.key1 = sc[u], .key2 = 0.0f, .idx = u};
-        }
-        qsort(rk, (size_t)nr, sizeof *rk, ranked_cmp);
-        for (long k = 0; k < need && k < nr; k++) keep[rk[k].idx] = 0;
-        free(rk);
-        free(sc);
-    }
-    return 0;
-}
-
 long rsst_select(const model *m, const rsst_spec *s, int round, const prune_calib *calib, prune_selection *sel,
                  uint8_t *target, char *err, size_t errlen)
 {
     memset(target, 0, m->n_params);
     if (round < 1) return pl_err(err, errlen, "round %d: rounds are 1-based", round);
     model c;
-    if (model_clone(m, &c, err, errlen) != 0) return -1;
+    if (model_copy(&c, m, err, errlen) != 0) return -1;
     long rc = -1;
     for (int i = 0; i < s->prune.n; i++) {
         const prune_entry *e = &s->prune.entries[i];
@@ -200,7 +99,7 @@ long rsst_select(const model *m, const rsst_spec *s, int round, const prune_cali
                 pl_err(err, errlen, "prune[%d] (%s): %s", i, prune_component_name(e->component), e2);
                 goto done;
             }
-        } else if (select_structured(m, e, cum, calib, s->prune.seed, sel, e2, sizeof e2) != 0) {
+        } else if (prune_select_structured(m, e, cum, 1, calib, s->prune.seed, sel, NULL, e2, sizeof e2) != 0) {
             pl_err(err, errlen, "prune[%d] (%s): %s", i, prune_component_name(e->component), e2);
             goto done;
         }
@@ -313,7 +212,7 @@ int rsst_refill(model *m, const rsst_spec *s, const prune_calib *calib, prune_se
         const prune_entry *e = &s->prune.entries[i];
         if (e->granularity != PG_UNSTRUCTURED) continue;
         int layers[MODEL_MAX_LAYERS];
-        int nl = entry_layers(m, e, layers);
+        int nl = prune_entry_layers(m, e, layers);
         for (int j = 0; j < nl; j++) {
             int li = layers[j];
             int U = prune_component_units(m, e->component, li);
@@ -497,20 +396,10 @@ static int evaluate(run_ctx *c, const model *m, const dataset *test, double *acc
     *acc = *loss = -1.0;
     if (!test) return 0;
     emit(c, "eval", 0.0, 0, 0, 0.0f);
-    eval_result r;
     int batch = c->opt && c->opt->eval_batch > 0 ? c->opt->eval_batch : 256;
-    if (train_evaluate(m, test, batch, &r, err, errlen) != 0) return -1;
-    *acc = r.accuracy;
-    *loss = r.loss;
+    if (measure_eval(m, test, batch, NULL, acc, loss, err, errlen) != 0) return -1;
     emit(c, "eval", 1.0, 0, 0, 0.0f);
     return 0;
-}
-
-static size_t count_nonzero(const model *m)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->n_params; i++) n += m->params[i] != 0.0f;
-    return n;
 }
 
 /* in_comp[i] = 1 for the unstructured weights of every entry's component in its layers. */
@@ -520,7 +409,7 @@ static void component_membership(const model *m, const rsst_spec *s, uint8_t *in
     for (int i = 0; i < s->prune.n; i++) {
         const prune_entry *e = &s->prune.entries[i];
         int layers[MODEL_MAX_LAYERS];
-        int nl = entry_layers(m, e, layers);
+        int nl = prune_entry_layers(m, e, layers);
         for (int j = 0; j < nl; j++) {
             prune_slice sl[PRUNE_MAX_SLICES];
             int ns = prune_component_slices(m, e->component, layers[j], sl);
@@ -684,7 +573,7 @@ int rsst_run(model *m, const rsst_spec *s, const dataset *train, const dataset *
     }
     if (evaluate(&c, m, test, &res->final_acc, &res->final_loss, err, errlen) != 0) goto done;
     res->params_after = m->n_params;
-    res->nonzero_after = count_nonzero(m);
+    res->nonzero_after = model_count_nonzero(m);
     res->flops_after = model_flops_per_sample(&m->cfg);
     rc = 0;
 done:

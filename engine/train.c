@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "measure.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -222,40 +223,12 @@ static int argmax(const float *v, int n)
 int train_evaluate(const model *m, const dataset *ds, int batch, eval_result *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
-    if (train_check_compat(m, ds, err, errlen) != 0) return -1;
-    if (ds->n < 1) return pl_err(err, errlen, "dataset %s (%s) is empty", ds->name, ds->split);
-    if (batch < 1) batch = 256;
-    int Bb = batch < ds->n ? batch : ds->n;
-    int V = m->cfg.classes;
-    size_t img = (size_t)ds->c * ds->h * ds->w;
-    model_acts *a = model_acts_new(m, Bb, 0);
-    float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
-    int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
-    int *idx = xmalloc((size_t)Bb * sizeof(int));
-    double loss_sum = 0.0, t = 0.0;
-    long correct = 0;
-    for (int start = 0; start < ds->n; start += Bb) {
-        int b = ds->n - start < Bb ? ds->n - start : Bb;
-        for (int i = 0; i < b; i++) idx[i] = start + i;
-        dataset_batch(ds, idx, b, x, y, NULL, 0);
-        double t0 = pl_now();
-        float loss = model_forward(m, a, x, y, b);
-        t += pl_now() - t0;
-        loss_sum += (double)loss * b;
-        const float *logits = model_acts_logits(a); // logits (b, V)
-        for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * V, V) == y[i];
-        r->batches++;
-    }
+    double t = 0.0;
+    if (measure_eval_timed(m, ds, batch, NULL, &r->accuracy, &r->loss, &t, &r->batches, err, errlen) != 0) return -1;
     r->n = ds->n;
-    r->accuracy = (double)correct / ds->n;
-    r->loss = loss_sum / ds->n;
     r->seconds = t;
     r->latency_ms_per_batch = r->batches ? 1000.0 * t / r->batches : 0.0;
     r->samples_per_s = t > 0.0 ? ds->n / t : 0.0;
-    free(idx);
-    free(y);
-    free(x);
-    model_acts_free(a);
     return 0;
 }
 

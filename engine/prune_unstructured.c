@@ -1,4 +1,4 @@
-/* prune_mask.c — unstructured pruning into model->mask, mask files, and sparsity reports.
+/* prune_unstructured.c — unstructured pruning into model->mask, mask files, and sparsity reports.
  *
  * Unstructured pruning (prune_unstructured): the entry's weights (prune_component_slices of every
  * selected layer) are scored by prune_score_weights, then

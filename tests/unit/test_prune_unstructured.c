@@ -1,4 +1,4 @@
-/* test_prune_mask.c — unstructured pruning, mask files, sparsity reports and whole specs.
+/* test_prune_unstructured.c — unstructured pruning, mask files, sparsity reports and whole specs.
  *
  * Checks: layer-wise pruning zeroes exactly round(rate * count) weights per layer and they are
  * the smallest in magnitude; global pruning zeroes exactly round(rate * total) and really ranks
@@ -253,7 +253,7 @@ END_TEST
 static char *tmp_path(const char *tag)
 {
     char *p = xmalloc(256);
-    snprintf(p, 256, "/tmp/test_prune_mask.%d.%s.safetensors", (int)getpid(), tag);
+    snprintf(p, 256, "/tmp/test_prune_unstructured.%d.%s.safetensors", (int)getpid(), tag);
     return p;
 }
 
@@ -635,7 +635,7 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("prune_mask");
+    Suite *s = suite_create("prune_unstructured");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_layerwise_exact_and_smallest);
