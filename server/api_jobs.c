@@ -17,6 +17,7 @@
  * within half a second) until the job's visible state changes or S seconds pass. The response
  * carries "version" to pass as since next time. */
 #include "api.h"
+#include "api_vocab.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -1051,6 +1052,8 @@ static const http_route API_ROUTES[] = {
     {"GET", "/api/v1/models/{name}/components", api_model_components, HTTP_BODY_MEMORY, 0,
      "prunable components of a model with their share of params"},
     {"GET", "/api/v1/datasets", api_datasets_list, HTTP_BODY_MEMORY, 0, "datasets and their availability"},
+    {"GET", "/api/v1/vocabulary", api_vocabulary_get, HTTP_BODY_MEMORY, 0,
+     "the names specs accept: components, criteria, granularities, job types and their keys"},
 };
 
 const http_route *api_routes(size_t *n)

@@ -2,9 +2,10 @@
  *
  * Design: one pass over the body per type. Unknown keys are refused first (so a typo is never
  * silently ignored), then each field is checked in a fixed order, so the error names the first
- * offending field path. The grid size is computed and capped before any cell is built. The
- * component table duplicates engine/prune.h's names and aliases: prunelabd never links the
- * engine. Cells are built as jansson objects from a shared base (recipe, model, dataset, seed,
+ * offending field path. The grid size is computed and capped before any cell is built. Names
+ * (components, criteria, ...) come from spec/vocab.h, and every expanded cell is parsed by the
+ * engine's own cell parser (spec_cell_parse + spec_cell_check against the model's shape), so a
+ * job is refused at submission for anything its cells would be refused for. Cells are built as jansson objects from a shared base (recipe, model, dataset, seed,
  * eval, calibration, finetune) and serialised with sorted keys.
  *
  * Ownership: jobspec_expand fills a jobspec whose strings and cell array it owns; jobspec_free
@@ -18,38 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const COMP_NAMES[JOBSPEC_N_COMPONENTS] = {
-    "out_proj", "mlp", "gate", "in_proj", "conv1d", "x_proj_bc", "dt", "A_log", "D", "layer"};
-static const char *const COMP_ALIASES[JOBSPEC_N_COMPONENTS] = {
-    "linear_out", "mlp", "linear_gate", "linear_in", "conv1d", "linear_B_C", "linear_delta", "A", "D", "layer"};
-/* Components without a structured unit (prune.h table). */
-static const int COMP_STRUCTURED[JOBSPEC_N_COMPONENTS] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 1};
+#include "spec.h"
+#include "vocab.h"
 
-static const char *const CRITERIA[] = {"magnitude", "l2", "activation", "taylor", "wanda", "random", NULL};
-static const char *const GRANULARITIES[] = {"unstructured", "structured", NULL};
-static const char *const SCOPES[] = {"layer", "global", NULL};
-static const char *const APPLIES[] = {"shrink", "mask", NULL};
-static const char *const PRESETS[] = {"tiny", "small", "base", NULL};
-static const char *const OPTIMIZERS[] = {"adamw", "sgd", NULL};
 static const char *const SPLITS[] = {"test", "train", NULL};
-
-int jobspec_component_parse(const char *name)
-{
-    if (!name) return -1;
-    for (int i = 0; i < JOBSPEC_N_COMPONENTS; i++)
-        if (strcmp(name, COMP_NAMES[i]) == 0 || strcmp(name, COMP_ALIASES[i]) == 0) return i;
-    return -1;
-}
-
-const char *jobspec_component_name(int c)
-{
-    return c >= 0 && c < JOBSPEC_N_COMPONENTS ? COMP_NAMES[c] : NULL;
-}
-
-const char *jobspec_component_alias(int c)
-{
-    return c >= 0 && c < JOBSPEC_N_COMPONENTS ? COMP_ALIASES[c] : NULL;
-}
+#define CRITERIA spec_criterion_names
+#define GRANULARITIES spec_granularity_names
+#define SCOPES spec_scope_names
+#define APPLIES spec_apply_names
+#define PRESETS spec_preset_names
+#define OPTIMIZERS spec_optimizer_names
 
 int jobspec_info_layers(const char *info_json)
 {
@@ -187,19 +166,17 @@ static int check_rate(const json_t *v, const char *field, jobspec_error *e)
     return 0;
 }
 
-/* A component name; structured (granularity structured) refuses components without units. */
+/* A component name; structured (granularity structured) refuses components without units.
+ * Returns the component or -1. */
 static int check_component(const json_t *v, const char *field, int structured, jobspec_error *e)
 {
-    if (!json_is_string(v)) return fail(e, "invalid_value", field, "must be a component name");
-    int c = jobspec_component_parse(json_string_value(v));
-    if (c < 0)
-        return fail(e, "unknown_component", field,
-                    "unknown component '%.40s' (known: out_proj, mlp, gate, in_proj, conv1d, x_proj_bc, dt, "
-                    "A_log, D, layer and the aliases linear_out, linear_gate, linear_in, linear_B_C, "
-                    "linear_delta, A)", json_string_value(v));
-    if (structured && !COMP_STRUCTURED[c])
-        return fail(e, "invalid_value", field, "%s has no structured unit (use unstructured)", COMP_NAMES[c]);
-    return c;
+    spec_error se;
+    prune_component c;
+    if (spec_parse_component((json_t *)v, field, &c, &se) != 0)
+        return fail(e, se.code, field, "%s", se.message + strlen(field) + 2);
+    if (structured && !prune_component_unit(c))
+        return fail(e, "invalid_value", field, "%s has no structured unit (use unstructured)", prune_component_name(c));
+    return (int)c;
 }
 
 /* A non-empty array named key (required). Returns its size or -1. */
@@ -267,20 +244,6 @@ static int check_dataset_name(const char *s, const char *field, jobspec_error *e
 
 /* ------------------------------------------------------------------ expansion */
 
-static const char *const COMMON_KEYS[] = {"type", "priority", "dataset", "eval", "calibration", "seed"};
-#define N_COMMON (sizeof COMMON_KEYS / sizeof COMMON_KEYS[0])
-
-static const char *const TRAIN_KEYS[] = {
-    "name", "model", "preset", "dims", "epochs", "batch", "lr", "min_lr", "warmup", "weight_decay",
-    "optimizer", "momentum", "clip", "max_steps", "augment", "d_model", "layers", "d_state",
-    "expand", "d_conv", "mlp_ratio", "patch", "dt_rank", NULL};
-static const char *const ABLATION_KEYS[] = {
-    "model", "components", "rates", "seeds", "granularity", "criterion", "scope", "apply", "finetune", NULL};
-static const char *const SENSITIVITY_KEYS[] = {
-    "model", "layers", "components", "rate", "granularity", "criterion", "apply", "finetune", NULL};
-static const char *const JOINT_KEYS[] = {
-    "model", "configs", "granularity", "criterion", "scope", "apply", "finetune", NULL};
-static const char *const SPEC_KEYS[] = {"model", "spec", "finetune", NULL};
 static const char *const DIM_KEYS[] = {"d_model", "layers", "d_state", "expand", "d_conv", "mlp_ratio",
                                        "patch", "dt_rank", NULL};
 
@@ -290,7 +253,7 @@ static int check_top_keys(const json_t *body, const char *const *type_keys, jobs
     json_t *v;
     json_object_foreach((json_t *)body, key, v) {
         int ok = 0;
-        for (size_t i = 0; i < N_COMMON && !ok; i++) ok = strcmp(key, COMMON_KEYS[i]) == 0;
+        ok = in_list(key, spec_job_shared_keys);
         if (!ok) ok = in_list(key, type_keys);
         if (!ok) return fail(e, "unknown_field", key, "unknown field");
     }
@@ -539,7 +502,7 @@ static int expand_joint(const json_t *body, jobspec *js, long long seed, size_t 
         snprintf(field, sizeof field, "configs[%ld]", i);
         if (!json_is_object(cfg)) return fail(e, "invalid_value", field, "must be an object {component: rate}");
         if (json_object_size(cfg) == 0) return fail(e, "empty_grid", field, "must name at least one component");
-        int seen[JOBSPEC_N_COMPONENTS] = {0};
+        int seen[PC_COUNT] = {0};
         const char *key;
         json_t *v;
         json_object_foreach(cfg, key, v) {
@@ -548,7 +511,7 @@ static int expand_joint(const json_t *body, jobspec *js, long long seed, size_t 
             int c = check_component(name, field, structured, e);
             json_decref(name);
             if (c < 0) return -1;
-            if (seen[c]++) return fail(e, "invalid_value", field, "names %s a second time", COMP_NAMES[c]);
+            if (seen[c]++) return fail(e, "invalid_value", field, "names %s a second time", prune_component_name(c));
             if (check_rate(v, field, e)) return -1;
         }
     }
@@ -577,9 +540,45 @@ static int expand_sub(const json_t *body, jobspec *js, long long seed, const cha
     return 0;
 }
 
+/* Parse every expanded cell as the engine will (spec/spec_cell.c) and check it against the
+ * model's shape: a cell's "rsst" / "lite" object is the job's "spec", so its field paths are
+ * reported under "spec". */
+static int check_cells(const jobspec *js, const jobspec_limits *lim, jobspec_error *e)
+{
+    spec_shape sh;
+    int have_shape = 0;
+    if (lim->model_info) {
+        json_t *info = json_loads(lim->model_info, 0, NULL);
+        have_shape = info && spec_shape_from_info(info, &sh) == 0;
+        json_decref(info);
+    }
+    for (size_t i = 0; i < js->n_cells; i++) {
+        json_t *cell = json_loads(js->cells[i], 0, NULL);
+        if (!cell) return fail(e, "internal", NULL, "a cell spec could not be read back");
+        cell_spec cs;
+        spec_error se;
+        int rc = spec_cell_parse(cell, &cs, &se);
+        if (rc == 0 && have_shape) rc = spec_cell_check(&cs, &sh, &se);
+        cell_spec_free(&cs);
+        json_decref(cell);
+        if (rc == 0) continue;
+        const char *f = se.field, *rest = "";
+        if (strncmp(f, "rsst", 4) == 0 || strncmp(f, "lite", 4) == 0) {
+            rest = f + 4;
+            f = "spec";
+        }
+        char field[sizeof se.field + 8];
+        snprintf(field, sizeof field, "%.8s%.150s", f == se.field ? "" : f, f == se.field ? se.field : rest);
+        size_t skip = strlen(se.field) + 2;
+        return fail(e, se.code ? se.code : "invalid_value", field, "%s",
+                    strlen(se.message) >= skip ? se.message + skip : se.message);
+    }
+    return 0;
+}
+
 int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, jobspec_error *e)
 {
-    jobspec_limits dflt = {NULL, 0, 0};
+    jobspec_limits dflt = {NULL, 0, 0, NULL};
     if (!lim) lim = &dflt;
     size_t max = lim->max_cells > 0 ? (size_t)lim->max_cells : JOBSPEC_MAX_CELLS_DEFAULT;
     memset(out, 0, sizeof *out);
@@ -594,10 +593,8 @@ int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, 
     if (type < 0)
         return fail(e, "invalid_value", "type", "must be one of train, ablation, sensitivity, joint, rsst, lite");
     js.type = (store_job_type)type;
-    const char *const *keys = type == STORE_JOB_TRAIN ? TRAIN_KEYS
-                              : type == STORE_JOB_ABLATION ? ABLATION_KEYS
-                              : type == STORE_JOB_SENSITIVITY ? SENSITIVITY_KEYS
-                              : type == STORE_JOB_JOINT ? JOINT_KEYS : SPEC_KEYS;
+    _Static_assert((int)STORE_JOB_TYPE_COUNT == (int)CELL_RECIPE_COUNT, "job types are the recipes");
+    const char *const *keys = spec_job_keys((cell_recipe)type);
     if (check_top_keys(body, keys, e)) goto cleanup;
 
     long long prio = 0, seed = 1;
@@ -646,6 +643,7 @@ int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, 
     case STORE_JOB_LITE: rc = expand_sub(body, &js, seed, "lite", e); break;
     default: rc = fail(e, "invalid_value", "type", "unsupported"); break;
     }
+    if (rc == 0) rc = check_cells(&js, lim, e);
     if (rc == 0) {
         js.spec_json = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
         if (!js.spec_json) rc = fail(e, "internal", NULL, "out of memory");

@@ -71,12 +71,6 @@ const char *jobspec_model_name(const json_t *body);
 int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, jobspec_error *e);
 void jobspec_free(jobspec *js); /* NULL-safe; frees the contents */
 
-/* Components: canonical index of a canonical name or alias, or -1. */
-#define JOBSPEC_N_COMPONENTS 10
-int jobspec_component_parse(const char *name);
-const char *jobspec_component_name(int c);  /* canonical, e.g. "out_proj"; NULL out of range */
-const char *jobspec_component_alias(int c); /* the notes' name, e.g. "linear_out" */
-
 /* The layer count recorded in a model's info JSON (prunelab inspect output: config.n_layers,
  * or n_layers, or the length of "layers"); 0 when unknown or info_json is NULL. */
 int jobspec_info_layers(const char *info_json);

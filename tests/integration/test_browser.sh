@@ -90,8 +90,10 @@ post_job "{\"type\":\"ablation\",\"model\":\"tiny\",\"components\":[\"mlp\",\"li
 ABLATION_ID=$JOB_ID
 post_job "{\"type\":\"sensitivity\",\"model\":\"tiny\",\"layers\":\"all\",\"components\":[\"mlp\",\"linear_in\"],\"rate\":0.8,$EVAL}"
 SENSITIVITY_ID=$JOB_ID
-# A job whose cell fails (the engine refuses the spec): its page must show the error.
-post_job '{"type":"rsst","model":"tiny","spec":{"no_such_key":1}}'
+# A job whose cell fails (the service accepts the spec, but the dataset does not fit the model:
+# 10 classes for a 4-class model): its page must show the error. (A spec the engine would refuse
+# is refused at submission now, with its field.)
+post_job '{"type":"rsst","model":"tiny","dataset":"synthetic:n=64,classes=10","spec":{"prune":[{"component":"mlp","rate":0.5}]}}'
 FAILED_ID=$JOB_ID
 wait_state "$ABLATION_ID" done 90
 wait_state "$SENSITIVITY_ID" done 90

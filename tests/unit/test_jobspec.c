@@ -10,8 +10,16 @@
 #include <jansson.h>
 
 #include "jobspec.h"
+#include "vocab.h"
 
-static jobspec_limits LIM = {"fashion-mnist", 4, 10000};
+/* A component name or alias -> its index in the vocabulary, or -1. */
+static int comp_parse(const char *s)
+{
+    prune_component c;
+    return prune_component_parse(s, &c) == 0 ? (int)c : -1;
+}
+
+static jobspec_limits LIM = {"fashion-mnist", 4, 10000, NULL};
 
 /* Expand text; returns 0/-1 and fills js / e. */
 static int expand(const char *text, jobspec *js, jobspec_error *e)
@@ -105,7 +113,7 @@ START_TEST(test_aliases_accepted)
                            "linear_delta", "A", "D", "layer", "out_proj", "gate", "in_proj", "x_proj_bc",
                            "dt", "A_log"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        ck_assert_int_ge(jobspec_component_parse(names[i]), 0);
+        ck_assert_int_ge(comp_parse(names[i]), 0);
         char body[256];
         snprintf(body, sizeof body, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"%s\"],\"rates\":[0.5]}",
                  names[i]);
@@ -115,10 +123,10 @@ START_TEST(test_aliases_accepted)
         ck_assert_uint_eq(js.n_cells, 1);
         jobspec_free(&js);
     }
-    ck_assert_int_eq(jobspec_component_parse("linear_B_C"), jobspec_component_parse("x_proj_bc"));
-    ck_assert_int_eq(jobspec_component_parse("A"), jobspec_component_parse("A_log"));
-    ck_assert_int_eq(jobspec_component_parse("Linear_out"), -1);
-    ck_assert_str_eq(jobspec_component_alias(jobspec_component_parse("dt")), "linear_delta");
+    ck_assert_int_eq(comp_parse("linear_B_C"), comp_parse("x_proj_bc"));
+    ck_assert_int_eq(comp_parse("A"), comp_parse("A_log"));
+    ck_assert_int_eq(comp_parse("Linear_out"), -1);
+    ck_assert_str_eq(prune_component_alias(comp_parse("dt")), "linear_delta");
 }
 END_TEST
 
@@ -145,7 +153,7 @@ START_TEST(test_sensitivity_and_all_layers)
     json_decref(c);
     jobspec_free(&js);
     /* unknown layer count: "all" refused */
-    jobspec_limits unknown = {"mnist", 0, 0};
+    jobspec_limits unknown = {"mnist", 0, 0, NULL};
     json_t *b = json_loads("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\"],"
                            "\"rate\":0.3}", 0, NULL);
     ck_assert_int_eq(jobspec_expand(b, &unknown, &js, &e), -1);
@@ -189,17 +197,65 @@ START_TEST(test_joint_train_rsst_lite)
     json_decref(c);
     jobspec_free(&js);
 
-    ck_assert(expand("{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"rounds\":2}}", &js, &e) == 0);
+    ck_assert(expand("{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5}],"
+                     "\"rounds\":2}}", &js, &e) == 0);
     ck_assert_uint_eq(js.n_cells, 1);
     c = cell(&js, 0);
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(c, "rsst"), "rounds")), 2);
     json_decref(c);
     jobspec_free(&js);
-    ck_assert(expand("{\"type\":\"lite\",\"model\":\"m\",\"spec\":{}}", &js, &e) == 0);
+    ck_assert(expand("{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"d_state\":4}}}", &js, &e) == 0);
     c = cell(&js, 0);
     ck_assert(json_is_object(json_object_get(c, "lite")));
     json_decref(c);
     jobspec_free(&js);
+}
+END_TEST
+
+/* An rsst / lite job is refused for whatever its cell would be refused for, with the field under
+ * "spec" (the same parser as the engine's). */
+START_TEST(test_sub_spec_errors_name_the_field)
+{
+    static const struct {
+        const char *body, *code, *field;
+    } t[] = {
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"rounds\":2}}", "missing_field", "spec.prune"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5}],\"round\":2}}",
+         "unknown_field", "spec.round"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5},"
+         "{\"component\":\"gate\",\"rate\":1.5}]}}", "invalid_value", "spec.prune[1].rate"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"linear_q\",\"rate\":0.5}]}}",
+         "unknown_component", "spec.prune[0].component"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5}],"
+         "\"rsst\":{\"power\":-1}}}", "invalid_value", "spec.rsst.power"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5,"
+         "\"layers\":[7]}]}}", "invalid_value", "spec.prune[0].layers[0]"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{}}", "missing_field", "spec.target"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"width\":2}}}", "unknown_field",
+         "spec.target.width"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"d_state\":64}}}", "invalid_value",
+         "spec.target.d_state"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"n_layers\":2},\"criterion\":\"l1\"}}",
+         "invalid_value", "spec.criterion"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],"
+         "\"calibration\":{\"samples\":5000000}}", "invalid_value", "calibration.samples"},
+    };
+    /* a two-layer model with d_state 8 */
+    const char *info = "{\"config\":{\"d_model\":32,\"n_layers\":2},\"layers\":["
+                       "{\"d_inner\":64,\"d_state\":8,\"dt_rank\":2,\"d_conv\":4,\"mlp\":64},"
+                       "{\"d_inner\":64,\"d_state\":8,\"dt_rank\":2,\"d_conv\":4,\"mlp\":64}]}";
+    jobspec_limits lim = {"synthetic", 2, 0, info};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        json_t *body = json_loads(t[i].body, 0, NULL);
+        ck_assert_msg(body != NULL, "bad test body %zu", i);
+        jobspec js;
+        jobspec_error e;
+        ck_assert_msg(jobspec_expand(body, &lim, &js, &e) == -1, "accepted %s", t[i].body);
+        ck_assert_msg(strcmp(e.code, t[i].code) == 0 && strcmp(e.field, t[i].field) == 0,
+                      "%s -> %s %s (%s), want %s %s", t[i].body, e.code, e.field, e.message, t[i].code, t[i].field);
+        ck_assert_msg(strncmp(e.message, t[i].field, strlen(t[i].field)) == 0, "message '%s'", e.message);
+        json_decref(body);
+    }
 }
 END_TEST
 
@@ -275,7 +331,7 @@ START_TEST(test_grid_cap)
     ck_assert_str_eq(e.field, "rates");
     free(b);
     /* sensitivity cap via a small limit */
-    jobspec_limits small = {"mnist", 8, 5};
+    jobspec_limits small = {"mnist", 8, 5, NULL};
     json_t *body = json_loads("{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\"],"
                               "\"rate\":0.3}", 0, NULL);
     ck_assert_int_eq(jobspec_expand(body, &small, &js, &e), -1);
@@ -305,6 +361,7 @@ int main(void)
     tcase_add_test(tc, test_sensitivity_and_all_layers);
     tcase_add_test(tc, test_joint_train_rsst_lite);
     tcase_add_test(tc, test_bad_inputs_name_the_field);
+    tcase_add_test(tc, test_sub_spec_errors_name_the_field);
     tcase_add_test(tc, test_grid_cap);
     tcase_add_test(tc, test_info_layers);
     suite_add_tcase(s, tc);

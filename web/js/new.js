@@ -11,27 +11,30 @@
 // do); without one the page says so instead of failing.
 //
 // Presets fill the controls; the user may edit anything afterwards. The RSST and lite specs are
-// edited as JSON text (they are nested objects the engine validates when the cell runs).
+// edited as JSON text; the dry run parses them with the engine's own parser, so a typo inside
+// them is named (e.g. spec.prune[1].rate) before anything is submitted.
 
 import { el, clear, errorBox, announce, debounce } from './dom.js';
 
 const TYPES = ['ablation', 'sensitivity', 'joint', 'rsst', 'lite', 'train'];
 
-// value, label, canonical name, note — the notes' names first (jobspec accepts both)
-const COMPONENTS = [
-  ['linear_out', 'out_proj'],
-  ['mlp', 'fc1 + fc2'],
-  ['linear_gate', 'gate half of in_proj'],
-  ['linear_in', 'x half of in_proj'],
-  ['conv1d', 'depthwise conv'],
-  ['linear_B_C', 'x_proj B, C rows'],
-  ['linear_delta', 'dt path'],
-  ['A', 'A_log, not recommended'],
-  ['D', 'skip, not recommended'],
-  ['layer', 'whole block'],
-];
-const GRANULARITIES = ['unstructured', 'structured'];
-const CRITERIA = ['magnitude', 'l2', 'activation', 'taylor', 'wanda', 'random'];
+// The names the form offers (components, granularities, criteria) come from the service:
+// GET /api/v1/vocabulary serves spec/vocab.h, the one table both processes parse with. The
+// notes' names are the checkbox values (jobspec accepts both); the note names the canonical
+// component, its weights and whether the notes advise against pruning it.
+let vocabulary = null;
+async function loadVocabulary(ctx) {
+  if (!vocabulary) vocabulary = await ctx.api('/api/v1/vocabulary');
+  return vocabulary;
+}
+
+function componentChoices(vocab) {
+  return vocab.components.map((c) => {
+    const parts = [c.alias === c.name ? c.tensors : `${c.name}: ${c.tensors}`];
+    if (!c.recommended) parts.push('not recommended');
+    return [c.alias, parts.join(', ')];
+  });
+}
 
 // bench/specs/stage1_rsst.json: unstructured 0.7 on out_proj, mlp, gate with RSST
 const STAGE1_SPEC = {
@@ -139,6 +142,7 @@ export async function render(root, params, ctx) {
   let stopped = false;
   let dryCtrl = null;
   let models = [];
+  const vocab = await loadVocabulary(ctx);
 
   // ---------------------------------------------------------------- controls
   const ctl = {};
@@ -178,7 +182,7 @@ export async function render(root, params, ctx) {
   const modelNote = el('small', { id: 'nj-model-help' });
   modelSel.setAttribute('aria-describedby', 'nj-model-help');
 
-  const compBoxes = COMPONENTS.map(([v, note]) => {
+  const compBoxes = componentChoices(vocab).map(([v, note]) => {
     const id = `nj-comp-${v}`;
     const box = el('input', { type: 'checkbox', id, name: 'component', value: v });
     return {
@@ -199,15 +203,15 @@ export async function render(root, params, ctx) {
   const seeds = input('seeds', { inputmode: 'numeric', placeholder: 'default: 1' });
   const ftSteps = input('finetune_steps', { type: 'number', min: '0', step: '1', placeholder: '0 (none)' });
   const ftLr = input('finetune_lr', { inputmode: 'decimal', placeholder: 'engine default' });
-  const gran = select('granularity', [['', 'default (unstructured)'], ...GRANULARITIES.map((g) => [g, g])]);
-  const crit = select('criterion', [['', 'default (magnitude)'], ...CRITERIA.map((c) => [c, c])]);
+  const gran = select('granularity', [['', 'default (unstructured)'], ...vocab.granularities.map((g) => [g, g])]);
+  const crit = select('criterion', [['', 'default (magnitude)'], ...vocab.criteria.map((c) => [c.name, c.name])]);
   const configs = el('textarea', { id: 'nj-configs', name: 'configs', rows: '6', spellcheck: 'false', class: 'code' });
   ctl.configs = configs;
   const spec = el('textarea', { id: 'nj-spec', name: 'spec', rows: '10', spellcheck: 'false', class: 'code' });
   ctl.spec = spec;
   const trainName = input('name', { placeholder: 'e.g. fmnist-small' });
   const trainDataset = input('dataset', { placeholder: 'fashion-mnist' });
-  const trainPreset = select('train_preset', [['tiny', 'tiny'], ['small', 'small'], ['base', 'base']]);
+  const trainPreset = select('train_preset', vocab.presets.map((p) => [p, p]));
   const trainEpochs = input('epochs', { type: 'number', min: '1', step: '1', placeholder: 'engine default' });
   const evalSamples = input('eval_samples', { type: 'number', min: '1', step: '1', placeholder: 'whole test split' });
   const priority = input('priority', { type: 'number', min: '-1000', max: '1000', step: '1', value: '0' });
