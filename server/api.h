@@ -1,21 +1,22 @@
-/* api.h — prunelabd's REST handlers for jobs, models and datasets (api_jobs.c, api_models.c).
+/* api.h — prunelabd's REST handlers for jobs, models and datasets (api_jobs.c, api_models.c),
+ * their route table (api_routes.c) and the job list page (jobs_page.c).
  *
  * The daemon embeds an api_ctx as the FIRST member of its own struct and passes that struct as
  * the http app pointer, so every handler casts `void *app` to `api_ctx *`. Everything the
  * handlers need is reached through the context; the handlers own no global state.
  *
- * Auth: writes need "Authorization: Bearer TOKEN" of an active token (401 without or with an
- * unknown token, 403 token_revoked for a revoked one); a token sent with a read is checked the
- * same way; reads are
- * anonymous unless cfg->anonymous_reads is false. Only a job's (model's) owner or an admin may
- * cancel, retry or delete it (403). Every error is {"error": {"code", "message", "field"}}. */
+ * Auth is auth.h's (bearer tokens; anonymous reads unless cfg->anonymous_reads is false; only a
+ * job's (model's) owner or an admin may cancel, retry or delete it, 403). Every error is
+ * {"error": {"code", "message", "field"}}. */
 #ifndef PL_SERVER_API_H
 #define PL_SERVER_API_H
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "config.h"
 #include "http.h"
+#include "jobs.h"
 #include "store.h"
 
 struct scheduler;
@@ -37,18 +38,21 @@ const http_route *api_routes(size_t *n);
 
 /* ------------------------------------------------------------------ shared by the handlers */
 
-enum { API_READ = 0, API_WRITE = 1 };
+/* Authenticate the request (auth.h): 1 with *u (free it), 0 for an allowed anonymous read, -1
+ * after replying — the handler then returns 0. */
+static inline int api_auth(http_request *req, api_ctx *ctx, int need, store_user *u)
+{
+    return auth_request(req, ctx->st, ctx->cfg, need, u);
+}
 
-/* Authenticate the request. Returns 1 with *u filled (free with store_user_free) for a valid
- * bearer token; 0 for an anonymous read that the config allows (*u zeroed); -1 after replying
- * 401 (no / malformed / unknown token), 403 (revoked token) or 500 — the handler then returns 0. */
-int api_auth(http_request *req, api_ctx *ctx, int need, store_user *u);
+/* Reply with a service error (jobs.h): its status, code, field and message. */
+int api_reply_jobs_error(http_request *req, const jobs_error *e);
 
 /* Reply for a store failure: STORE_NOTFOUND 404, STORE_CONFLICT 409, STORE_INVALID 400, else
  * 500. what names the object ("job 12"). Returns the http_reply_error value. */
 int api_reply_store(http_request *req, int rc, const char *what, const char *err);
 
-/* The body of a GET /api/v1/jobs page for filter f (api_jobs.c): compact JSON
+/* The body of a GET /api/v1/jobs page for filter f (jobs_page.c): compact JSON
  * {"jobs": [...], "next_page_token": T-or-null} and "\n", as http_reply_json writes it.
  * _reference builds it with one jansson object per job; _lean writes the same bytes into one
  * buffer; _cached serves the lean page from the store's read cache (store_memo_get) while the
@@ -59,6 +63,17 @@ int api_jobs_page_reference(store *st, const store_job_filter *f, char **out, si
 int api_jobs_page_lean(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen);
 int api_jobs_page_cached(store *st, const store_job_filter *f, char **out, size_t *len, int *hit, char *err,
                          size_t errlen);
+
+/* Job handlers (api_jobs.c). */
+int api_jobs_create(http_request *req, void *app);
+int api_jobs_list(http_request *req, void *app);
+int api_job_get(http_request *req, void *app);
+int api_job_delete(http_request *req, void *app);
+int api_job_cancel(http_request *req, void *app);
+int api_job_retry(http_request *req, void *app);
+int api_job_cells(http_request *req, void *app);
+int api_job_results_json(http_request *req, void *app);
+int api_job_results_csv(http_request *req, void *app);
 
 /* Model handlers (api_models.c). */
 int api_models_list(http_request *req, void *app);
