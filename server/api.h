@@ -1,9 +1,10 @@
 /* api.h — prunelabd's REST handlers for jobs, models and datasets (api_jobs.c, api_models.c),
  * their route table (api_routes.c) and the job list page (jobs_page.c).
  *
- * The daemon embeds an api_ctx as the FIRST member of its own struct and passes that struct as
- * the http app pointer, so every handler casts `void *app` to `api_ctx *`. Everything the
- * handlers need is reached through the context; the handlers own no global state.
+ * The api_ctx is the one app type: the daemon passes its api_ctx as the http app pointer and
+ * every handler (the daemon's own endpoints in api_service.c included) casts `void *app` to
+ * `api_ctx *`. Everything the handlers need is reached through the context; the handlers own no
+ * global state.
  *
  * Auth is auth.h's (bearer tokens; anonymous reads unless cfg->anonymous_reads is false; only a
  * job's (model's) owner or an admin may cancel, retry or delete it, 403). Every error is
@@ -20,6 +21,7 @@
 #include "store.h"
 
 struct scheduler;
+struct static_site;
 
 typedef struct {
     store *st;                   /* shared store (required) */
@@ -30,11 +32,24 @@ typedef struct {
     const char *engine_bin;      /* prunelab binary, for `inspect` and `components` */
     const char *sql_dir;         /* unused by the handlers; may be NULL */
     const char *datasets_dir;    /* where dataset files live (NULL: $PRUNELAB_DATA or ./data) */
+    double started_s;            /* api_now_s() at start, for uptime */
+    const struct static_site *web; /* the dashboard's files; NULL: its routes answer 404 */
 } api_ctx;
 
-/* The API route table (static storage; *n receives the row count). Every row's handler expects
- * app to point at an api_ctx. */
+/* The daemon's route table (api_routes.c; static storage, *n receives the row count): its own
+ * endpoints, the API, the dashboard's static rows last. Every handler expects an api_ctx. */
+const http_route *app_routes(size_t *n);
+/* The same table without the dashboard's rows: what server/openapi.json documents. */
 const http_route *api_routes(size_t *n);
+
+/* Monotonic seconds (api_service.c). */
+double api_now_s(void);
+
+/* The daemon's own endpoints (api_service.c). */
+int api_healthz(http_request *req, void *app);
+int api_metrics(http_request *req, void *app);
+int api_openapi(http_request *req, void *app);
+int api_static(http_request *req, void *app);
 
 /* ------------------------------------------------------------------ shared by the handlers */
 

@@ -1,9 +1,19 @@
-/* api_routes.c — the REST API's route table: one row per method and path, in match order (the
- * first matching row wins, so literal rows come before {name} rows that overlap). Adding a route
- * is adding one row here (and its path to server/openapi.json, which openapi_check compares). */
+/* api_routes.c — prunelabd's route table, the only one: one row per method and path, in match
+ * order (the first matching row wins, so literal rows come before {name} rows that overlap):
+ * the daemon's own endpoints (api_service.c), the REST API (api_jobs.c, api_models.c), then the
+ * dashboard's static files LAST — their one-segment "/{file}" would shadow any literal row after
+ * it. Adding a route is adding one row here (and its path to server/openapi.json, which
+ * openapi_check compares with the documented rows). Every handler receives the api_ctx. */
 #include "api.h"
 
-static const http_route API_ROUTES[] = {
+#define N_STATIC_ROWS 5 /* the dashboard rows at the end: not part of the documented API */
+
+static const http_route ROUTES[] = {
+    {"GET", "/healthz", api_healthz, HTTP_BODY_MEMORY, 0, "liveness: status and version"},
+    {"GET", "/metrics", api_metrics, HTTP_BODY_MEMORY, 0,
+     "Prometheus text: queue depth, running cells, cells per state, request counts and "
+     "latencies"},
+    {"GET", "/api/v1/openapi.json", api_openapi, HTTP_BODY_MEMORY, 0, "this document"},
     {"POST", "/api/v1/jobs", api_jobs_create, HTTP_BODY_MEMORY, 0,
      "submit a job (train, ablation, sensitivity, joint, rsst, lite); Idempotency-Key honoured"},
     {"GET", "/api/v1/jobs", api_jobs_list, HTTP_BODY_MEMORY, 0,
@@ -27,10 +37,24 @@ static const http_route API_ROUTES[] = {
     {"GET", "/api/v1/models/{name}/components", api_model_components, HTTP_BODY_MEMORY, 0,
      "prunable components of a model with their share of params"},
     {"GET", "/api/v1/datasets", api_datasets_list, HTTP_BODY_MEMORY, 0, "datasets and their availability"},
+    /* the dashboard, LAST (N_STATIC_ROWS rows) */
+    {"GET", "/", api_static, HTTP_BODY_MEMORY, 0, "dashboard: index.html"},
+    {"GET", "/{file}", api_static, HTTP_BODY_MEMORY, 0, "dashboard: top-level files"},
+    {"GET", "/js/{file}", api_static, HTTP_BODY_MEMORY, 0, "dashboard: ES modules"},
+    {"GET", "/css/{file}", api_static, HTTP_BODY_MEMORY, 0, "dashboard: style sheets"},
+    {"GET", "/vendor/{file}", api_static, HTTP_BODY_MEMORY, 0, "dashboard: chart library"},
 };
+#define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
+_Static_assert(N_ROUTES > N_STATIC_ROWS, "the static rows close the table");
+
+const http_route *app_routes(size_t *n)
+{
+    if (n) *n = N_ROUTES;
+    return ROUTES;
+}
 
 const http_route *api_routes(size_t *n)
 {
-    if (n) *n = sizeof API_ROUTES / sizeof API_ROUTES[0];
-    return API_ROUTES;
+    if (n) *n = N_ROUTES - N_STATIC_ROWS;
+    return ROUTES;
 }

@@ -2,6 +2,8 @@
  * built with jansson from the store's records; nothing is kept between calls. */
 #include "jobs_view.h"
 
+#include "http.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,18 +214,6 @@ int jobs_view_page(const store_job *jobs, size_t n, const char *next, char **out
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, jobs_view_job(&jobs[i], 0));
     json_t *page = json_pack("{s:o, s:o}", "jobs", arr, "next_page_token", next[0] ? json_string(next) : json_null());
-    char *text = page ? json_dumps(page, JSON_COMPACT) : NULL;
-    json_decref(page);
-    if (!text) return -1;
-    size_t l = strlen(text);
-    char *t = realloc(text, l + 2);
-    if (!t) {
-        free(text);
-        return -1;
-    }
-    t[l++] = '\n';
-    t[l] = '\0';
-    *out = t;
-    *len = l;
-    return 0;
+    *out = http_json_text(page, len);
+    return *out ? 0 : -1;
 }
