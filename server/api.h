@@ -69,13 +69,11 @@ int api_reply_store(http_request *req, int rc, const char *what, const char *err
 
 /* The body of a GET /api/v1/jobs page for filter f (jobs_page.c): compact JSON
  * {"jobs": [...], "next_page_token": T-or-null} and "\n", as http_reply_json writes it.
- * _reference builds it with one jansson object per job; _lean writes the same bytes into one
- * buffer; _cached serves the lean page from the store's read cache (store_memo_get) while the
- * commit counter is unchanged (*hit, may be NULL, says whether it did). Each returns STORE_OK
- * with *out (malloc'd, NUL-terminated, caller frees) and *len, or store_jobs_list's rc with err
- * (STORE_INVALID for a bad page token). */
+ * _reference builds it with one jansson object per job; _cached serves the same page from the
+ * store's read cache (store_memo_get) while the commit counter is unchanged (*hit, may be NULL,
+ * says whether it did). Each returns STORE_OK with *out (malloc'd, NUL-terminated, caller frees)
+ * and *len, or store_jobs_list's rc with err (STORE_INVALID for a bad page token). */
 int api_jobs_page_reference(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen);
-int api_jobs_page_lean(store *st, const store_job_filter *f, char **out, size_t *len, char *err, size_t errlen);
 int api_jobs_page_cached(store *st, const store_job_filter *f, char **out, size_t *len, int *hit, char *err,
                          size_t errlen);
 

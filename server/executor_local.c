@@ -61,32 +61,6 @@ extern char **environ;
 
 /* ------------------------------------------------------------------ small helpers */
 
-static const char *const status_names[] = {"done", "failed", "died", "cancelled"};
-_Static_assert(sizeof status_names / sizeof status_names[0] == EXECUTOR_STATUS_COUNT,
-               "status_names must match executor_status");
-
-const char *executor_status_name(executor_status s)
-{
-    return (unsigned)s < EXECUTOR_STATUS_COUNT ? status_names[s] : "?";
-}
-
-double executor_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void executor_config_default(executor_config *c)
-{
-    memset(c, 0, sizeof *c);
-    c->grace_s = 5.0;
-    c->hang_s = 120.0;
-    c->max_line = (size_t)1 << 20;
-    c->stderr_tail = 8192;
-    c->subreaper = 1;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -1022,51 +996,4 @@ executor *executor_local_init(const executor_config *cfg, const executor_callbac
     ex->wake_w = p[1];
     if (c->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     return &ex->base;
-}
-
-/* ------------------------------------------------------------------ public dispatch */
-
-int executor_start(executor *ex, const executor_request *req, char *err, size_t errlen)
-{
-    return ex->ops->start(ex, req, err, errlen);
-}
-
-int executor_poll(executor *ex, int timeout_ms)
-{
-    return ex->ops->poll(ex, timeout_ms);
-}
-
-int executor_cancel(executor *ex, int64_t cell_id)
-{
-    return ex->ops->cancel(ex, cell_id);
-}
-
-int executor_kill_all(executor *ex, double grace_s)
-{
-    return ex->ops->kill_all(ex, grace_s);
-}
-
-int executor_info(executor *ex, int64_t cell_id, executor_cell_info *out)
-{
-    return ex->ops->info(ex, cell_id, out);
-}
-
-int executor_list(executor *ex, executor_cell_info *out, int max)
-{
-    return ex->ops->list(ex, out, max);
-}
-
-int executor_running(executor *ex)
-{
-    return ex->ops->list(ex, NULL, 0);
-}
-
-void executor_wake(executor *ex)
-{
-    ex->ops->wake(ex);
-}
-
-void executor_free(executor *ex)
-{
-    if (ex) ex->ops->free(ex);
 }
