@@ -12,138 +12,35 @@
 #endif
 #include "api.h"
 
+#include "proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define ENGINE_TIMEOUT_S 60.0
 #define ENGINE_OUT_MAX (8u << 20)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > ENGINE_OUT_MAX) n = ENGINE_OUT_MAX > b->len + 1 ? ENGINE_OUT_MAX - b->len - 1 : 0;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = 0;
-}
-
-/* Run argv (argv[0] a path or a name found on PATH) with a timeout, capturing stdout and stderr
- * (NUL-terminated, malloc'd, caller frees; never NULL on success). Returns 0 with *status the
- * exit status (or 128 + signal, or -2 for a timeout), or -1 with err when it cannot be started. */
+/* Run argv (argv[0] a path or a name found on PATH) with a timeout (proc_run), capturing
+ * stdout and stderr up to ENGINE_OUT_MAX bytes each (NUL-terminated, malloc'd, caller frees;
+ * never NULL on success). Returns 0 with *status the exit status (or 128 + signal, or -2 for a
+ * timeout), or -1 with err when it cannot be started. */
 static int run_engine(char *const argv[], double timeout_s, char **out, char **errout, int *status, char *err,
                       size_t errlen)
 {
-    int po[2] = {-1, -1}, pe[2] = {-1, -1};
-    buf_t bo = {0}, be = {0};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    int rc = -1, fa_init = 0, at_init = 0;
-    pid_t pid = -1;
+    proc_result r;
     *out = *errout = NULL;
-    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
-        goto cleanup;
-    }
-    posix_spawn_file_actions_init(&fa);
-    fa_init = 1;
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-#endif
-    posix_spawnattr_init(&at);
-    at_init = 1;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    int e = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
-    if (e != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(e));
-        pid = -1;
-        goto cleanup;
-    }
-    close(po[1]);
-    close(pe[1]);
-    po[1] = pe[1] = -1;
-    double deadline = now_s() + timeout_s;
-    int timed_out = 0;
-    while (po[0] >= 0 || pe[0] >= 0) {
-        struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-        double left = deadline - now_s();
-        if (left <= 0) {
-            timed_out = 1;
-            kill(-pid, SIGKILL);
-            break;
-        }
-        int r = poll(p, 2, (int)(left * 1000) + 1);
-        if (r < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2 && r > 0; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char tmp[16384];
-            ssize_t n = read(p[i].fd, tmp, sizeof tmp);
-            if (n > 0) {
-                buf_add(i ? &be : &bo, tmp, (size_t)n);
-            } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-                close(p[i].fd);
-                if (i) pe[0] = -1;
-                else po[0] = -1;
-            }
-        }
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    *status = timed_out ? -2 : WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    *out = bo.data ? bo.data : strdup("");
-    *errout = be.data ? be.data : strdup("");
-    bo.data = be.data = NULL;
-    rc = 0;
-cleanup:
-    for (int i = 0; i < 2; i++) {
-        if (po[i] >= 0) close(po[i]);
-        if (pe[i] >= 0) close(pe[i]);
-    }
-    if (fa_init) posix_spawn_file_actions_destroy(&fa);
-    if (at_init) posix_spawnattr_destroy(&at);
-    free(bo.data);
-    free(be.data);
-    return rc;
+    if (proc_run(argv, timeout_s, ENGINE_OUT_MAX, &r, err, errlen) != 0) return -1;
+    *out = r.out;
+    *errout = r.err;
+    *status = r.status;
+    return 0;
 }
 
 /* The engine's complaint: stderr without the "prunelab: " prefix, trimmed, first 400 bytes. */

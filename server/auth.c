@@ -4,6 +4,14 @@
 
 #include <string.h>
 
+/* 401 with code, message and the WWW-Authenticate challenge. Returns -1. */
+static int unauthorized(http_request *req, const char *code, const char *message, const char *challenge)
+{
+    http_reply_error(req, 401, code, NULL, "%s", message);
+    http_reply_header(req, "WWW-Authenticate", challenge);
+    return -1;
+}
+
 int auth_request(http_request *req, store *st, const pl_config *cfg, int need, store_user *u)
 {
     memset(u, 0, sizeof *u);
@@ -11,24 +19,16 @@ int auth_request(http_request *req, store *st, const pl_config *cfg, int need, s
     enum http_auth a = http_request_auth(req, &token);
     if (a == HTTP_AUTH_NONE) {
         if (need == API_READ && (!cfg || cfg->anonymous_reads)) return 0;
-        http_reply_error(req, 401, "unauthorized", NULL, "this request needs \"Authorization: Bearer TOKEN\"");
-        http_reply_header(req, "WWW-Authenticate", "Bearer");
-        return -1;
+        return unauthorized(req, "unauthorized", "this request needs \"Authorization: Bearer TOKEN\"", "Bearer");
     }
-    if (a == HTTP_AUTH_MALFORMED) {
-        http_reply_error(req, 401, "unauthorized", NULL,
-                         "malformed Authorization header (expected \"Bearer TOKEN\")");
-        http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_request\"");
-        return -1;
-    }
+    if (a == HTTP_AUTH_MALFORMED)
+        return unauthorized(req, "unauthorized", "malformed Authorization header (expected \"Bearer TOKEN\")",
+                            "Bearer error=\"invalid_request\"");
     char err[256] = "";
     int rc = store_token_lookup(st, token, u, err, sizeof err);
     if (rc == STORE_OK) return 1;
-    if (rc == STORE_NOTFOUND) {
-        http_reply_error(req, 401, "invalid_token", NULL, "the bearer token is unknown");
-        http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        return -1;
-    }
+    if (rc == STORE_NOTFOUND)
+        return unauthorized(req, "invalid_token", "the bearer token is unknown", "Bearer error=\"invalid_token\"");
     if (rc == STORE_CONFLICT) {
         http_reply_error(req, 403, "token_revoked", NULL,
                          "the bearer token was revoked; ask an admin for a new one (prunelabd user add)");

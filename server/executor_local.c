@@ -49,6 +49,7 @@
 
 #include "executor.h"
 #include "errbuf.h"
+#include "proc.h"
 
 extern char **environ;
 
@@ -635,9 +636,6 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     char *over[MAX_OVERRIDES];
     int n_over = 0;
     char **envp = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int fa_ok = 0, attr_ok = 0;
     local_cell *c = NULL;
     const char *bin = req && req->bin ? req->bin : base->cfg.bin;
 
@@ -697,27 +695,12 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     envp = env_build(over, n_over);
     if (!envp) goto oom;
 
-    /* child: fds 0/1/2 only, own process group, default signals, empty mask */
-    if (posix_spawn_file_actions_init(&fa) != 0) goto oom;
-    fa_ok = 1;
-    if (posix_spawn_file_actions_adddup2(&fa, in_sp[1], 0) || posix_spawn_file_actions_adddup2(&fa, out_p[1], 1) ||
-        posix_spawn_file_actions_adddup2(&fa, err_p[1], 2) || posix_spawn_file_actions_addclosefrom_np(&fa, 3))
-        goto oom;
-    if (posix_spawnattr_init(&attr) != 0) goto oom;
-    attr_ok = 1;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    if (posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) ||
-        posix_spawnattr_setpgroup(&attr, 0) || posix_spawnattr_setsigmask(&attr, &none) ||
-        posix_spawnattr_setsigdefault(&attr, &all))
-        goto oom;
-
+    /* child: fds 0/1/2 only, own process group, default signals, empty mask (proc.h) */
     char *argv[] = {(char *)bin, (char *)"cell", NULL};
     pid_t pid;
-    int e = posix_spawn(&pid, bin, &fa, &attr, argv, envp);
-    if (e != 0) {
-        errbuf_set(err, errlen, "executor: cannot run %s: %s", bin, strerror(e));
+    char perr[256];
+    if (proc_spawn(&pid, argv, 0, envp, in_sp[1], out_p[1], err_p[1], perr, sizeof perr) != 0) {
+        errbuf_set(err, errlen, "executor: %s", perr);
         goto cleanup;
     }
     c->pid = pid;
@@ -752,8 +735,6 @@ static int local_start(executor *base, const executor_request *req, char *err, s
 oom:
     errbuf_set(err, errlen, "executor: out of memory");
 cleanup:
-    if (fa_ok) posix_spawn_file_actions_destroy(&fa);
-    if (attr_ok) posix_spawnattr_destroy(&attr);
     for (int i = 0; i < 2; i++) {
         fd_close(&in_sp[i]);
         fd_close(&out_p[i]);
