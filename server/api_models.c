@@ -151,103 +151,112 @@ static void message_replace(char *msg, size_t cap, const char *what, const char 
     snprintf(msg, cap, "%s", out);
 }
 
-int api_model_put(http_request *req, void *app)
+/* Run `prunelab inspect` on the uploaded file tmp (with --dataset ds when given). Returns its JSON
+ * object (without "file"; caller decrefs), or NULL after replying (500, 400 invalid_model, 502). */
+static json_t *upload_inspect(http_request *req, api_ctx *ctx, const char *tmp, const char *ds)
 {
-    api_ctx *ctx = app;
-    store_user u;
-    store_model existing;
-    char err[256] = "", msg[512], *out = NULL, *errtext = NULL, *final = NULL;
-    json_t *info = NULL;
-    char *info_text = NULL;
-    int rc = 0, linked = 0;
-    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
-    const char *name = path_model_name(req);
-    if (!name) goto cleanup;
-    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
-        store_model_free(&existing);
-        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
-        goto cleanup;
-    }
-    size_t len = 0;
-    const char *tmp = http_request_body_file(req, &len);
-    if (!tmp || len == 0) {
-        rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
-        goto cleanup;
-    }
-    const char *ds = http_request_query(req, "dataset");
+    char err[256] = "", msg[512], *out = NULL, *errtext = NULL;
     char *argv[6] = {(char *)engine_bin(ctx), "inspect", (char *)tmp, NULL, NULL, NULL};
     if (ds && *ds) {
         argv[3] = "--dataset";
         argv[4] = (char *)ds;
     }
     int status = 0;
+    json_t *info = NULL;
     if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
-        rc = http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
-        goto cleanup;
-    }
-    if (status != 0) {
+        http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+    } else if (status != 0) {
         engine_message(errtext, status, msg, sizeof msg);
         /* the engine names the temp file; say "the upload" instead */
         message_replace(msg, sizeof msg, tmp, "the upload");
-        rc = http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
-        goto cleanup;
+        http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
+    } else if (!json_is_object(info = json_loads(out, 0, NULL))) {
+        json_decref(info);
+        info = NULL;
+        http_reply_error(req, 502, "engine_error", NULL, "prunelab inspect printed no JSON object");
+    } else {
+        json_object_del(info, "file");
     }
-    info = json_loads(out, 0, NULL);
-    if (!json_is_object(info)) {
-        rc = http_reply_error(req, 502, "engine_error", NULL, "prunelab inspect printed no JSON object");
-        goto cleanup;
-    }
-    json_object_del(info, "file");
-    info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
-    const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
-    mkdir(models_dir, 0755);
-    size_t flen = strlen(models_dir) + strlen(name) + 32;
-    final = malloc(flen);
-    snprintf(final, flen, "%s/%s.safetensors", models_dir, name);
-    if (link(tmp, final) != 0) {
-        if (errno == EEXIST)
-            rc = http_reply_error(req, 409, "model_exists", "name", "name: a checkpoint for '%s' already exists", name);
-        else
-            rc = http_reply_error(req, 500, "internal", NULL, "cannot store the checkpoint: %s", strerror(errno));
-        goto cleanup;
-    }
-    linked = 1;
-    fsync_dir(models_dir);
+    free(out);
+    free(errtext);
+    return info;
+}
+
+/* Register the checkpoint at path as model name of owner, described by info; answers 201 with
+ * the model, or 409 / a store error. Returns 1 when registered (the file is kept), else 0. */
+static int upload_register(http_request *req, api_ctx *ctx, const char *name, const char *path, const char *ds,
+                           json_t *info, const char *owner, int *rc)
+{
+    char err[256] = "";
+    char *info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *cfg = json_object_get(info, "config");
     const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
     json_t *params = json_object_get(info, "params");
     store_model m = {
         .name = (char *)name,
-        .path = final,
+        .path = (char *)path,
         .dataset = (char *)dataset,
         .params = json_is_integer(params) ? json_integer_value(params) : -1,
         .accuracy = NAN,
         .info_json = info_text,
-        .owner = u.name,
+        .owner = (char *)owner,
     };
     int src = store_model_insert(ctx->st, &m, NULL, err, sizeof err);
+    free(info_text);
     if (src == STORE_EXISTS) {
-        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
-        goto cleanup;
+        *rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+        return 0;
     }
     if (src != STORE_OK) {
-        rc = api_reply_store(req, src, "model", err);
-        goto cleanup;
+        *rc = api_reply_store(req, src, "model", err);
+        return 0;
     }
-    linked = 0; /* registered: keep the file */
     store_model got;
     if (store_model_get(ctx->st, name, &got, err, sizeof err) == STORE_OK) {
-        rc = http_reply_json(req, 201, model_json(&got));
+        *rc = http_reply_json(req, 201, model_json(&got));
         store_model_free(&got);
     } else {
-        rc = http_reply_json(req, 201, json_pack("{s:s}", "name", name));
+        *rc = http_reply_json(req, 201, json_pack("{s:s}", "name", name));
+    }
+    return 1;
+}
+
+int api_model_put(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model existing;
+    char err[256] = "", *final = NULL;
+    json_t *info = NULL;
+    int rc = 0;
+    size_t len = 0;
+    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    const char *name = path_model_name(req), *tmp = http_request_body_file(req, &len);
+    const char *ds = http_request_query(req, "dataset");
+    if (!name) goto cleanup;
+    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
+        store_model_free(&existing);
+        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+    } else if (!tmp || len == 0) {
+        rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
+    } else if ((info = upload_inspect(req, ctx, tmp, ds))) {
+        const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
+        mkdir(models_dir, 0755);
+        size_t flen = strlen(models_dir) + strlen(name) + 32;
+        if ((final = malloc(flen))) snprintf(final, flen, "%s/%s.safetensors", models_dir, name);
+        if (!final || link(tmp, final) != 0) {
+            if (final && errno == EEXIST)
+                rc = http_reply_error(req, 409, "model_exists", "name", "name: a checkpoint for '%s' already exists",
+                                      name);
+            else
+                rc = http_reply_error(req, 500, "internal", NULL, "cannot store the checkpoint: %s", strerror(errno));
+        } else {
+            fsync_dir(models_dir);
+            if (!upload_register(req, ctx, name, final, ds, info, u.name, &rc)) unlink(final);
+        }
     }
 cleanup:
-    if (linked) unlink(final);
     free(final);
-    free(out);
-    free(errtext);
-    free(info_text);
     json_decref(info);
     store_user_free(&u);
     return rc < 0 ? -1 : 0;
