@@ -12,138 +12,35 @@
 #endif
 #include "api.h"
 
+#include "proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define ENGINE_TIMEOUT_S 60.0
 #define ENGINE_OUT_MAX (8u << 20)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > ENGINE_OUT_MAX) n = ENGINE_OUT_MAX > b->len + 1 ? ENGINE_OUT_MAX - b->len - 1 : 0;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = 0;
-}
-
-/* Run argv (argv[0] a path or a name found on PATH) with a timeout, capturing stdout and stderr
- * (NUL-terminated, malloc'd, caller frees; never NULL on success). Returns 0 with *status the
- * exit status (or 128 + signal, or -2 for a timeout), or -1 with err when it cannot be started. */
+/* Run argv (argv[0] a path or a name found on PATH) with a timeout (proc_run), capturing
+ * stdout and stderr up to ENGINE_OUT_MAX bytes each (NUL-terminated, malloc'd, caller frees;
+ * never NULL on success). Returns 0 with *status the exit status (or 128 + signal, or -2 for a
+ * timeout), or -1 with err when it cannot be started. */
 static int run_engine(char *const argv[], double timeout_s, char **out, char **errout, int *status, char *err,
                       size_t errlen)
 {
-    int po[2] = {-1, -1}, pe[2] = {-1, -1};
-    buf_t bo = {0}, be = {0};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    int rc = -1, fa_init = 0, at_init = 0;
-    pid_t pid = -1;
+    proc_result r;
     *out = *errout = NULL;
-    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
-        goto cleanup;
-    }
-    posix_spawn_file_actions_init(&fa);
-    fa_init = 1;
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-#endif
-    posix_spawnattr_init(&at);
-    at_init = 1;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    int e = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
-    if (e != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(e));
-        pid = -1;
-        goto cleanup;
-    }
-    close(po[1]);
-    close(pe[1]);
-    po[1] = pe[1] = -1;
-    double deadline = now_s() + timeout_s;
-    int timed_out = 0;
-    while (po[0] >= 0 || pe[0] >= 0) {
-        struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-        double left = deadline - now_s();
-        if (left <= 0) {
-            timed_out = 1;
-            kill(-pid, SIGKILL);
-            break;
-        }
-        int r = poll(p, 2, (int)(left * 1000) + 1);
-        if (r < 0 && errno != EINTR) break;
-        for (int i = 0; i < 2 && r > 0; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char tmp[16384];
-            ssize_t n = read(p[i].fd, tmp, sizeof tmp);
-            if (n > 0) {
-                buf_add(i ? &be : &bo, tmp, (size_t)n);
-            } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-                close(p[i].fd);
-                if (i) pe[0] = -1;
-                else po[0] = -1;
-            }
-        }
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    *status = timed_out ? -2 : WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    *out = bo.data ? bo.data : strdup("");
-    *errout = be.data ? be.data : strdup("");
-    bo.data = be.data = NULL;
-    rc = 0;
-cleanup:
-    for (int i = 0; i < 2; i++) {
-        if (po[i] >= 0) close(po[i]);
-        if (pe[i] >= 0) close(pe[i]);
-    }
-    if (fa_init) posix_spawn_file_actions_destroy(&fa);
-    if (at_init) posix_spawnattr_destroy(&at);
-    free(bo.data);
-    free(be.data);
-    return rc;
+    if (proc_run(argv, timeout_s, ENGINE_OUT_MAX, &r, err, errlen) != 0) return -1;
+    *out = r.out;
+    *errout = r.err;
+    *status = r.status;
+    return 0;
 }
 
 /* The engine's complaint: stderr without the "prunelab: " prefix, trimmed, first 400 bytes. */
@@ -254,103 +151,112 @@ static void message_replace(char *msg, size_t cap, const char *what, const char 
     snprintf(msg, cap, "%s", out);
 }
 
-int api_model_put(http_request *req, void *app)
+/* Run `prunelab inspect` on the uploaded file tmp (with --dataset ds when given). Returns its JSON
+ * object (without "file"; caller decrefs), or NULL after replying (500, 400 invalid_model, 502). */
+static json_t *upload_inspect(http_request *req, api_ctx *ctx, const char *tmp, const char *ds)
 {
-    api_ctx *ctx = app;
-    store_user u;
-    store_model existing;
-    char err[256] = "", msg[512], *out = NULL, *errtext = NULL, *final = NULL;
-    json_t *info = NULL;
-    char *info_text = NULL;
-    int rc = 0, linked = 0;
-    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
-    const char *name = path_model_name(req);
-    if (!name) goto cleanup;
-    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
-        store_model_free(&existing);
-        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
-        goto cleanup;
-    }
-    size_t len = 0;
-    const char *tmp = http_request_body_file(req, &len);
-    if (!tmp || len == 0) {
-        rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
-        goto cleanup;
-    }
-    const char *ds = http_request_query(req, "dataset");
+    char err[256] = "", msg[512], *out = NULL, *errtext = NULL;
     char *argv[6] = {(char *)engine_bin(ctx), "inspect", (char *)tmp, NULL, NULL, NULL};
     if (ds && *ds) {
         argv[3] = "--dataset";
         argv[4] = (char *)ds;
     }
     int status = 0;
+    json_t *info = NULL;
     if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
-        rc = http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
-        goto cleanup;
-    }
-    if (status != 0) {
+        http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+    } else if (status != 0) {
         engine_message(errtext, status, msg, sizeof msg);
         /* the engine names the temp file; say "the upload" instead */
         message_replace(msg, sizeof msg, tmp, "the upload");
-        rc = http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
-        goto cleanup;
+        http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
+    } else if (!json_is_object(info = json_loads(out, 0, NULL))) {
+        json_decref(info);
+        info = NULL;
+        http_reply_error(req, 502, "engine_error", NULL, "prunelab inspect printed no JSON object");
+    } else {
+        json_object_del(info, "file");
     }
-    info = json_loads(out, 0, NULL);
-    if (!json_is_object(info)) {
-        rc = http_reply_error(req, 502, "engine_error", NULL, "prunelab inspect printed no JSON object");
-        goto cleanup;
-    }
-    json_object_del(info, "file");
-    info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
-    const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
-    mkdir(models_dir, 0755);
-    size_t flen = strlen(models_dir) + strlen(name) + 32;
-    final = malloc(flen);
-    snprintf(final, flen, "%s/%s.safetensors", models_dir, name);
-    if (link(tmp, final) != 0) {
-        if (errno == EEXIST)
-            rc = http_reply_error(req, 409, "model_exists", "name", "name: a checkpoint for '%s' already exists", name);
-        else
-            rc = http_reply_error(req, 500, "internal", NULL, "cannot store the checkpoint: %s", strerror(errno));
-        goto cleanup;
-    }
-    linked = 1;
-    fsync_dir(models_dir);
+    free(out);
+    free(errtext);
+    return info;
+}
+
+/* Register the checkpoint at path as model name of owner, described by info; answers 201 with
+ * the model, or 409 / a store error. Returns 1 when registered (the file is kept), else 0. */
+static int upload_register(http_request *req, api_ctx *ctx, const char *name, const char *path, const char *ds,
+                           json_t *info, const char *owner, int *rc)
+{
+    char err[256] = "";
+    char *info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *cfg = json_object_get(info, "config");
     const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
     json_t *params = json_object_get(info, "params");
     store_model m = {
         .name = (char *)name,
-        .path = final,
+        .path = (char *)path,
         .dataset = (char *)dataset,
         .params = json_is_integer(params) ? json_integer_value(params) : -1,
         .accuracy = NAN,
         .info_json = info_text,
-        .owner = u.name,
+        .owner = (char *)owner,
     };
     int src = store_model_insert(ctx->st, &m, NULL, err, sizeof err);
+    free(info_text);
     if (src == STORE_EXISTS) {
-        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
-        goto cleanup;
+        *rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+        return 0;
     }
     if (src != STORE_OK) {
-        rc = api_reply_store(req, src, "model", err);
-        goto cleanup;
+        *rc = api_reply_store(req, src, "model", err);
+        return 0;
     }
-    linked = 0; /* registered: keep the file */
     store_model got;
     if (store_model_get(ctx->st, name, &got, err, sizeof err) == STORE_OK) {
-        rc = http_reply_json(req, 201, model_json(&got));
+        *rc = http_reply_json(req, 201, model_json(&got));
         store_model_free(&got);
     } else {
-        rc = http_reply_json(req, 201, json_pack("{s:s}", "name", name));
+        *rc = http_reply_json(req, 201, json_pack("{s:s}", "name", name));
+    }
+    return 1;
+}
+
+int api_model_put(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model existing;
+    char err[256] = "", *final = NULL;
+    json_t *info = NULL;
+    int rc = 0;
+    size_t len = 0;
+    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    const char *name = path_model_name(req), *tmp = http_request_body_file(req, &len);
+    const char *ds = http_request_query(req, "dataset");
+    if (!name) goto cleanup;
+    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
+        store_model_free(&existing);
+        rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+    } else if (!tmp || len == 0) {
+        rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
+    } else if ((info = upload_inspect(req, ctx, tmp, ds))) {
+        const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
+        mkdir(models_dir, 0755);
+        size_t flen = strlen(models_dir) + strlen(name) + 32;
+        if ((final = malloc(flen))) snprintf(final, flen, "%s/%s.safetensors", models_dir, name);
+        if (!final || link(tmp, final) != 0) {
+            if (final && errno == EEXIST)
+                rc = http_reply_error(req, 409, "model_exists", "name", "name: a checkpoint for '%s' already exists",
+                                      name);
+            else
+                rc = http_reply_error(req, 500, "internal", NULL, "cannot store the checkpoint: %s", strerror(errno));
+        } else {
+            fsync_dir(models_dir);
+            if (!upload_register(req, ctx, name, final, ds, info, u.name, &rc)) unlink(final);
+        }
     }
 cleanup:
-    if (linked) unlink(final);
     free(final);
-    free(out);
-    free(errtext);
-    free(info_text);
     json_decref(info);
     store_user_free(&u);
     return rc < 0 ? -1 : 0;

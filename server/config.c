@@ -8,6 +8,7 @@
 #include "config.h"
 #include "selfdir.h"
 #include "errbuf.h"
+#include "executor.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -256,8 +257,11 @@ int config_set(pl_config *c, const char *key, const char *value, char *err, size
         return 0;
     }
     case CFG_TYPE_EXECUTOR:
-        if (strcmp(value, "local") != 0)
-            return errbuf_set(err, errlen, "%s: unknown executor '%s' (available: local)", key, value);
+        if (!executor_known(value)) {
+            char names[128];
+            executor_names(names, sizeof names);
+            return errbuf_set(err, errlen, "%s: unknown executor '%s' (available: %s)", key, value, names);
+        }
         /* fall through */
     case CFG_TYPE_STR: {
         if (!*value) return errbuf_set(err, errlen, "%s: must not be empty", key);

@@ -166,6 +166,16 @@ struct executor {
 /* Monotonic clock, seconds. */
 double executor_clock(void);
 
+/* The executor registered under name ("local"; executor.c's table), started with cfg and cb as
+ * its init function does. Returns NULL with err for an unknown name or a failed init. Free with
+ * executor_free. */
+executor *executor_new(const char *name, const executor_config *cfg, const executor_callbacks *cb, char *err,
+                       size_t errlen);
+/* 1 if name is a registered executor, else 0. */
+int executor_known(const char *name);
+/* The registered names, ", "-separated, into buf (truncated to len). */
+void executor_names(char *buf, size_t len);
+
 /* The local executor. cfg NULL = defaults. Returns NULL with err on failure (SIGCHLD ignored,
  * no memory, pipe creation failed). Free with executor_free. */
 executor *executor_local_init(const executor_config *cfg, const executor_callbacks *cb, char *err,

@@ -49,6 +49,7 @@
 
 #include "executor.h"
 #include "errbuf.h"
+#include "proc.h"
 
 extern char **environ;
 
@@ -60,32 +61,6 @@ extern char **environ;
 #define MAX_OVERRIDES 64
 
 /* ------------------------------------------------------------------ small helpers */
-
-static const char *const status_names[] = {"done", "failed", "died", "cancelled"};
-_Static_assert(sizeof status_names / sizeof status_names[0] == EXECUTOR_STATUS_COUNT,
-               "status_names must match executor_status");
-
-const char *executor_status_name(executor_status s)
-{
-    return (unsigned)s < EXECUTOR_STATUS_COUNT ? status_names[s] : "?";
-}
-
-double executor_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void executor_config_default(executor_config *c)
-{
-    memset(c, 0, sizeof *c);
-    c->grace_s = 5.0;
-    c->hang_s = 120.0;
-    c->max_line = (size_t)1 << 20;
-    c->stderr_tail = 8192;
-    c->subreaper = 1;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -661,9 +636,6 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     char *over[MAX_OVERRIDES];
     int n_over = 0;
     char **envp = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int fa_ok = 0, attr_ok = 0;
     local_cell *c = NULL;
     const char *bin = req && req->bin ? req->bin : base->cfg.bin;
 
@@ -723,27 +695,12 @@ static int local_start(executor *base, const executor_request *req, char *err, s
     envp = env_build(over, n_over);
     if (!envp) goto oom;
 
-    /* child: fds 0/1/2 only, own process group, default signals, empty mask */
-    if (posix_spawn_file_actions_init(&fa) != 0) goto oom;
-    fa_ok = 1;
-    if (posix_spawn_file_actions_adddup2(&fa, in_sp[1], 0) || posix_spawn_file_actions_adddup2(&fa, out_p[1], 1) ||
-        posix_spawn_file_actions_adddup2(&fa, err_p[1], 2) || posix_spawn_file_actions_addclosefrom_np(&fa, 3))
-        goto oom;
-    if (posix_spawnattr_init(&attr) != 0) goto oom;
-    attr_ok = 1;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    if (posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) ||
-        posix_spawnattr_setpgroup(&attr, 0) || posix_spawnattr_setsigmask(&attr, &none) ||
-        posix_spawnattr_setsigdefault(&attr, &all))
-        goto oom;
-
+    /* child: fds 0/1/2 only, own process group, default signals, empty mask (proc.h) */
     char *argv[] = {(char *)bin, (char *)"cell", NULL};
     pid_t pid;
-    int e = posix_spawn(&pid, bin, &fa, &attr, argv, envp);
-    if (e != 0) {
-        errbuf_set(err, errlen, "executor: cannot run %s: %s", bin, strerror(e));
+    char perr[256];
+    if (proc_spawn(&pid, argv, 0, envp, in_sp[1], out_p[1], err_p[1], perr, sizeof perr) != 0) {
+        errbuf_set(err, errlen, "executor: %s", perr);
         goto cleanup;
     }
     c->pid = pid;
@@ -778,8 +735,6 @@ static int local_start(executor *base, const executor_request *req, char *err, s
 oom:
     errbuf_set(err, errlen, "executor: out of memory");
 cleanup:
-    if (fa_ok) posix_spawn_file_actions_destroy(&fa);
-    if (attr_ok) posix_spawnattr_destroy(&attr);
     for (int i = 0; i < 2; i++) {
         fd_close(&in_sp[i]);
         fd_close(&out_p[i]);
@@ -1022,51 +977,4 @@ executor *executor_local_init(const executor_config *cfg, const executor_callbac
     ex->wake_w = p[1];
     if (c->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     return &ex->base;
-}
-
-/* ------------------------------------------------------------------ public dispatch */
-
-int executor_start(executor *ex, const executor_request *req, char *err, size_t errlen)
-{
-    return ex->ops->start(ex, req, err, errlen);
-}
-
-int executor_poll(executor *ex, int timeout_ms)
-{
-    return ex->ops->poll(ex, timeout_ms);
-}
-
-int executor_cancel(executor *ex, int64_t cell_id)
-{
-    return ex->ops->cancel(ex, cell_id);
-}
-
-int executor_kill_all(executor *ex, double grace_s)
-{
-    return ex->ops->kill_all(ex, grace_s);
-}
-
-int executor_info(executor *ex, int64_t cell_id, executor_cell_info *out)
-{
-    return ex->ops->info(ex, cell_id, out);
-}
-
-int executor_list(executor *ex, executor_cell_info *out, int max)
-{
-    return ex->ops->list(ex, out, max);
-}
-
-int executor_running(executor *ex)
-{
-    return ex->ops->list(ex, NULL, 0);
-}
-
-void executor_wake(executor *ex)
-{
-    ex->ops->wake(ex);
-}
-
-void executor_free(executor *ex)
-{
-    if (ex) ex->ops->free(ex);
 }

@@ -334,19 +334,27 @@ static void response_set(http_request *req, unsigned status, struct MHD_Response
     req->status = status;
 }
 
-int http_reply_json(http_request *req, unsigned status, json_t *body) {
-    if (!body) return -1;
+char *http_json_text(json_t *body, size_t *len) {
+    if (!body) return NULL;
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    if (!text) return -1;
-    size_t len = strlen(text);
-    char *t = realloc(text, len + 2);
+    if (!text) return NULL;
+    size_t n = strlen(text);
+    char *t = realloc(text, n + 2);
     if (!t) {
         free(text);
-        return -1;
+        return NULL;
     }
-    t[len++] = '\n';
-    t[len] = '\0';
+    t[n++] = '\n';
+    t[n] = '\0';
+    *len = n;
+    return t;
+}
+
+int http_reply_json(http_request *req, unsigned status, json_t *body) {
+    size_t len = 0;
+    char *t = http_json_text(body, &len);
+    if (!t) return -1;
     return http_reply_json_text(req, status, t, len);
 }
 

@@ -141,6 +141,9 @@ json_t *http_request_json(http_request *req);
 
 /* Steals body (json_decref'ed even on failure). */
 int http_reply_json(http_request *req, unsigned status, json_t *body);
+/* body as http_reply_json writes it: compact JSON and "\n" (malloc'd, caller frees; *len bytes).
+ * Steals body; NULL when body is NULL or memory runs out. */
+char *http_json_text(json_t *body, size_t *len);
 /* A JSON body already serialised (compact, ending in "\n", as http_reply_json writes it): takes
  * text (malloc'd, freed with free() even on failure), len bytes. Same headers as http_reply_json. */
 int http_reply_json_text(http_request *req, unsigned status, char *text, size_t len);

@@ -23,13 +23,11 @@
  * index.html, then DIR/web beside the binary. A missing directory is a warning, not an error:
  * the API serves on and the dashboard routes answer 404.
  *
- * State. `struct daemon` is the application state every handler receives: its FIRST member is
- * the api_ctx of the REST handlers (api.h), so handlers of either kind cast the same app
- * pointer. The route table is this file's routes (healthz, metrics, openapi), then the API's
- * rows (api_routes, api.h), then the dashboard's static routes LAST: their one-segment "/{file}"
- * pattern would otherwise shadow literal rows (first match wins). /api/v1/openapi.json serves
- * the hand-written document (openapi.h); at start-up openapi_check compares it with the route
- * table and a mismatch is logged as a warning.
+ * State. `struct daemon` owns everything; every handler receives its api_ctx (api.h), the one
+ * app type, as the http app pointer. The route table is api_routes.c's (app_routes): the
+ * daemon's own rows (healthz, metrics, openapi), the API's, then the dashboard's static routes
+ * LAST. /api/v1/openapi.json serves the hand-written document (openapi.h); at start-up
+ * openapi_check compares it with the route table and a mismatch is logged as a warning.
  *
  * The user commands open the store directly (WAL and the busy timeout make that safe while a
  * daemon runs on the same data directory).
@@ -74,15 +72,12 @@
 #define DRAIN_S 5.0 /* on SIGTERM, seconds given to requests in flight before connections close */
 
 struct daemon {
-    api_ctx api;             /* FIRST: the REST handlers cast the app pointer to api_ctx */
+    api_ctx api;             /* what every handler receives as its app pointer */
     pl_config cfg;
     http_server *http;
     store *st;               /* DATA_DIR/prunelab.db */
     scheduler *sched;
     char *sql_dir;           /* migrations */
-    http_route *routes;      /* this file's routes + api_routes() */
-    size_t n_routes;
-    double started;          /* monotonic seconds */
     char *models_dir;        /* DATA_DIR/models */
     char *tmp_dir;           /* DATA_DIR/tmp: upload temp files */
     char *port_path;         /* DATA_DIR/prunelabd.port */
@@ -90,156 +85,12 @@ struct daemon {
     static_site *web;        /* the dashboard's files; NULL when no web directory was found */
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* "DIR/name", malloc'd; NULL on out-of-memory. */
 static char *path_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
     if (p) snprintf(p, n, "%s/%s", dir, name);
     return p;
-}
-
-/* ------------------------------------------------------------------ handlers */
-
-static int handle_healthz(http_request *req, void *app) {
-    struct daemon *d = app;
-    return http_reply_json(req, 200,
-                           json_pack("{s:s, s:s, s:I}", "status", "ok", "version",
-                                     PACKAGE_VERSION, "uptime_s",
-                                     (json_int_t)(now_s() - d->started)));
-}
-
-/* Queue and cell gauges from the store, counters from the scheduler. Returns 0, or -1 when
- * writing to f failed; a store error becomes a comment line (the endpoint stays up). */
-static int metrics_service_write(struct daemon *d, FILE *f) {
-    store_metrics m;
-    char err[ERRLEN];
-    if (d->st && store_metrics_get(d->st, &m, err, sizeof err) == STORE_OK) {
-        fprintf(f,
-                "# HELP prunelabd_queue_depth Cells waiting to run.\n"
-                "# TYPE prunelabd_queue_depth gauge\nprunelabd_queue_depth %lld\n",
-                (long long)m.cells[STORE_STATE_QUEUED]);
-        fprintf(f, "# HELP prunelabd_cells Cells in the database per state.\n"
-                   "# TYPE prunelabd_cells gauge\n");
-        for (int i = 0; i < STORE_STATE_COUNT; i++)
-            fprintf(f, "prunelabd_cells{state=\"%s\"} %lld\n", store_state_name((store_state)i),
-                    (long long)m.cells[i]);
-        fprintf(f, "# HELP prunelabd_cells_done Cells finished with a result.\n"
-                   "# TYPE prunelabd_cells_done gauge\nprunelabd_cells_done %lld\n"
-                   "# HELP prunelabd_cells_failed Cells failed after their last attempt.\n"
-                   "# TYPE prunelabd_cells_failed gauge\nprunelabd_cells_failed %lld\n",
-                (long long)m.cells[STORE_STATE_DONE], (long long)m.cells[STORE_STATE_FAILED]);
-        fprintf(f, "# HELP prunelabd_jobs Jobs in the database per state.\n"
-                   "# TYPE prunelabd_jobs gauge\n");
-        for (int i = 0; i < STORE_STATE_COUNT; i++)
-            fprintf(f, "prunelabd_jobs{state=\"%s\"} %lld\n", store_state_name((store_state)i),
-                    (long long)m.jobs[i]);
-        fprintf(f,
-                "# HELP prunelabd_users Registered users.\n# TYPE prunelabd_users gauge\n"
-                "prunelabd_users %lld\n"
-                "# HELP prunelabd_models Registered models.\n# TYPE prunelabd_models gauge\n"
-                "prunelabd_models %lld\n",
-                (long long)m.users, (long long)m.models);
-    } else {
-        fprintf(f, "# store metrics unavailable\n");
-    }
-    scheduler_stats_t ss;
-    if (scheduler_stats(d->sched, &ss) == 0)
-        fprintf(f,
-                "# HELP prunelabd_cells_running Cell processes running now.\n"
-                "# TYPE prunelabd_cells_running gauge\nprunelabd_cells_running %d\n"
-                "# HELP prunelabd_cell_attempts_total Cell attempts since start, by outcome.\n"
-                "# TYPE prunelabd_cell_attempts_total counter\n"
-                "prunelabd_cell_attempts_total{outcome=\"started\"} %lld\n"
-                "prunelabd_cell_attempts_total{outcome=\"done\"} %lld\n"
-                "prunelabd_cell_attempts_total{outcome=\"failed\"} %lld\n"
-                "prunelabd_cell_attempts_total{outcome=\"released\"} %lld\n",
-                ss.running, (long long)ss.started, (long long)ss.done, (long long)ss.failed,
-                (long long)ss.released);
-    return ferror(f) ? -1 : 0;
-}
-
-static int handle_metrics(http_request *req, void *app) {
-    struct daemon *d = app;
-    int rc = -1;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) goto cleanup;
-    fprintf(f,
-            "# HELP prunelabd_up 1 while the daemon serves.\n# TYPE prunelabd_up gauge\n"
-            "prunelabd_up 1\n"
-            "# HELP prunelabd_uptime_seconds Seconds since start.\n"
-            "# TYPE prunelabd_uptime_seconds gauge\nprunelabd_uptime_seconds %.3f\n"
-            "# HELP prunelabd_workers Cells allowed to run at once.\n"
-            "# TYPE prunelabd_workers gauge\nprunelabd_workers %d\n",
-            now_s() - d->started, d->cfg.workers);
-    if (metrics_service_write(d, f) != 0) goto cleanup;
-    if (http_server_metrics_write(d->http, f) != 0) goto cleanup;
-    if (fclose(f) != 0) {
-        f = NULL;
-        goto cleanup;
-    }
-    f = NULL;
-    rc = http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-cleanup:
-    if (f) fclose(f);
-    free(text);
-    return rc;
-}
-
-/* The hand-written OpenAPI document (server/openapi.json, compiled in). */
-static int handle_openapi(http_request *req, void *app) {
-    (void)app;
-    size_t len = 0;
-    const char *doc = openapi_document(&len);
-    if (!doc) return -1;
-    if (http_reply_text(req, 200, "application/json", doc, len) != 0) return -1;
-    return http_reply_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-}
-
-/* The dashboard's files (static.h). */
-static int handle_static(http_request *req, void *app) {
-    struct daemon *d = app;
-    return static_handle(req, d->web);
-}
-
-/* This file's routes; the REST API's rows follow them, then static_routes (routes_build). */
-static const http_route own_routes[] = {
-    {"GET", "/healthz", handle_healthz, HTTP_BODY_MEMORY, 0, "liveness: status and version"},
-    {"GET", "/metrics", handle_metrics, HTTP_BODY_MEMORY, 0,
-     "Prometheus text: queue depth, running cells, cells per state, request counts and "
-     "latencies"},
-    {"GET", "/api/v1/openapi.json", handle_openapi, HTTP_BODY_MEMORY, 0, "this document"},
-};
-
-/* The dashboard, LAST: "/{file}" matches any one-segment path. */
-static const http_route static_routes[] = {
-    {"GET", "/", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: index.html"},
-    {"GET", "/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: top-level files"},
-    {"GET", "/js/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: ES modules"},
-    {"GET", "/css/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: style sheets"},
-    {"GET", "/vendor/{file}", handle_static, HTTP_BODY_MEMORY, 0, "dashboard: chart library"},
-};
-
-/* d->routes = own_routes, the API's rows, static_routes. Returns 0, or -1 on out-of-memory. */
-static int routes_build(struct daemon *d) {
-    size_t n_api = 0;
-    const http_route *api = api_routes(&n_api);
-    size_t n_own = sizeof own_routes / sizeof own_routes[0];
-    size_t n_static = sizeof static_routes / sizeof static_routes[0];
-    d->routes = malloc((n_own + n_api + n_static) * sizeof *d->routes);
-    if (!d->routes) return -1;
-    memcpy(d->routes, own_routes, sizeof own_routes);
-    if (n_api) memcpy(d->routes + n_own, api, n_api * sizeof *api);
-    memcpy(d->routes + n_own + n_api, static_routes, sizeof static_routes);
-    d->n_routes = n_own + n_api + n_static;
-    return 0;
 }
 
 /* Find and open the dashboard directory; a failure is a warning (d->web stays NULL). */
@@ -405,11 +256,13 @@ static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t er
     d->api.engine_bin = d->cfg.engine_bin;
     d->api.sql_dir = d->sql_dir;
     d->api.datasets_dir = NULL;
-    if (routes_build(d) != 0) return snprintf(err, errlen, "out of memory"), -1;
-    if (openapi_check(d->routes, d->n_routes, err, errlen) != 0)
+    size_t n_routes = 0;
+    const http_route *routes = app_routes(&n_routes);
+    if (openapi_check(routes, n_routes, err, errlen) != 0)
         fprintf(stderr, "prunelabd: warning: server/openapi.json disagrees with the routes: %s\n",
                 err);
     web_open(d, argv0);
+    d->api.web = d->web;
     return 0;
 }
 
@@ -436,7 +289,6 @@ static void daemon_close(struct daemon *d) {
     if (d->port_path && d->lock_fd >= 0) unlink(d->port_path);
     if (d->lock_fd >= 0) close(d->lock_fd);
     d->lock_fd = -1;
-    free(d->routes);
     static_site_free(d->web);
     d->web = NULL;
     free(d->sql_dir);
@@ -650,8 +502,9 @@ static int serve(struct daemon *d, const char *argv0) {
         .tmp_dir = d->tmp_dir,
         .log_requests = d->cfg.log_requests,
     };
-    if (http_server_start(&d->http, &ho, d->routes, d->n_routes, d, err,
-                          sizeof err) != 0) {
+    size_t n_routes = 0;
+    const http_route *routes = app_routes(&n_routes);
+    if (http_server_start(&d->http, &ho, routes, n_routes, &d->api, err, sizeof err) != 0) {
         fprintf(stderr, "prunelabd: %s\n", err);
         return 1;
     }
@@ -690,7 +543,7 @@ int main(int argc, char **argv) {
     struct daemon d;
     memset(&d, 0, sizeof d);
     d.lock_fd = -1;
-    d.started = now_s();
+    d.api.started_s = api_now_s();
     char err[ERRLEN];
     config_init(&d.cfg);
     int rc;

@@ -154,24 +154,21 @@ static char *model_path(const scheduler *s, const char *ref) {
     return str_printf("%s/%s.safetensors", s->models_dir, ref);
 }
 
-/* Build the stdin spec of claimed cell c and fill r's train fields. Returns malloc'd JSON text,
- * or NULL with err (the cell is then failed without retry: the spec itself is wrong). */
+/* Build the stdin spec of claimed cell c and fill r's train fields. The cell carries its own
+ * "model" (a name), a train cell its "out" (the name to register) and "dataset", as jobspec.c
+ * writes them (older rows got them at boot, store_recover); job gives only the baseline. Returns
+ * malloc'd JSON text, or NULL with err (the cell is then failed without retry: the spec itself
+ * is wrong). */
 static char *spec_build(scheduler *s, const store_cell *c, const store_job *job, struct run *r,
                         char *err, size_t errlen) {
     char *text = NULL;
     json_error_t je;
-    json_t *job_spec = NULL;
     json_t *spec = json_loads(c->spec_json, JSON_REJECT_DUPLICATES, &je);
     if (!spec || !json_is_object(spec)) {
         snprintf(err, errlen, "cell spec is not a JSON object: %s", spec ? "" : je.text);
         goto cleanup;
     }
-    job_spec = job && job->spec_json ? json_loads(job->spec_json, 0, &je) : NULL;
-
-    /* the model: the cell's own, else the job's */
     const char *ref = json_string_value(json_object_get(spec, "model"));
-    if (!ref && job && job->model && !r->is_train) ref = job->model;
-    if (!ref && !r->is_train) ref = json_string_value(json_object_get(job_spec, "model"));
     if (ref && *ref) {
         char *p = model_path(s, ref);
         if (!p || json_object_set_new(spec, "model", json_string(p)) != 0) {
@@ -181,28 +178,19 @@ static char *spec_build(scheduler *s, const store_cell *c, const store_job *job,
         }
         free(p);
     }
-
     if (r->is_train) {
-        /* the model to register: the cell's "out" (a name, per jobspec.h), else a "name" */
         const char *name = json_string_value(json_object_get(spec, "out"));
-        if (!name) name = json_string_value(json_object_get(spec, "name"));
-        if (!name) name = json_string_value(json_object_get(job_spec, "name"));
         if (!name || !store_name_valid(name)) {
             snprintf(err, errlen, "name: a train job needs a valid model name");
             goto cleanup;
         }
         r->model_name = str_dup(name); /* before the key holding name is replaced */
-        if (!r->model_name) {
-            snprintf(err, errlen, "out of memory");
-            goto cleanup;
-        }
+        r->final_path = r->model_name ? str_printf("%s/%s.safetensors", s->models_dir, r->model_name) : NULL;
+        r->part_path = r->model_name ? str_printf("%s/%s.safetensors.part-%lld", s->models_dir, r->model_name,
+                                                  (long long)c->id)
+                                     : NULL;
+        r->dataset = str_dup(json_string_value(json_object_get(spec, "dataset")));
         json_object_del(spec, "name"); /* not a cell key */
-        r->final_path = str_printf("%s/%s.safetensors", s->models_dir, r->model_name);
-        r->part_path = str_printf("%s/%s.safetensors.part-%lld", s->models_dir, r->model_name,
-                                  (long long)c->id);
-        const char *ds = json_string_value(json_object_get(spec, "dataset"));
-        if (!ds) ds = json_string_value(json_object_get(job_spec, "dataset"));
-        r->dataset = str_dup(ds);
         if (!r->model_name || !r->final_path || !r->part_path ||
             json_object_set_new(spec, "out", json_string(r->part_path)) != 0) {
             snprintf(err, errlen, "out of memory");
@@ -220,7 +208,6 @@ static char *spec_build(scheduler *s, const store_cell *c, const store_job *job,
     if (!text) snprintf(err, errlen, "out of memory");
 cleanup:
     json_decref(spec);
-    json_decref(job_spec);
     return text;
 }
 
@@ -524,7 +511,7 @@ scheduler *scheduler_start(store *st, const pl_config *cfg, const char *engine_b
     ec.nice = cfg->cell_nice;
     executor_callbacks cb = {.user = s, .on_progress = on_progress, .on_exit = on_exit_cb};
     char xerr[EXECUTOR_ERRLEN];
-    s->ex = executor_local_init(&ec, &cb, xerr, sizeof xerr);
+    s->ex = executor_new(cfg->executor ? cfg->executor : "local", &ec, &cb, xerr, sizeof xerr);
     if (!s->ex) {
         snprintf(err, errlen, "executor: %s", xerr);
         goto fail;

@@ -1880,8 +1880,36 @@ int store_cells_requeue_expired(store *st, int *n_requeued, int *n_failed, char 
                                 n_requeued, n_failed, err, errlen);
 }
 
+/* Cells stored before every cell carried its own "model" (the job's model), "out" (a train
+ * job's model name, from the job spec's "name") and "dataset" get them from their job here, once
+ * at boot, so that the scheduler reads a cell's own keys only. Rows that have the keys are left
+ * as they are; a run over a current database changes nothing. */
+static int cells_backfill_keys(store *st, char *err, size_t errlen)
+{
+    static const char *const FILL[] = {
+        "UPDATE cells SET spec = json_set(spec, '$.model', (SELECT COALESCE(j.model, json_extract(j.spec, '$.model')) "
+        "FROM jobs j WHERE j.id = cells.job_id)) WHERE json_type(spec, '$.model') IS NULL AND EXISTS (SELECT 1 FROM "
+        "jobs j WHERE j.id = cells.job_id AND j.type <> 'train' AND COALESCE(j.model, json_extract(j.spec, "
+        "'$.model')) IS NOT NULL)",
+        "UPDATE cells SET spec = json_set(spec, '$.out', COALESCE(json_extract(spec, '$.name'), (SELECT "
+        "json_extract(j.spec, '$.name') FROM jobs j WHERE j.id = cells.job_id))) WHERE json_type(spec, '$.out') IS "
+        "NULL AND COALESCE(json_extract(spec, '$.name'), (SELECT json_extract(j.spec, '$.name') FROM jobs j WHERE "
+        "j.id = cells.job_id AND j.type = 'train')) IS NOT NULL",
+        "UPDATE cells SET spec = json_set(spec, '$.dataset', (SELECT json_extract(j.spec, '$.dataset') FROM jobs j "
+        "WHERE j.id = cells.job_id)) WHERE json_type(spec, '$.dataset') IS NULL AND (SELECT json_extract(j.spec, "
+        "'$.dataset') FROM jobs j WHERE j.id = cells.job_id) IS NOT NULL",
+    };
+    int rc = wr_begin(st, 1, err, errlen);
+    if (rc != STORE_OK) return rc;
+    for (size_t i = 0; rc == STORE_OK && i < sizeof FILL / sizeof FILL[0]; i++)
+        rc = exec_sql(st->w, err, errlen, FILL[i], NULL);
+    return wr_end(st, rc, err, errlen);
+}
+
 int store_recover(store *st, int *n_requeued, int *n_failed, char *err, size_t errlen)
 {
+    int rc = cells_backfill_keys(st, err, errlen);
+    if (rc != STORE_OK) return rc;
     return cells_settle_running(st, 1, "interrupted", "the daemon stopped while the cell was running", n_requeued,
                                 n_failed, err, errlen);
 }

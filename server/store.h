@@ -313,7 +313,9 @@ int store_cell_release(store *st, int64_t cell_id, int attempt, char *err, size_
  * NULL. */
 int store_cells_requeue_expired(store *st, int *n_requeued, int *n_failed, char *err, size_t errlen);
 /* Boot recovery: the previous daemon is gone, so every running cell is treated like an expired
- * lease (error "interrupted"). Call once after store_open, before the scheduler starts. */
+ * lease (error "interrupted"). Cells of an older daemon that lack their own "model", "out" (train)
+ * or "dataset" key get it from their job first. Call once after store_open, before the scheduler
+ * starts. */
 int store_recover(store *st, int *n_requeued, int *n_failed, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ metrics */

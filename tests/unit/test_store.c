@@ -2,7 +2,7 @@
  * SHA-256 against FIPS 180-4 vectors, hashed tokens, idempotent job creation, the claim order
  * (round robin, priority, per-owner cap), concurrent claims, idempotent finish, lease expiry,
  * boot recovery, cancel, retry, pagination, crash consistency of a killed writer, the read
- * cache, and the job list page: the lean and cached renderers against the jansson reference
+ * cache, and the job list page: the cached renderer against the jansson reference
  * (byte for byte, over varied jobs, filters and page tokens, and after every state change).
  *
  * Every test works on a fresh database in its own temporary directory; migrations come from
@@ -1286,17 +1286,15 @@ static int64_t make_job_typed(store *st, const char *owner, store_job_type type,
     return id;
 }
 
-/* Render f with all three renderers; assert they agree byte for byte. Returns the page (caller
+/* Render f with both renderers (reference and cached); assert they agree byte for byte. Returns the page (caller
  * frees) and its next_page_token in next ("" on the last page). */
 static char *pages_agree(store *st, const store_job_filter *f, char next[STORE_PAGE_TOKEN_LEN], int *hit)
 {
-    char *ref = NULL, *lean = NULL, *cached = NULL;
-    size_t lr = 0, ll = 0, lc = 0;
+    char *ref = NULL, *cached = NULL;
+    size_t lr = 0, lc = 0;
     ck_assert_msg(api_jobs_page_reference(st, f, &ref, &lr, err, sizeof err) == STORE_OK, "reference: %s", err);
-    ck_assert_msg(api_jobs_page_lean(st, f, &lean, &ll, err, sizeof err) == STORE_OK, "lean: %s", err);
     ck_assert_msg(api_jobs_page_cached(st, f, &cached, &lc, hit, err, sizeof err) == STORE_OK, "cached: %s", err);
     ck_assert_uint_eq(lr, strlen(ref));
-    ck_assert_msg(ll == lr && memcmp(ref, lean, lr) == 0, "lean differs:\n%s\nreference:\n%s", lean, ref);
     ck_assert_msg(lc == lr && memcmp(ref, cached, lr) == 0, "cached differs:\n%s\nreference:\n%s", cached, ref);
     ck_assert_int_eq(ref[lr - 1], '\n');
     json_error_t je;
@@ -1305,7 +1303,6 @@ static char *pages_agree(store *st, const store_job_filter *f, char next[STORE_P
     json_t *tok = json_object_get(page, "next_page_token");
     snprintf(next, STORE_PAGE_TOKEN_LEN, "%s", json_is_string(tok) ? json_string_value(tok) : "");
     json_decref(page);
-    free(lean);
     free(cached);
     return ref;
 }
@@ -1371,7 +1368,7 @@ START_TEST(test_job_list_renderers_agree)
     ck_assert_int_eq(store_job_cancel(st, ids[nids - 1], &run, &nrun, err, sizeof err), STORE_OK);
     store_running_free(run, nrun);
 
-    /* A name jansson refuses (bad UTF-8): the lean renderer hands the page to the reference. */
+    /* A name jansson refuses (bad UTF-8): both renderers give the same page. */
     make_job_typed(st, "bad\xff" "name", STORE_JOB_JOINT, NULL, 0, 1);
     nids++;
 
@@ -1410,7 +1407,6 @@ START_TEST(test_job_list_renderers_agree)
     size_t len = 0;
     store_job_filter bf = {.owner = NULL, .type = -1, .state = -1, .order = STORE_ORDER_OLDEST, .page_token = "n1"};
     ck_assert_int_eq(api_jobs_page_reference(st, &bf, &out, &len, err, sizeof err), STORE_INVALID);
-    ck_assert_int_eq(api_jobs_page_lean(st, &bf, &out, &len, err, sizeof err), STORE_INVALID);
     ck_assert_int_eq(api_jobs_page_cached(st, &bf, &out, &len, &hit, err, sizeof err), STORE_INVALID);
     ck_assert_int_eq(api_jobs_page_cached(st, &bf, &out, &len, &hit, err, sizeof err), STORE_INVALID);
     ck_assert_ptr_null(out);
