@@ -1,7 +1,8 @@
 /* prune.h — pruning of the patch-Mamba model (DESIGN.md section 5, SEED.md).
  *
  * Vocabulary
- *   component    what is pruned (table below); the notes' names are accepted as aliases.
+ *   component    what is pruned (table below); the notes' names are accepted as aliases (their
+ *                spelling lives in spec/vocab.c only).
  *   granularity  unstructured (single weights, layer-wise or global threshold) or structured
  *                (whole units, physically removable).
  *   criterion    how weights/units are scored; the lowest scores are removed.
@@ -11,21 +12,21 @@
  *   mask         model->mask (one float block, 1 keep / 0 pruned, same layout as params); on disk
  *                a safetensors file of U8 tensors, one per masked parameter, same name and shape.
  *
- * | component (alias)          | unstructured weights            | structured unit                 |
+ * | component                  | unstructured weights            | structured unit                 |
  * |----------------------------|---------------------------------|---------------------------------|
- * | out_proj   (linear_out)    | out_proj.weight                 | output row j of d (masked; the  |
+ * | out_proj                   | out_proj.weight                 | output row j of d (masked; the  |
  * |                            |                                 | forward computes kept rows only)|
- * | mlp        (mlp)           | fc1.weight, fc2.weight          | neuron: fc1 row+bias, fc2 column|
- * | gate       (linear_gate)   | in_proj rows E..2E-1            | d_inner channel                 |
- * | in_proj    (linear_in)     | in_proj rows 0..E-1             | d_inner channel (expand)        |
- * | conv1d     (conv1d)        | conv1d.weight                   | kernel tap (oldest taps first)  |
- * | x_proj_bc  (linear_B_C)    | x_proj rows R..R+2N-1           | state n: x_proj rows R+n, R+N+n,|
+ * | mlp                        | fc1.weight, fc2.weight          | neuron: fc1 row+bias, fc2 column|
+ * | gate                       | in_proj rows E..2E-1            | d_inner channel                 |
+ * | in_proj                    | in_proj rows 0..E-1             | d_inner channel (expand)        |
+ * | conv1d                     | conv1d.weight                   | kernel tap (oldest taps first)  |
+ * | x_proj_bc                  | x_proj rows R..R+2N-1           | state n: x_proj rows R+n, R+N+n,|
  * |                            |                                 |   A_log column n                |
- * | dt         (linear_delta)  | x_proj rows 0..R-1, dt_proj.w   | rank r: x_proj row r, dt_proj   |
+ * | dt                         | x_proj rows 0..R-1, dt_proj.w   | rank r: x_proj row r, dt_proj   |
  * |                            |                                 |   column r                      |
- * | A_log      (A)             | A_log        (not recommended)  | none                            |
- * | D          (D)             | D            (not recommended)  | none                            |
- * | layer      (layer)         | every weight matrix of the block| the block                       |
+ * | A_log                      | A_log        (not recommended)  | none                            |
+ * | D                          | D            (not recommended)  | none                            |
+ * | layer                      | every weight matrix of the block| the block                       |
  * A d_inner channel e couples in_proj rows e and E+e, conv1d[e] (weight and bias), x_proj column
  * e, dt_proj row e and bias e, A_log row e, D[e] and out_proj column e.
  * Letters as in model.h: d, E, N, R, K, M; L tokens. */
