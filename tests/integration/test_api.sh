@@ -167,6 +167,14 @@ post_job "unknown field 400" \
     '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.5],"ratez":1}' 400 unknown_field ratez
 post_job "unknown component 400" \
     '{"type":"ablation","model":"tiny0","components":["mlp","linear_zz"],"rates":[0.5]}' 400 unknown_component "components[1]"
+# the vocabulary: the names every spec accepts, from the one table both processes parse with
+areq GET /api/v1/vocabulary
+expect "vocabulary 200" 200 ""
+jqcheck "vocabulary: 10 components with aliases, units and the recommended flag" "$TMP/body" \
+    '(.components | length == 10) and (.components[] | select(.name == "gate") | .alias == "linear_gate" and .structured and .recommended)
+     and (.components[] | select(.name == "D") | (.structured | not) and (.recommended | not) and .structured_unit == null)
+     and (.criteria | map(.name) | index("wanda") != null) and (.job_types | map(.name) == ["train","ablation","sensitivity","joint","rsst","lite"])
+     and (.job_types[] | select(.name == "rsst") | .keys | index("spec") != null)'
 # rsst / lite specs are parsed by the engine's own parser at submission, dry run or not
 for q in '?dry_run=1' ''; do
     areq POST "/api/v1/jobs$q" --data-binary '{"type":"rsst","model":"tiny0","spec":{"prune":[{"component":"mlp","rate":0.5}],"round":2}}'
