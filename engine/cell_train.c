@@ -46,17 +46,8 @@ int cell_finetune(cell_ctx *c, model *m, const dataset *train, long steps, float
                     json_t **info, char *err, size_t errlen)
 {
     train_config tc;
-    train_config_default(&tc);
-    tc.batch = batch;
+    train_config_finetune(&tc, train, steps, 0, lr, batch, seed);
     int Bb = batch < train->n ? batch : train->n;
-    long spe = train->n / Bb;
-    if (spe < 1) spe = 1;
-    tc.epochs = (int)((steps + spe - 1) / spe);
-    if (tc.epochs < 1) tc.epochs = 1;
-    tc.max_steps = steps;
-    tc.opt.lr = lr;
-    tc.opt.min_lr = lr * 0.01f;
-    tc.seed = seed;
     tc.report_every_s = CELL_PROGRESS_MIN_S;
     tc.progress = on_train_progress;
     tc.progress_user = c;

@@ -90,8 +90,7 @@ int cmd_lite(int argc, char **argv)
     if (lite_target_check(&m, &spec.target, err, sizeof err) != 0)
         cli_fail(&s, "'prunelab inspect --model M' shows the source's dims", "spec %s: %s", spec_path, err);
 
-    int needs_train = spec.finetune_steps > 0 || spec.finetune_epochs > 0 || spec.criterion == PCR_ACTIVATION ||
-                      spec.criterion == PCR_TAYLOR || spec.criterion == PCR_WANDA;
+    int needs_train = spec.finetune_steps > 0 || spec.finetune_epochs > 0 || prune_criterion_needs_calib(spec.criterion);
     dataset train, test;
     if (needs_train) cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
     cli_load_dataset(&s, &test, dataset_name, data_dir, "test");

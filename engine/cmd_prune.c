@@ -84,10 +84,7 @@ int cmd_prune(int argc, char **argv)
     free(text);
 
     int needs_data = spec.finetune_steps > 0;
-    for (int i = 0; i < spec.n; i++) {
-        prune_criterion c = spec.entries[i].criterion;
-        if (c == PCR_ACTIVATION || c == PCR_TAYLOR || c == PCR_WANDA) needs_data = 1;
-    }
+    for (int i = 0; i < spec.n; i++) needs_data |= prune_criterion_needs_calib(spec.entries[i].criterion);
     if (needs_data && !dataset_name)
         cli_fail(&s, NULL, "the spec needs data (%s): give --dataset NAME",
                  spec.finetune_steps > 0 ? "fine-tuning" : "calibration criterion");
@@ -122,15 +119,7 @@ int cmd_prune(int argc, char **argv)
     json_object_set_new(ft, "steps", json_integer(spec.finetune_steps));
     if (spec.finetune_steps > 0) {
         train_config tc;
-        train_config_default(&tc);
-        tc.batch = ft_batch;
-        int Bb = ft_batch < train.n ? ft_batch : train.n;
-        long spe = train.n / Bb;
-        tc.epochs = (int)((spec.finetune_steps + spe - 1) / spe);
-        tc.max_steps = spec.finetune_steps;
-        tc.opt.lr = spec.finetune_lr;
-        tc.opt.min_lr = spec.finetune_lr * 0.01f;
-        tc.seed = spec.seed;
+        train_config_finetune(&tc, &train, spec.finetune_steps, 0, spec.finetune_lr, ft_batch, spec.seed);
         tc.report_every_s = 5.0;
         tc.progress = quiet ? NULL : train_progress_stderr;
         train_result tr;

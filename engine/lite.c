@@ -360,19 +360,10 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
 
     if (finetune) {
         train_config tc;
-        train_config_default(&tc);
-        tc.batch = spec->finetune_batch;
+        train_config_finetune(&tc, train, spec->finetune_epochs > 0 ? 0 : spec->finetune_steps, spec->finetune_epochs,
+                              spec->finetune_lr, spec->finetune_batch, spec->seed);
         int Bb = tc.batch < train->n ? tc.batch : train->n;
         long spe = train->n / Bb;
-        if (spec->finetune_epochs > 0) {
-            tc.epochs = spec->finetune_epochs;
-        } else {
-            tc.epochs = (int)((spec->finetune_steps + spe - 1) / spe);
-            tc.max_steps = spec->finetune_steps;
-        }
-        tc.opt.lr = spec->finetune_lr;
-        tc.opt.min_lr = spec->finetune_lr * 0.01f;
-        tc.seed = spec->seed;
         tc.report_every_s = 2.0;
         ft_relay relay = {o.progress, o.progress_user};
         tc.progress = o.progress ? ft_progress : NULL;

@@ -36,6 +36,26 @@ void train_config_default(train_config *c)
     c->report_every_s = 5.0;
 }
 
+void train_config_finetune(train_config *c, const dataset *train, long steps, int epochs, float lr, int batch,
+                           uint64_t seed)
+{
+    train_config_default(c);
+    c->batch = batch;
+    int Bb = batch < train->n ? batch : train->n;
+    long spe = Bb > 0 ? train->n / Bb : 1;
+    if (spe < 1) spe = 1;
+    if (steps <= 0 && epochs > 0) {
+        c->epochs = epochs;
+    } else {
+        c->epochs = (int)((steps + spe - 1) / spe);
+        if (c->epochs < 1) c->epochs = 1;
+        c->max_steps = steps;
+    }
+    c->opt.lr = lr;
+    c->opt.min_lr = lr * 0.01f;
+    c->seed = seed;
+}
+
 int train_check_compat(const model *m, const dataset *ds, char *err, size_t errlen)
 {
     const model_config *c = &m->cfg;

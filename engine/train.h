@@ -74,6 +74,11 @@ typedef struct {
 } train_config;
 
 void train_config_default(train_config *c); /* epochs 10, batch 64, AdamW defaults, auto warmup */
+/* The fine-tuning schedule of every pruning recipe (cells, prunelab prune, lite): the defaults
+ * (AdamW), cosine from lr to lr/100, `steps` optimizer steps, or `epochs` whole epochs when
+ * steps <= 0 and epochs > 0; batch capped at the set size. Progress fields are left to the caller. */
+void train_config_finetune(train_config *c, const dataset *train, long steps, int epochs, float lr, int batch,
+                           uint64_t seed);
 
 typedef struct {
     int epochs_done;
