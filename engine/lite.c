@@ -183,25 +183,13 @@ static void report_progress(lite_progress_fn fn, void *user, const char *phase, 
     if (fn) fn(phase, f, user);
 }
 
-static json_t *target_json(const lite_target *t)
-{
-    json_t *o = json_object();
-    if (t->expand != LITE_UNSET) json_object_set_new(o, "expand", json_real(round((double)t->expand * 1e6) / 1e6));
-    if (t->d_conv != LITE_UNSET) json_object_set_new(o, "d_conv", json_integer(t->d_conv));
-    if (t->d_state != LITE_UNSET) json_object_set_new(o, "d_state", json_integer(t->d_state));
-    if (t->mlp_ratio != LITE_UNSET)
-        json_object_set_new(o, "mlp_ratio", json_real(round((double)t->mlp_ratio * 1e6) / 1e6));
-    if (t->n_layers != LITE_UNSET) json_object_set_new(o, "n_layers", json_integer(t->n_layers));
-    return o;
-}
-
 /* Record how the lite model was made in its provenance (the source's provenance nested when it
  * fits in the field). */
 static void set_provenance(model *dst, const model *src, const lite_spec *spec)
 {
     json_t *o = json_object();
     json_object_set_new(o, "created_by", json_string("prunelab lite"));
-    json_object_set_new(o, "target", target_json(&spec->target));
+    json_object_set_new(o, "target", spec_lite_target_json(&spec->target));
     json_object_set_new(o, "criterion", json_string(prune_criterion_name(spec->criterion)));
     json_object_set_new(o, "source_layers", json_integer(src->cfg.n_layers));
     json_t *sp = src->cfg.provenance[0] ? json_loads(src->cfg.provenance, 0, NULL) : NULL;
@@ -338,7 +326,7 @@ int lite_run(const model *src, const lite_spec *spec, const dataset *train, cons
 
     json_t *rep = json_object(), *js = model_json(src), *jl = NULL, *tr = json_object(), *ft = json_null();
     json_t *spec_j = json_object(), *timing = NULL;
-    json_object_set_new(spec_j, "target", target_json(&spec->target));
+    json_object_set_new(spec_j, "target", spec_lite_target_json(&spec->target));
     json_object_set_new(spec_j, "criterion", json_string(prune_criterion_name(spec->criterion)));
     if (prune_criterion_needs_calib(spec->criterion)) json_object_set_new(spec_j, "calibration_samples", json_integer(spec->calib_samples));
     json_object_set_new(spec_j, "seed", json_integer((json_int_t)spec->seed));

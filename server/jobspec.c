@@ -563,7 +563,7 @@ static int check_cells(const jobspec *js, const jobspec_limits *lim, jobspec_err
         json_decref(cell);
         if (rc == 0) continue;
         const char *f = se.field, *rest = "";
-        if (strncmp(f, "rsst", 4) == 0 || strncmp(f, "lite", 4) == 0) {
+        if ((strncmp(f, "rsst", 4) == 0 || strncmp(f, "lite", 4) == 0) && (f[4] == '.' || f[4] == '\0')) {
             rest = f + 4;
             f = "spec";
         }

@@ -127,11 +127,10 @@ static int parse_entry_opts(json_t *root, entry_opts *eo, spec_error *e)
     return 0;
 }
 
-/* Append one entry for the component named by v at rate (field names it in messages). */
-static int add_entry(cell_spec *s, json_t *v, float rate, const entry_opts *eo, const char *field, spec_error *e)
+/* Append one entry for component c at rate (field names it in messages). */
+static int add_entry(cell_spec *s, prune_component c, float rate, const entry_opts *eo, const char *field,
+                     spec_error *e)
 {
-    prune_component c;
-    if (spec_parse_component(v, field, &c, e) != 0) return -1;
     if (eo->gran == PG_STRUCTURED && !prune_component_unit(c))
         return spec_fail(e, "invalid_value", field, "component %s has no structured unit (granularity structured); "
                          "prune it unstructured", prune_component_name(c));
@@ -169,7 +168,9 @@ static int parse_sensitivity(json_t *root, cell_spec *s, const entry_opts *eo, s
     if (spec_parse_rate(json_object_get(root, "rate"), "rate", &rate, e) != 0) return -1;
     json_t *cv = json_object_get(root, "components");
     if (!cv) return spec_fail(e, "missing_field", "components", "required (a component name or an array of names)");
-    if (json_is_string(cv)) return add_entry(s, cv, rate, eo, "components", e);
+    prune_component c;
+    if (json_is_string(cv))
+        return spec_parse_component(cv, "components", &c, e) != 0 ? -1 : add_entry(s, c, rate, eo, "components", e);
     if (!json_is_array(cv) || json_array_size(cv) == 0)
         return spec_fail(e, "invalid_value", "components", "must be a component name or a non-empty array of names");
     size_t i;
@@ -177,7 +178,7 @@ static int parse_sensitivity(json_t *root, cell_spec *s, const entry_opts *eo, s
     json_array_foreach(cv, i, x) {
         char field[48];
         snprintf(field, sizeof field, "components[%zu]", i);
-        if (add_entry(s, x, rate, eo, field, e) != 0) return -1;
+        if (spec_parse_component(x, field, &c, e) != 0 || add_entry(s, c, rate, eo, field, e) != 0) return -1;
     }
     return 0;
 }
@@ -194,12 +195,11 @@ static int parse_joint(json_t *root, cell_spec *s, const entry_opts *eo, spec_er
         char field[48];
         snprintf(field, sizeof field, "config.%.38s", key);
         float rate = 0.0f;
+        prune_component c;
         json_t *name = json_string(key);
-        int rc = spec_parse_component(name, field, &(prune_component){0}, e);
-        if (rc == 0) rc = spec_parse_rate(v, field, &rate, e);
-        if (rc == 0) rc = add_entry(s, name, rate, eo, field, e);
+        int rc = spec_parse_component(name, field, &c, e);
         json_decref(name);
-        if (rc != 0) return -1;
+        if (rc != 0 || spec_parse_rate(v, field, &rate, e) != 0 || add_entry(s, c, rate, eo, field, e) != 0) return -1;
     }
     return 0;
 }
@@ -217,7 +217,7 @@ static int parse_prune_recipe(json_t *root, cell_spec *s, spec_error *e)
     if (spec_parse_component(c, "component", &pc, e) != 0 ||
         spec_parse_rate(json_object_get(root, "rate"), "rate", &rate, e) != 0)
         return -1;
-    return add_entry(s, c, rate, &eo, "component", e);
+    return add_entry(s, pc, rate, &eo, "component", e);
 }
 
 /* ------------------------------------------------------------------ train */

@@ -7,17 +7,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "proc.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 START_TEST(test_run_captures_and_reports_status)
 {
@@ -57,15 +49,13 @@ END_TEST
 
 START_TEST(test_run_timeout_kills_the_group)
 {
-    /* the grandchild holds stdout open: only killing the group ends the run */
-    char *argv[] = {"/bin/sh", "-c", "sleep 30 & sleep 30", NULL};
+    /* the grandchild holds stdout open: only killing the group ends the run (otherwise it would
+     * outlast the test case's timeout) */
+    char *argv[] = {"/bin/sh", "-c", "sleep 600 & sleep 600", NULL};
     proc_result r;
     char err[256];
-    double t0 = now_s();
     ck_assert_int_eq(proc_run(argv, 0.5, 64, &r, err, sizeof err), 0);
-    double dt = now_s() - t0;
     ck_assert_int_eq(r.status, -2);
-    ck_assert_msg(dt < 10.0, "the timed-out run took %.1f s", dt);
     proc_result_free(&r);
 }
 END_TEST
