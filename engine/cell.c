@@ -31,36 +31,12 @@
 #include "train.h"
 #include "util.h"
 
-static json_t *layers_json(const model *m)
-{
-    json_t *dims = json_array();
-    for (int i = 0; i < m->cfg.n_layers; i++) {
-        const layer_dims *ld = &m->cfg.layers[i];
-        json_array_append_new(dims, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "index", m->cfg.orig_index[i], "E", ld->E,
-                                              "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
-    }
-    return dims;
-}
-
-
 /* measure.h with the cell's progress lines for phase. */
 static int eval_model(cell_ctx *c, const model *m, const dataset *ds, const char *phase, double *acc, double *loss,
                       char *err, size_t errlen)
 {
     measure_progress p = {cell_measure_progress, c, phase};
     return measure_eval(m, ds, CELL_EVAL_BATCH, &p, acc, loss, err, errlen);
-}
-
-static int measure_latency(cell_ctx *c, const model *m0, const model *m, const dataset *ds, const char *phase,
-                           double *ms0, double *ms, double *speedup, json_t **timing, char *err, size_t errlen)
-{
-    measure_progress p = {cell_measure_progress, c, phase};
-    measure_latency_opts o = MEASURE_LATENCY_DEFAULT;
-    o.batch = CELL_LATENCY_BATCH;
-    int pairs = 0;
-    if (measure_latency_pair(m0, m, ds, &o, &p, ms0, ms, speedup, &pairs, err, errlen) != 0) return -1;
-    *timing = measure_latency_timing_json(&o, pairs);
-    return 0;
 }
 
 /* Checks of spec fields that depend on the input model (bad_spec with the field). */
@@ -215,15 +191,14 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
         goto out;
     }
     const model *realised = ro.twin.n_params ? &ro.twin : prod;
-    double ms = NAN, base_ms = NAN, speedup = NAN;
-    json_t *timing = NULL;
-    if (measure_latency(c, &input, realised, &eval_view, "latency", &base_ms, &ms, &speedup, &timing, e2,
-                        sizeof e2) != 0) {
+    measure_progress lp = {cell_measure_progress, c, "latency"};
+    measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
+    lo.batch = CELL_LATENCY_BATCH;
+    if (measure_latency_into(metrics, &input, realised, &eval_view, &lo, &lp, e2, sizeof e2) != 0) {
         rc = CELL_ERR_RUNTIME;
         pl_err(err, errlen, "measuring latency: %s", e2);
         goto out;
     }
-    json_object_set_new(metrics, "latency_timing", timing); /* how speedup was taken (measure.h) */
     if (s->out) {
         cell_progress(c, "save", 0.0, json_pack("{s:s}", "out", s->out), 1);
         if (model_save(prod, s->out, e2, sizeof e2) != 0) {
@@ -249,16 +224,10 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     json_object_set_new(metrics, "params_realised", json_integer((json_int_t)realised->n_params));
     json_object_set_new(metrics, "params_baseline", json_integer((json_int_t)input.n_params));
     json_object_set_new(metrics, "params_baseline_nonzero", json_integer((json_int_t)model_count_nonzero(&input)));
-    json_object_set_new(metrics, "sparsity", cell_parse_or_null(prune_sparsity_json(prod)));
+    json_object_set_new(metrics, "sparsity", pl_json_take(prune_sparsity_json(prod)));
     json_object_set_new(metrics, "flops_per_sample", cell_jnum(model_flops_per_sample(&realised->cfg)));
     json_object_set_new(metrics, "baseline_flops_per_sample", cell_jnum(model_flops_per_sample(&input.cfg)));
-    json_object_set_new(metrics, "latency_batch", json_integer(CELL_LATENCY_BATCH));
-    json_object_set_new(metrics, "latency_ms_per_batch", cell_jnum(ms));
-    json_object_set_new(metrics, "samples_per_s", cell_jnum(ms > 0 ? 1000.0 * CELL_LATENCY_BATCH / ms : NAN));
-    json_object_set_new(metrics, "baseline_latency_ms_per_batch", cell_jnum(base_ms));
-    json_object_set_new(metrics, "baseline_samples_per_s", cell_jnum(base_ms > 0 ? 1000.0 * CELL_LATENCY_BATCH / base_ms : NAN));
-    json_object_set_new(metrics, "speedup", cell_jnum(speedup));
-    json_object_set_new(metrics, "layers", layers_json(realised));
+    json_object_set_new(metrics, "layers", model_dims_json(realised));
     json_object_update(metrics, ro.extra);
     json_object_set_new(metrics, "out", s->out ? json_string(s->out) : json_null());
     json_object_set_new(metrics, "seed", json_integer((json_int_t)s->seed));

@@ -229,13 +229,6 @@ void cell_guard_release(void)
 
 void cell_guard_out_written(void) { g_out_written = 1; }
 
-json_t *cell_parse_or_null(char *text)
-{
-    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    return j ? j : json_null();
-}
-
 void cell_measure_progress(void *user, const char *phase, double fraction, long done, long total)
 {
     json_t *extra = NULL;

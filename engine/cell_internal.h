@@ -78,8 +78,6 @@ cell_error cell_bad(char *err, size_t errlen, const char *fmt, ...) __attribute_
 /* A JSON number, or null when x is not finite (jansson refuses NaN / inf). */
 static inline json_t *cell_jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
-/* The JSON value of text (freed), or null when it is NULL or not JSON. */
-json_t *cell_parse_or_null(char *text);
 
 /* ------------------------------------------------------------------ recipes (cell_<recipe>.c) */
 

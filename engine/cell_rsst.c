@@ -53,7 +53,7 @@ cell_error cell_run_rsst(recipe_env *env, recipe_out *ro)
         pl_err(env->err, env->errlen, "rsst: %s", e2);
         return CELL_ERR_RUNTIME;
     }
-    json_t *r = cell_parse_or_null(rsst_result_json(&res));
+    json_t *r = pl_json_take(rsst_result_json(&res));
     rsst_result_free(&res);
     if (json_is_object(r)) {
         json_t *series = json_object_get(r, "series");

@@ -1,14 +1,17 @@
 /* cmd_prune.c — `prunelab prune`: load a checkpoint (and optionally a mask file), apply a pruning
- * spec (prune.h), optionally fine-tune with the masks fixed, write the pruned checkpoint (and
- * its mask file), and print one JSON report on stdout:
- *   params_before / params_after, nonzero_before / nonzero_after, flops_per_sample before /
- *   after, entries (what each spec entry removed, per layer), sparsity (prune_sparsity_json),
+ * spec with prune_run (prune.h: the call an ablation / sensitivity / joint cell makes), optionally
+ * fine-tune with the masks fixed (train_config_finetune, as cells), write the pruned checkpoint
+ * (and its mask file), and print one JSON report on stdout:
+ *   params_before / params_after / params_realised, nonzero_before / nonzero_after,
+ *   flops_per_sample before / after (of the realised model), entries (what each spec entry
+ *   removed, per layer), layers_after (model_dims_json), sparsity (prune_sparsity_json),
  *   finetune (steps, lr, final training loss, seconds), test accuracy and loss before pruning,
- *   after pruning and after fine-tuning (when --dataset is given).
+ *   after pruning and after fine-tuning, and the latency against the input model, timed in pairs
+ *   under a cell's names (measure_latency_into) (the last three when --dataset is given).
+ * A structured selection applied as masks is timed through its shrunk twin, as in a cell, so the
+ * CLI and a cell report the same speed-up for the same spec.
  * Calibration (activation / taylor / wanda) and fine-tuning use the dataset's train split (loaded
- * only when the spec needs it); evaluation its test split. Fine-tuning is train_run capped at
- * finetune.steps (AdamW, cosine from finetune.lr to lr/100, seed = spec seed); the mask keeps
- * pruned weights at zero. */
+ * only when the spec needs it); evaluation and latency its test split. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +38,7 @@ int cmd_prune(int argc, char **argv)
 {
     const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
     const char *dataset_name = NULL, *data_dir = NULL;
-    int threads = 0, batch = 256, ft_batch = 64, quiet = 0, skip_before = 0;
+    int threads = 0, batch = 256, ft_batch = 64, quiet = 0, skip_before = 0, no_latency = 0, reps = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
         {"--spec", CLI_STRING, &spec_path, "S.json", "pruning spec (JSON, see prune.h)", 0, 0, NULL, 0},
@@ -52,6 +55,10 @@ int cmd_prune(int argc, char **argv)
         {"--quiet", CLI_FLAG, &quiet, NULL, "no fine-tuning progress lines", 0, 0, NULL, 0},
         {"--no-eval-before", CLI_FLAG, &skip_before, NULL, "do not evaluate the model before pruning (grids)", 0, 0,
          NULL, 0},
+        {"--latency-reps", CLI_INT, &reps, "N",
+         "timed pairs of passes (input, pruned) of 64 samples (default: as a cell, 5 to 15 in about 3 s)", 1, 10000,
+         NULL, 0},
+        {"--no-latency", CLI_FLAG, &no_latency, NULL, "do not time the pruned model against the input", 0, 0, NULL, 0},
     };
     cli_spec s = {
         .cmd = "prune",
@@ -60,7 +67,8 @@ int cmd_prune(int argc, char **argv)
         .summary = "Prune a checkpoint as a spec says ({\"prune\": [{\"component\", \"granularity\", \"rate\",\n"
                    "\"criterion\", \"scope\", \"layers\", \"apply\"}, ...], \"finetune\": {\"steps\", \"lr\"},\n"
                    "\"calibration\": {\"samples\"}, \"seed\"}), optionally fine-tune with the masks fixed, write\n"
-                   "the result and print a JSON report (params, sparsity, what each entry removed, accuracy).",
+                   "the result and print a JSON report (params, sparsity, what each entry removed, accuracy,\n"
+                   "speed-up against the input, timed in pairs as a cell times it).",
         .opts = opts,
         .n_opts = (int)(sizeof opts / sizeof opts[0]),
     };
@@ -106,14 +114,12 @@ int cmd_prune(int argc, char **argv)
     json_t *acc = json_object();
     if (have_data && !skip_before) json_object_set_new(acc, "before", eval_json(&s, &m, &test, batch));
 
+    model pm, twin;
     char *entries = NULL;
-    if (prune_apply_spec_report(&m, &spec, have_train ? &train : NULL, &entries, err, sizeof err) != 0)
-        cli_fail(&s, NULL, "pruning failed: %s", err);
-    json_error_t je;
-    json_t *ej = json_loads(entries, 0, &je);
-    free(entries);
-    json_object_set_new(rep, "entries", ej ? ej : json_null());
-    if (have_data) json_object_set_new(acc, "pruned", eval_json(&s, &m, &test, batch));
+    if (prune_run(&m, &spec, have_train ? &train : NULL, &pm, &twin, &entries, err, sizeof err) != 0)
+        cli_fail(&s, NULL, "%s", err);
+    json_object_set_new(rep, "entries", pl_json_take(entries));
+    if (have_data) json_object_set_new(acc, "pruned", eval_json(&s, &pm, &test, batch));
 
     json_t *ft = json_object();
     json_object_set_new(ft, "steps", json_integer(spec.finetune_steps));
@@ -123,35 +129,34 @@ int cmd_prune(int argc, char **argv)
         tc.report_every_s = 5.0;
         tc.progress = quiet ? NULL : train_progress_stderr;
         train_result tr;
-        if (train_run(&m, &train, NULL, &tc, &tr, err, sizeof err) != 0) cli_fail(&s, NULL, "fine-tuning: %s", err);
+        if (train_run(&pm, &train, NULL, &tc, &tr, err, sizeof err) != 0) cli_fail(&s, NULL, "fine-tuning: %s", err);
         json_object_set_new(ft, "lr", json_real(spec.finetune_lr));
         json_object_set_new(ft, "steps_done", json_integer(tr.steps));
         json_object_set_new(ft, "train_loss", json_real(tr.train_loss));
         json_object_set_new(ft, "seconds", json_real(tr.seconds));
-        json_object_set_new(acc, "finetuned", eval_json(&s, &m, &test, batch));
+        json_object_set_new(acc, "finetuned", eval_json(&s, &pm, &test, batch));
     }
     json_object_set_new(rep, "finetune", ft);
 
-    if (model_save(&m, out, err, sizeof err) != 0)
+    if (model_save(&pm, out, err, sizeof err) != 0)
         cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", out, err);
-    if (masks_out && prune_mask_save(&m, masks_out, err, sizeof err) != 0)
+    if (masks_out && prune_mask_save(&pm, masks_out, err, sizeof err) != 0)
         cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", masks_out, err);
     if (masks_out) json_object_set_new(rep, "masks_out", json_string(masks_out));
 
-    json_object_set_new(rep, "params_after", json_integer((json_int_t)m.n_params));
-    json_object_set_new(rep, "nonzero_after", json_integer((json_int_t)model_count_nonzero(&m)));
-    json_object_set_new(rep, "flops_per_sample_after", json_real(model_flops_per_sample(&m.cfg)));
-    json_t *dims = json_array();
-    for (int i = 0; i < m.cfg.n_layers; i++) {
-        const layer_dims *ld = &m.cfg.layers[i];
-        json_array_append_new(dims, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "orig_index", m.cfg.orig_index[i], "E",
-                                              ld->E, "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
+    const model *realised = twin.n_params ? &twin : &pm;
+    json_object_set_new(rep, "params_after", json_integer((json_int_t)pm.n_params));
+    json_object_set_new(rep, "params_realised", json_integer((json_int_t)realised->n_params));
+    json_object_set_new(rep, "nonzero_after", json_integer((json_int_t)model_count_nonzero(&pm)));
+    json_object_set_new(rep, "flops_per_sample_after", json_real(model_flops_per_sample(&realised->cfg)));
+    json_object_set_new(rep, "layers_after", model_dims_json(realised));
+    json_object_set_new(rep, "sparsity", pl_json_take(prune_sparsity_json(&pm)));
+    if (have_data && !no_latency) {
+        measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
+        if (reps > 0) lo.min_reps = lo.max_reps = reps;
+        if (measure_latency_into(rep, &m, realised, &test, &lo, NULL, err, sizeof err) != 0)
+            cli_fail(&s, NULL, "measuring latency: %s", err);
     }
-    json_object_set_new(rep, "layers_after", dims);
-    char *sp = prune_sparsity_json(&m);
-    json_t *spj = json_loads(sp, 0, &je);
-    free(sp);
-    json_object_set_new(rep, "sparsity", spj ? spj : json_null());
     if (have_data) json_object_set_new(rep, "test", acc);
     else json_decref(acc);
     json_object_set_new(rep, "seconds", json_real(pl_now() - t0));
@@ -162,6 +167,8 @@ int cmd_prune(int argc, char **argv)
     prune_spec_free(&spec);
     if (have_train) dataset_free(&train);
     if (have_data) dataset_free(&test);
+    model_free(&twin);
+    model_free(&pm);
     model_free(&m);
     return 0;
 }

@@ -141,3 +141,23 @@ json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs)
     return json_pack("{s:s,s:s,s:i,s:i,s:i}", "method", "paired", "speedup", "median of per-pair ratios", "batch",
                      o->batch, "warm", o->warm, "pairs", pairs);
 }
+
+static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+int measure_latency_into(json_t *into, const model *m0, const model *m, const dataset *ds,
+                         const measure_latency_opts *o, const measure_progress *p, char *err, size_t errlen)
+{
+    measure_latency_opts d = MEASURE_LATENCY_DEFAULT;
+    if (!o) o = &d;
+    double ms0 = NAN, ms = NAN, speedup = NAN;
+    int pairs = 0;
+    if (measure_latency_pair(m0, m, ds, o, p, &ms0, &ms, &speedup, &pairs, err, errlen) != 0) return -1;
+    json_object_set_new(into, "latency_batch", json_integer(o->batch));
+    json_object_set_new(into, "latency_ms_per_batch", jnum(ms));
+    json_object_set_new(into, "samples_per_s", jnum(ms > 0 ? 1000.0 * o->batch / ms : NAN));
+    json_object_set_new(into, "baseline_latency_ms_per_batch", jnum(ms0));
+    json_object_set_new(into, "baseline_samples_per_s", jnum(ms0 > 0 ? 1000.0 * o->batch / ms0 : NAN));
+    json_object_set_new(into, "speedup", jnum(speedup));
+    json_object_set_new(into, "latency_timing", measure_latency_timing_json(o, pairs));
+    return 0;
+}

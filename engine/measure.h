@@ -54,6 +54,14 @@ int measure_latency_pair(const model *m0, const model *m, const dataset *ds, con
  * "pairs"}. o NULL = MEASURE_LATENCY_DEFAULT. A new reference. */
 json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs);
 
+/* measure_latency_pair of m against the baseline m0, written into the object `into` under the
+ * names every report uses (a cell's metrics, `prunelab prune` and `prunelab rsst`):
+ * latency_batch, latency_ms_per_batch, samples_per_s, baseline_latency_ms_per_batch,
+ * baseline_samples_per_s, speedup (null when not finite) and latency_timing. o NULL =
+ * MEASURE_LATENCY_DEFAULT. Returns 0 or -1 with err (into unchanged). */
+int measure_latency_into(json_t *into, const model *m0, const model *m, const dataset *ds,
+                         const measure_latency_opts *o, const measure_progress *p, char *err, size_t errlen);
+
 /* Median of v[0..n) (sorts v); n >= 1. */
 double measure_median(double *v, int n);
 

@@ -131,6 +131,11 @@ int model_save(const model *m, const char *path, char *err, size_t errlen);
 /* Config + per-layer dims + parameter counts as a JSON object text (malloc'd). */
 char *model_describe_json(const model *m);
 
+/* Per-layer dims as a new JSON array, one {"index" (the layer's index in the model it was pruned
+ * from), "E", "N", "R", "K", "M"} per layer: what cells and the CLI commands report. */
+struct json_t;
+struct json_t *model_dims_json(const model *m);
+
 /* Forward FLOPs per sample (multiply-add = 2 FLOPs; GEMMs, conv, scan, norms). */
 double model_flops_per_sample(const model_config *cfg);
 

@@ -309,3 +309,14 @@ char *model_describe_json(const model *m)
     json_decref(o);
     return s;
 }
+
+json_t *model_dims_json(const model *m)
+{
+    json_t *dims = json_array();
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const layer_dims *ld = &m->cfg.layers[i];
+        json_array_append_new(dims, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "index", m->cfg.orig_index[i], "E", ld->E,
+                                              "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
+    }
+    return dims;
+}

@@ -174,6 +174,13 @@ int prune_apply_spec(model *m, const prune_spec *spec, const dataset *ds, char *
  * entry saying what was removed (per layer: units or weights before / removed). */
 int prune_apply_spec_report(model *m, const prune_spec *spec, const dataset *ds, char **report, char *err,
                             size_t errlen);
+/* The prune recipe a cell and `prunelab prune` both run: *out = a copy of in pruned by spec
+ * (prune_apply_spec_report; *report as there, may be NULL). When a structured entry is applied
+ * as masks, *twin = the same selection shrunk, the realised model whose speed is measured;
+ * otherwise twin->n_params is 0. The caller frees out and twin (model_free). Returns 0 or -1 with
+ * err (out and twin then empty). */
+int prune_run(const model *in, const prune_spec *spec, const dataset *ds, model *out, model *twin, char **report,
+              char *err, size_t errlen);
 /* Unstructured pruning of one entry (the notes' prune_mamba_unstructured): scores the entry's
  * weights (prune_score_weights) and masks the lowest ones — per layer (scope layer) or in one
  * ranking over the selected layers (scope global) — so that exactly round(rate * count) weights

@@ -211,3 +211,54 @@ int prune_apply_spec(model *m, const prune_spec *spec, const dataset *ds, char *
 {
     return prune_apply_spec_report(m, spec, ds, NULL, err, errlen);
 }
+
+/* The realised twin's spec: spec with every structured entry shrunk (entries copied). */
+static prune_spec shrunk_spec(const prune_spec *spec)
+{
+    prune_spec tw = *spec;
+    tw.entries = xcalloc((size_t)(spec->n ? spec->n : 1), sizeof *tw.entries);
+    for (int i = 0; i < spec->n; i++) {
+        tw.entries[i] = spec->entries[i];
+        if (tw.entries[i].granularity == PG_STRUCTURED) tw.entries[i].apply = PA_SHRINK;
+    }
+    return tw;
+}
+
+int prune_run(const model *in, const prune_spec *spec, const dataset *ds, model *out, model *twin, char **report,
+              char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    memset(twin, 0, sizeof *twin);
+    int masked = 0;
+    for (int i = 0; i < spec->n; i++)
+        masked |= spec->entries[i].granularity == PG_STRUCTURED && spec->entries[i].apply == PA_MASK;
+    char e2[PL_ERRLEN];
+    if (model_copy(out, in, e2, sizeof e2) != 0) {
+        pl_err(err, errlen, "copying the model: %s", e2);
+        goto fail;
+    }
+    if (prune_apply_spec_report(out, spec, ds, report, e2, sizeof e2) != 0) {
+        pl_err(err, errlen, "pruning: %s", e2);
+        goto fail;
+    }
+    if (masked) { /* the same selection (same calibration seed -> same units), shrunk */
+        prune_spec tw = shrunk_spec(spec);
+        int rc = model_copy(twin, in, e2, sizeof e2) != 0 || prune_apply_spec(twin, &tw, ds, e2, sizeof e2) != 0;
+        prune_spec_free(&tw);
+        if (rc) {
+            pl_err(err, errlen, "shrinking the realised model: %s", e2);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    model_free(out);
+    model_free(twin);
+    memset(out, 0, sizeof *out);
+    memset(twin, 0, sizeof *twin);
+    if (report) {
+        free(*report);
+        *report = NULL;
+    }
+    return -1;
+}

@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -217,4 +218,11 @@ int pl_write_file_atomic(const char *path, const void *buf, size_t len, char *er
         return pl_err(err, errlen, "rename %s -> %s: %s", tmp, path, strerror(e));
     }
     return 0;
+}
+
+json_t *pl_json_take(char *text)
+{
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    return j ? j : json_null();
 }

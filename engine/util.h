@@ -23,6 +23,11 @@ char *pl_strdup_at(const char *s, const char *file, int line);
 float *pl_alloc_floats_at(size_t n, const char *file, int line);
 #define xalloc_floats(n) pl_alloc_floats_at((n), __FILE__, __LINE__)
 
+/* The JSON value of a malloc'd JSON text, which is freed; JSON null when text is NULL or not JSON
+ * (the engine's reports are built as text and merged into JSON reports with this). */
+struct json_t;
+struct json_t *pl_json_take(char *text);
+
 /* Print "prunelab: <msg>" and, if hint is non-NULL, "hint: <hint>" to stderr; exit(1). */
 __attribute__((noreturn, format(printf, 2, 3))) void pl_die(const char *hint, const char *fmt, ...);
 
