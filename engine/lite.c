@@ -246,22 +246,11 @@ int lite_build(const model *src, const lite_spec *spec, const dataset *calib_ds,
 
 /* ------------------------------------------------------------------ the whole recipe */
 
-static json_t *layers_json(const model *m)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < m->cfg.n_layers; i++) {
-        const layer_dims *ld = &m->cfg.layers[i];
-        json_array_append_new(a, json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "index", m->cfg.orig_index[i], "E", ld->E,
-                                           "N", ld->N, "R", ld->R, "K", ld->K, "M", ld->M));
-    }
-    return a;
-}
-
 static json_t *model_json(const model *m)
 {
     json_t *o = json_object();
     json_object_set_new(o, "n_layers", json_integer(m->cfg.n_layers));
-    json_object_set_new(o, "layers", layers_json(m));
+    json_object_set_new(o, "layers", model_dims_json(m));
     json_object_set_new(o, "params", json_integer((json_int_t)m->n_params));
     json_object_set_new(o, "flops_per_sample", json_real(model_flops_per_sample(&m->cfg)));
     return o;
