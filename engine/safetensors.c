@@ -20,10 +20,15 @@
  * name) are remembered and reported by st_writer_serialize / st_writer_save. */
 #include "safetensors.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -83,7 +88,8 @@ void st_free(st_file *f)
     }
     free(f->meta_keys);
     free(f->meta_values);
-    free(f->buf);
+    if (f->mapped) munmap(f->buf, f->len);
+    else free(f->buf);
     free(f);
 }
 
@@ -216,31 +222,43 @@ static int span_cmp(const void *pa, const void *pb)
     return (a->idx > b->idx) - (a->idx < b->idx);
 }
 
+/* The 8-byte header length of a file of len bytes: refused when the file is too short, when the
+ * length is over ST_MAX_HEADER or runs past the end. Returns 0 with *n, or -1 with err. */
+static int header_len(const unsigned char *first8, size_t len, uint64_t *n, char *err, size_t errlen)
+{
+    if (len < 8) return pl_err(err, errlen, "file is %zu bytes, shorter than the 8-byte header length", len);
+    *n = 0;
+    for (int i = 7; i >= 0; i--) *n = (*n << 8) | first8[i];
+    if (*n > ST_MAX_HEADER)
+        return pl_err(err, errlen, "header length %llu is too large (limit %llu bytes)", (unsigned long long)*n,
+                      (unsigned long long)ST_MAX_HEADER);
+    if (*n > len - 8)
+        return pl_err(err, errlen, "header length %llu runs past the end of the file (%zu bytes)",
+                      (unsigned long long)*n, len);
+    return 0;
+}
+
+static st_file *parse_into(st_file *f, char *err, size_t errlen);
+
 st_file *st_parse(unsigned char *buf, size_t len, char *err, size_t errlen)
 {
     st_file *f = xcalloc(1, sizeof *f);
     f->buf = buf;
     f->len = len;
+    return parse_into(f, err, errlen);
+}
+
+/* Validates f->buf / f->len into f (freed on error). */
+static st_file *parse_into(st_file *f, char *err, size_t errlen)
+{
+    const unsigned char *buf = f->buf;
+    size_t len = f->len;
     json_t *root = NULL;
     span *spans = NULL;
     st_tensor *tens = NULL;
 
-    if (len < 8) {
-        pl_err(err, errlen, "file is %zu bytes, shorter than the 8-byte header length", len);
-        goto fail;
-    }
     uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
-    if (n > ST_MAX_HEADER) {
-        pl_err(err, errlen, "header length %llu is too large (limit %llu bytes)",
-               (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
-        goto fail;
-    }
-    if (n > len - 8) {
-        pl_err(err, errlen, "header length %llu runs past the end of the file (%zu bytes)",
-               (unsigned long long)n, len);
-        goto fail;
-    }
+    if (header_len(buf, len, &n, err, errlen) != 0) goto fail;
 
     json_error_t je;
     root = json_loadb((const char *)buf + 8, (size_t)n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
@@ -342,13 +360,55 @@ fail:
     return NULL;
 }
 
+/* The file's bytes, mapped read-only (private), once its header length was checked against the
+ * file size: a junk or lying file is refused after reading 8 bytes, and a valid one costs only
+ * the pages that are read. Files shorter than 8 bytes are read into memory (st_parse refuses
+ * them with its message). */
 st_file *st_load(const char *path, char *err, size_t errlen)
 {
-    size_t len = 0;
-    unsigned char *buf = pl_read_file(path, &len, err, errlen);
-    if (!buf) return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        pl_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        pl_err(err, errlen, "%s is not a regular file", path);
+        return NULL;
+    }
+    size_t len = (size_t)sb.st_size;
+    unsigned char first8[8];
+    uint64_t n;
     char e[PL_ERRLEN];
-    st_file *f = st_parse(buf, len, e, sizeof e);
+    if (len >= 8 && pread(fd, first8, 8, 0) != 8) {
+        pl_err(err, errlen, "%s: short read of the header length: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (len >= 8 && header_len(first8, len, &n, e, sizeof e) != 0) {
+        close(fd);
+        pl_err(err, errlen, "%s: %s", path, e);
+        return NULL;
+    }
+    st_file *f = xcalloc(1, sizeof *f);
+    f->len = len;
+    if (len >= 8) {
+        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            pl_err(err, errlen, "cannot map %s (%zu bytes): %s", path, len, strerror(errno));
+            close(fd);
+            free(f);
+            return NULL;
+        }
+        f->buf = map;
+        f->mapped = 1;
+    } else {
+        f->buf = xcalloc(8, 1);
+        if (len && pread(fd, f->buf, len, 0) != (ssize_t)len) len = f->len = 0;
+    }
+    close(fd);
+    f = parse_into(f, e, sizeof e);
     if (!f) pl_err(err, errlen, "%s: %s", path, e);
     return f;
 }

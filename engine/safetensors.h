@@ -41,14 +41,17 @@ typedef struct {
     int n_meta;
     char **meta_keys;     /* __metadata__ keys and string values, owned */
     char **meta_values;
-    unsigned char *buf;   /* whole file, owned */
+    unsigned char *buf;   /* whole file, owned: malloc'd (st_parse) or mapped read-only (st_load) */
     size_t len;
+    int mapped;           /* buf is an mmap of the file (st_free unmaps it) */
 } st_file;
 
 const char *st_dtype_name(st_dtype d);      /* "F32", ... */
 size_t st_dtype_size(st_dtype d);
 
-/* Load and validate a file. Returns NULL and fills err on any problem: file shorter than 8
+/* Load and validate a file: its header length is checked against the file size before anything
+ * else is read, then the file is mapped (read-only; tensors' data point into the mapping).
+ * Returns NULL and fills err on any problem: file shorter than 8
  * bytes, header length past the end of the file, non-UTF8/invalid JSON, JSON that is not an
  * object, entries that are not objects, unknown dtypes, bad shapes, duplicate keys, offsets that
  * overlap, leave holes, or run past the buffer, byte counts that do not match the shape.

@@ -3,12 +3,15 @@
  * Round trip through the writer and reader (several dtypes, 0-d scalars, empty tensors,
  * metadata), a file laid out byte by byte the way PyTorch's safetensors writes it, F16/BF16/F64
  * conversion against known values and an exhaustive naive reference, one test per refusal of
- * the reader, and a mutation loop over a valid file's header that must never crash. */
+ * the reader, st_load of large files (header checked before anything else is read, the rest
+ * mapped, so neither junk nor a valid file costs its size in memory), and a mutation loop over
+ * a valid file's header that must never crash. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "safetensors.h"
@@ -803,6 +806,73 @@ START_TEST(test_mutation_loop)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ large files through st_load */
+
+#define BIG_BYTES ((size_t)256 << 20)
+
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* A sparse file of `size` bytes starting with the 8-byte length n and then header (may be NULL). */
+static void big_file(const char *path, size_t size, uint64_t n, const char *header)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char l[8];
+    for (int i = 0; i < 8; i++) l[i] = (unsigned char)(n >> (8 * i));
+    ck_assert_uint_eq(fwrite(l, 1, 8, f), 8);
+    if (header) ck_assert_uint_eq(fwrite(header, 1, strlen(header), f), strlen(header));
+    ck_assert_int_eq(ftruncate(fileno(f), (off_t)size), 0);
+    fclose(f);
+}
+
+START_TEST(test_load_big_files_cheaply)
+{
+    char path[] = "/tmp/plst_bigXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char err[PL_ERRLEN];
+    long before = maxrss_kb();
+
+    big_file(path, BIG_BYTES, UINT64_MAX, NULL); /* junk: an absurd header length */
+    ck_assert_ptr_null(st_load(path, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "too large"));
+    big_file(path, (size_t)64 << 20, 99000000, NULL); /* a header that runs past the end */
+    ck_assert_ptr_null(st_load(path, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "runs past the end"));
+    big_file(path, BIG_BYTES, 8, "not json"); /* a header that lies: not JSON */
+    ck_assert_ptr_null(st_load(path, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "invalid JSON header"));
+
+    /* a valid file: one U8 tensor filling the rest */
+    char hdr[160];
+    size_t data = 0;
+    for (int pass = 0; pass < 3; pass++) { /* the header's own length changes the data length */
+        snprintf(hdr, sizeof hdr, "{\"w\":{\"dtype\":\"U8\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}", data,
+                 data);
+        if (pass < 2) data = BIG_BYTES - 8 - strlen(hdr);
+    }
+    big_file(path, BIG_BYTES, strlen(hdr), hdr);
+    st_file *f = st_load(path, err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    const st_tensor *t = st_find(f, "w");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_uint_eq(t->nbytes, data);
+    ck_assert_uint_eq(((const unsigned char *)t->data)[data - 1], 0); /* the mapping reaches the end */
+    st_free(f);
+    unlink(path);
+    /* reading any of these files whole would raise the peak by 64 to 256 MiB */
+    long grew = maxrss_kb() - before;
+    ck_assert_msg(grew < 32 * 1024, "peak RSS grew by %ld KiB", grew);
+}
+END_TEST
+
 static Suite *st_suite(void)
 {
     Suite *s = suite_create("safetensors");
@@ -824,6 +894,7 @@ static Suite *st_suite(void)
     tc = tcase_create("refuse");
     tcase_add_test(tc, test_refuse_short_file);
     tcase_add_test(tc, test_refuse_header_past_end);
+    tcase_add_test(tc, test_load_big_files_cheaply);
     tcase_add_test(tc, test_refuse_invalid_json);
     tcase_add_test(tc, test_refuse_not_object);
     tcase_add_test(tc, test_refuse_entry_not_object);
