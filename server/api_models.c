@@ -1,7 +1,8 @@
 /* api_models.c — the /api/v1/models and /api/v1/datasets handlers.
  *
  * Uploads: PUT /api/v1/models/{name} arrives as a temp file under DATA_DIR/tmp (http.c streams
- * and fsyncs it). It is validated by running `ENGINE inspect FILE` (posix_spawn, own process
+ * and fsyncs it). Its 8-byte header length is checked against its size first (junk costs no engine
+ * process), then it is validated by running `ENGINE inspect FILE` (posix_spawn, own process
  * group, stdin /dev/null, stdout and stderr captured, killed after a timeout), then hard-linked
  * to models_dir/NAME.safetensors (link() refuses to replace an existing file, so two uploads of
  * one name cannot overwrite each other), the directory fsynced, and registered in the store;
@@ -148,7 +149,39 @@ static void message_replace(char *msg, size_t cap, const char *what, const char 
         }
     }
     out[o] = '\0';
-    snprintf(msg, cap, "%s", out);
+    size_t n = o < cap ? o : cap - 1; /* cap >= 1: msg holds at least its NUL */
+    memcpy(msg, out, n);
+    msg[n] = '\0';
+}
+
+/* The cheap first look at an upload of len bytes: its 8-byte little-endian header length must fit
+ * the file and the engine's limit, and the header must open a JSON object. Junk is refused here
+ * without starting an engine process. Returns 0, or -1 after replying 400 invalid_model. */
+#define UPLOAD_MAX_HEADER 100000000ull /* the engine's limit (engine/safetensors.c) */
+static int upload_precheck(http_request *req, const char *tmp, size_t len)
+{
+    unsigned char b[9];
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? pread(fd, b, sizeof b, 0) : -1;
+    if (fd >= 0) close(fd);
+    if (got < (ssize_t)sizeof b || len < sizeof b) {
+        http_reply_error(req, 400, "invalid_model", NULL,
+                         "not a valid model: the upload is %zu bytes, too short for a safetensors file", len);
+        return -1;
+    }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | b[i];
+    if (n > UPLOAD_MAX_HEADER || n > len - 8) {
+        http_reply_error(req, 400, "invalid_model", NULL,
+                         "not a valid model: the upload's header length %" PRIu64 " %s (file of %zu bytes)", n,
+                         n > UPLOAD_MAX_HEADER ? "is over the 100 MB limit" : "runs past its end", len);
+        return -1;
+    }
+    if (b[8] != '{') {
+        http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: the upload's header is not a JSON object");
+        return -1;
+    }
+    return 0;
 }
 
 /* Run `prunelab inspect` on the uploaded file tmp (with --dataset ds when given). Returns its JSON
@@ -239,7 +272,7 @@ int api_model_put(http_request *req, void *app)
         rc = http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
     } else if (!tmp || len == 0) {
         rc = http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
-    } else if ((info = upload_inspect(req, ctx, tmp, ds))) {
+    } else if (upload_precheck(req, tmp, len) == 0 && (info = upload_inspect(req, ctx, tmp, ds))) {
         const char *models_dir = ctx->models_dir ? ctx->models_dir : "models";
         mkdir(models_dir, 0755);
         size_t flen = strlen(models_dir) + strlen(name) + 32;

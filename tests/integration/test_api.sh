@@ -137,6 +137,18 @@ expect "PUT a non-model 400 with the engine's message" 400 invalid_model
 jqcheck "invalid upload's message says 'the upload', not the temp path" "$TMP/body" \
     '(.error.message | contains("the upload")) and (.error.message | contains("/tmp/") | not) and (.error.message | contains("upload-") | not)'
 [ -e "$DATA/models/junk.safetensors" ] && bad "invalid upload left a file" || ok "invalid upload leaves nothing"
+# a lying header length is refused from the first 8 bytes, before the engine runs
+printf '\x00\x00\x10\x00\x00\x00\x00\x00{"x":1}' >"$TMP/liar"
+areq PUT /api/v1/models/liar --data-binary @"$TMP/liar"
+expect "PUT with a header length past the end 400" 400 invalid_model
+jqcheck "the refusal names the header length and the file size" "$TMP/body" \
+    '.error.message | contains("header length 1048576 runs past its end (file of 15 bytes)")'
+printf '\x05\x00\x00\x00\x00\x00\x00\x00[1,2]' >"$TMP/notobj"
+areq PUT /api/v1/models/notobj --data-binary @"$TMP/notobj"
+expect "PUT with a header that is not an object 400" 400 invalid_model
+printf 'abc' >"$TMP/tiny"
+areq PUT /api/v1/models/tinyjunk --data-binary @"$TMP/tiny"
+expect "PUT of 3 bytes 400" 400 invalid_model
 areq PUT '/api/v1/models/..%2F..%2Fetc' --data-binary @"$TMP/tiny0.safetensors"
 case "$CODE" in 400 | 404) ok "PUT with a traversal name refused ($CODE)" ;; *) bad "traversal PUT answered $CODE" ;; esac
 areq PUT '/api/v1/models/a%20b' --data-binary @"$TMP/tiny0.safetensors"
