@@ -6,13 +6,16 @@
  * group, stdin /dev/null, stdout and stderr captured, killed after a timeout), then hard-linked
  * to models_dir/NAME.safetensors (link() refuses to replace an existing file, so two uploads of
  * one name cannot overwrite each other), the directory fsynced, and registered in the store;
- * the temp file is left for http.c to remove. `ENGINE components --model PATH` is run the same
- * way. Children are reaped with waitpid on their own pid only (the executor owns the rest). */
+ * the temp file is left for http.c to remove. A model's component table (`ENGINE components
+ * --model PATH`) is made on its first request and recorded in the store under the file's
+ * identity, so later requests never load the checkpoint. Every engine run here goes through
+ * engine_gate.h (at most `workers` at once, niced like cells, one per model). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "api.h"
 
+#include "engine_gate.h"
 #include "proc.h"
 
 #include <errno.h>
@@ -27,21 +30,32 @@
 
 #define ENGINE_TIMEOUT_S 60.0
 #define ENGINE_OUT_MAX (8u << 20)
+#define ENGINE_WAIT_S 30.0 /* longest wait for a free engine slot before 503 busy */
 
-/* Run argv (argv[0] a path or a name found on PATH) with a timeout (proc_run), capturing
- * stdout and stderr up to ENGINE_OUT_MAX bytes each (NUL-terminated, malloc'd, caller frees;
- * never NULL on success). Returns 0 with *status the exit status (or 128 + signal, or -2 for a
- * timeout), or -1 with err when it cannot be started. */
-static int run_engine(char *const argv[], double timeout_s, char **out, char **errout, int *status, char *err,
+/* Run argv (argv[0] a path or a name found on PATH) through the engine gate (the caller holds a
+ * slot): niced like cells, with a timeout, capturing stdout and stderr up to ENGINE_OUT_MAX bytes
+ * each (NUL-terminated, malloc'd, caller frees; never NULL on success). Returns 0 with *status
+ * the exit status (or 128 + signal, or -2 for a timeout), or -1 with err when it cannot be
+ * started. */
+static int run_engine(const api_ctx *ctx, char *const argv[], char **out, char **errout, int *status, char *err,
                       size_t errlen)
 {
     proc_result r;
     *out = *errout = NULL;
-    if (proc_run(argv, timeout_s, ENGINE_OUT_MAX, &r, err, errlen) != 0) return -1;
+    int nice_steps = ctx->cfg ? ctx->cfg->cell_nice : 0;
+    if (engine_gate_run(argv, nice_steps, ENGINE_TIMEOUT_S, ENGINE_OUT_MAX, &r, err, errlen) != 0) return -1;
     *out = r.out;
     *errout = r.err;
     *status = r.status;
     return 0;
+}
+
+static int gate_limit(const api_ctx *ctx) { return ctx->cfg && ctx->cfg->workers > 0 ? ctx->cfg->workers : 1; }
+
+static int reply_busy(http_request *req)
+{
+    return http_reply_error(req, 503, "busy", NULL,
+                            "every engine slot is taken (at most %s at once); retry in a few seconds", "workers");
 }
 
 /* The engine's complaint: stderr without the "prunelab: " prefix, trimmed, first 400 bytes. */
@@ -196,7 +210,13 @@ static json_t *upload_inspect(http_request *req, api_ctx *ctx, const char *tmp, 
     }
     int status = 0;
     json_t *info = NULL;
-    if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
+    if (engine_gate_enter(NULL, gate_limit(ctx), ENGINE_WAIT_S) != GATE_RUN) {
+        reply_busy(req);
+        return NULL;
+    }
+    int ran = run_engine(ctx, argv, &out, &errtext, &status, err, sizeof err);
+    engine_gate_leave(NULL);
+    if (ran != 0) {
         http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
     } else if (status != 0) {
         engine_message(errtext, status, msg, sizeof msg);
@@ -335,13 +355,53 @@ cleanup:
     return rc < 0 ? -1 : 0;
 }
 
+/* The identity of the file at path (device, inode, size, mtime in ns): a component table made
+ * from it stays valid while this is unchanged. Returns 0, or -1 when it cannot be read. */
+static int file_key(const char *path, char *key, size_t len)
+{
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return -1;
+    snprintf(key, len, "%ju:%ju:%jd:%jd.%09ld", (uintmax_t)sb.st_dev, (uintmax_t)sb.st_ino, (intmax_t)sb.st_size,
+             (intmax_t)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+    return 0;
+}
+
+/* Run `prunelab components` on m and record its table under key (the caller holds the gate for
+ * m's name). Returns the table (caller decrefs), or NULL after replying 500 / 502. */
+static json_t *components_make(http_request *req, api_ctx *ctx, const store_model *m, const char *key)
+{
+    char err[256] = "", msg[512], *out = NULL, *errtext = NULL;
+    int status = 0;
+    json_t *doc = NULL;
+    char *argv[] = {(char *)engine_bin(ctx), "components", "--model", m->path, NULL};
+    if (run_engine(ctx, argv, &out, &errtext, &status, err, sizeof err) != 0) {
+        http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+    } else if (status != 0) {
+        engine_message(errtext, status, msg, sizeof msg);
+        http_reply_error(req, 502, "engine_error", NULL, "%s", msg);
+    } else if (!json_is_object(doc = json_loads(out, 0, NULL))) {
+        json_decref(doc);
+        doc = NULL;
+        http_reply_error(req, 502, "engine_error", NULL, "prunelab components printed no JSON object");
+    } else {
+        char *text = json_dumps(doc, JSON_COMPACT);
+        if (!text || store_model_components_put(ctx->st, m->name, key, text, err, sizeof err) != STORE_OK)
+            fprintf(stderr, "prunelabd: cannot record the components of %s: %s\n", m->name, err);
+        free(text);
+    }
+    free(out);
+    free(errtext);
+    return doc;
+}
+
+/* GET /models/{name}/components: the table recorded for the model's file, made once (through the
+ * engine gate, one run per model at a time) when the file has none yet. */
 int api_model_components(http_request *req, void *app)
 {
     api_ctx *ctx = app;
     store_user u;
     store_model m;
-    char err[256] = "", what[96], msg[512], *out = NULL, *errtext = NULL;
-    int rc = 0, status = 0;
+    char err[256] = "", what[96], key[160];
     if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
     store_user_free(&u);
     const char *name = path_model_name(req);
@@ -349,22 +409,32 @@ int api_model_components(http_request *req, void *app)
     snprintf(what, sizeof what, "model %s", name);
     int src = store_model_get(ctx->st, name, &m, err, sizeof err);
     if (src != STORE_OK) return api_reply_store(req, src, what, err) < 0 ? -1 : 0;
-    char *argv[] = {(char *)engine_bin(ctx), "components", "--model", m.path, NULL};
-    if (run_engine(argv, ENGINE_TIMEOUT_S, &out, &errtext, &status, err, sizeof err) != 0) {
-        rc = http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
-    } else if (status != 0) {
-        engine_message(errtext, status, msg, sizeof msg);
-        rc = http_reply_error(req, 502, "engine_error", NULL, "%s", msg);
-    } else {
-        json_t *doc = json_loads(out, 0, NULL);
-        if (!doc) rc = http_reply_error(req, 502, "engine_error", NULL, "prunelab components printed no JSON");
-        else {
-            json_object_set_new(doc, "model", json_string(name));
-            rc = http_reply_json(req, 200, doc);
-        }
+    json_t *doc = NULL;
+    int rc = 0, replied = 0;
+    if (file_key(m.path, key, sizeof key) != 0) {
+        rc = http_reply_error(req, 500, "internal", NULL, "the checkpoint of %s cannot be read", what);
+        replied = 1;
     }
-    free(out);
-    free(errtext);
+    for (int attempt = 0; !replied && !doc && attempt < 3; attempt++) {
+        char *text = NULL;
+        if (store_model_components_get(ctx->st, name, key, &text, err, sizeof err) == STORE_OK) {
+            doc = json_loads(text, 0, NULL);
+            free(text);
+            if (doc) break;
+        }
+        int g = engine_gate_enter(name, gate_limit(ctx), ENGINE_WAIT_S);
+        if (g == GATE_WAITED) continue;
+        if (g == GATE_BUSY) break;
+        doc = components_make(req, ctx, &m, key);
+        engine_gate_leave(name);
+        replied = !doc;
+    }
+    if (doc) {
+        json_object_set_new(doc, "model", json_string(name));
+        rc = http_reply_json(req, 200, doc);
+    } else if (!replied) {
+        rc = reply_busy(req);
+    }
     store_model_free(&m);
     return rc < 0 ? -1 : 0;
 }

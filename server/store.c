@@ -1951,3 +1951,34 @@ cleanup:
     rd_put(st, db);
     return rc;
 }
+
+/* ------------------------------------------------------------------ model component tables */
+
+int store_model_components_get(store *st, const char *name, const char *file_key, char **doc, char *err,
+                               size_t errlen)
+{
+    *doc = NULL;
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int rc = query_text(db, doc, err, errlen,
+                        "SELECT c.doc FROM model_components c JOIN models m ON m.id = c.model_id "
+                        "WHERE m.name = ?1 AND c.file_key = ?2",
+                        "tt", name, file_key);
+    rd_put(st, db);
+    return rc;
+}
+
+int store_model_components_put(store *st, const char *name, const char *file_key, const char *doc, char *err,
+                               size_t errlen)
+{
+    int rc = wr_begin(st, 1, err, errlen);
+    if (rc != STORE_OK) return rc;
+    int64_t id = 0;
+    rc = query_i64(st->w, &id, err, errlen, "SELECT id FROM models WHERE name = ?1", "t", name);
+    if (rc == STORE_OK)
+        rc = exec_sql(st->w, err, errlen,
+                      "INSERT INTO model_components (model_id, file_key, doc, created_ms) VALUES (?1, ?2, ?3, ?4) "
+                      "ON CONFLICT (model_id) DO UPDATE SET file_key = ?2, doc = ?3, created_ms = ?4",
+                      "itti", id, file_key, doc, store_now_ms(st));
+    return wr_end(st, rc, err, errlen);
+}

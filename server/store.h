@@ -162,6 +162,14 @@ int store_model_get(store *st, const char *name, store_model *m, char *err, size
 int store_models_list(store *st, store_model **models, size_t *n, char *err, size_t errlen);
 /* STORE_NOTFOUND, or STORE_CONFLICT while a queued or running job names the model. */
 int store_model_delete(store *st, const char *name, char *err, size_t errlen);
+/* A model's recorded component table (JSON text, malloc'd into *doc) when it was made from the
+ * file whose identity is file_key; STORE_NOTFOUND when there is none for that key (or no such
+ * model). _put records doc for the model (replacing an older table); STORE_NOTFOUND for an
+ * unknown model. */
+int store_model_components_get(store *st, const char *name, const char *file_key, char **doc, char *err,
+                               size_t errlen);
+int store_model_components_put(store *st, const char *name, const char *file_key, const char *doc, char *err,
+                               size_t errlen);
 
 /* ------------------------------------------------------------------ jobs */
 

@@ -193,10 +193,12 @@ END_TEST
 
 /* ------------------------------------------------------------------ migrations */
 
+#define SCHEMA 2 /* the migrations in sql/ (001_init, 002_model_components) */
+
 START_TEST(test_migrations_apply_and_reopen)
 {
     store *st = open_db();
-    ck_assert_int_eq(store_schema_version(st), 1);
+    ck_assert_int_eq(store_schema_version(st), SCHEMA);
     int64_t id = make_job(st, "alice", 0, 3, 0, NULL);
     char tok[STORE_TOKEN_LEN];
     ck_assert_int_eq(store_user_add(st, "alice", 1, tok, err, sizeof err), STORE_OK);
@@ -205,7 +207,7 @@ START_TEST(test_migrations_apply_and_reopen)
 
     /* Reopen: nothing is re-applied (a second CREATE TABLE would fail), data is intact. */
     st = open_db();
-    ck_assert_int_eq(store_schema_version(st), 1);
+    ck_assert_int_eq(store_schema_version(st), SCHEMA);
     store_job j = get_job(st, id);
     ck_assert_int_eq(j.n_cells, 3);
     ck_assert_int_eq(j.counts[STORE_STATE_QUEUED], 3);
@@ -227,7 +229,7 @@ START_TEST(test_migrations_apply_and_reopen)
     sqlite3_finalize(s);
     ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_int_eq(sqlite3_column_int(s, 0), 1);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), SCHEMA);
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
@@ -237,55 +239,58 @@ START_TEST(test_migrations_newer_database_refused)
 {
     char dir2[8192];
     snprintf(dir2, sizeof dir2, "%s/sql2", g_dir);
+    char newer[32], missing[8];
+    snprintf(newer, sizeof newer, "schema version %d", SCHEMA + 1);
+    snprintf(missing, sizeof missing, "%03d", SCHEMA + 1);
     copy_migrations(dir2);
     char p[8300];
-    snprintf(p, sizeof p, "%s/002_notes.sql", dir2);
+    snprintf(p, sizeof p, "%s/%03d_notes.sql", dir2, SCHEMA + 1);
     write_file(p, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);\n");
 
     store *st = NULL;
     ck_assert_msg(store_open(g_db, dir2, &st, err, sizeof err) == STORE_OK, "%s", err);
-    ck_assert_int_eq(store_schema_version(st), 2);
+    ck_assert_int_eq(store_schema_version(st), SCHEMA + 1);
     store_close(st);
 
-    /* This binary's own migrations only know version 1: refused with a clear message. */
+    /* This binary's own migrations only know version SCHEMA: refused with a clear message. */
     st = NULL;
     err[0] = '\0';
     ck_assert_int_eq(store_open(g_db, g_sql_dir, &st, err, sizeof err), STORE_ERR);
     ck_assert_ptr_null(st);
-    ck_assert_msg(strstr(err, "newer") && strstr(err, "schema version 2"), "message: %s", err);
+    ck_assert_msg(strstr(err, "newer") && strstr(err, newer), "message: %s", err);
 
-    /* An upgrade path from 1 to 2 on an existing database applies only 002. */
+    /* An upgrade path from SCHEMA to SCHEMA + 1 on an existing database applies only the new one. */
     char db1[8300];
     snprintf(db1, sizeof db1, "%s/v1.db", g_dir);
     ck_assert_int_eq(store_open(db1, g_sql_dir, &st, err, sizeof err), STORE_OK);
     store_close(st);
     ck_assert_int_eq(store_open(db1, dir2, &st, err, sizeof err), STORE_OK);
-    ck_assert_int_eq(store_schema_version(st), 2);
+    ck_assert_int_eq(store_schema_version(st), SCHEMA + 1);
     store_close(st);
 
     /* A gap in the numbering is refused. */
     char dir3[8192];
     snprintf(dir3, sizeof dir3, "%s/sql3", g_dir);
     copy_migrations(dir3);
-    snprintf(p, sizeof p, "%s/003_gap.sql", dir3);
+    snprintf(p, sizeof p, "%s/%03d_gap.sql", dir3, SCHEMA + 2);
     write_file(p, "CREATE TABLE gap (x);\n");
     char db3[8300];
     snprintf(db3, sizeof db3, "%s/v3.db", g_dir);
     ck_assert_int_eq(store_open(db3, dir3, &st, err, sizeof err), STORE_ERR);
-    ck_assert_msg(strstr(err, "002") && strstr(err, "missing"), "message: %s", err);
+    ck_assert_msg(strstr(err, missing) && strstr(err, "missing"), "message: %s", err);
 
     /* A failing migration leaves the database at the previous version. */
     char dir4[8192];
     snprintf(dir4, sizeof dir4, "%s/sql4", g_dir);
     copy_migrations(dir4);
-    snprintf(p, sizeof p, "%s/002_bad.sql", dir4);
+    snprintf(p, sizeof p, "%s/%03d_bad.sql", dir4, SCHEMA + 1);
     write_file(p, "CREATE TABLE half (x);\nTHIS IS NOT SQL;\n");
-    ck_assert_int_eq(store_open(db1, g_sql_dir, &st, err, sizeof err), STORE_ERR); /* db1 is at 2 now */
+    ck_assert_int_eq(store_open(db1, g_sql_dir, &st, err, sizeof err), STORE_ERR); /* db1 is at SCHEMA + 1 now */
     char db4[8300];
     snprintf(db4, sizeof db4, "%s/v4.db", g_dir);
     ck_assert_int_eq(store_open(db4, dir4, &st, err, sizeof err), STORE_ERR);
     ck_assert_int_eq(store_open(db4, g_sql_dir, &st, err, sizeof err), STORE_OK);
-    ck_assert_int_eq(store_schema_version(st), 1);
+    ck_assert_int_eq(store_schema_version(st), SCHEMA);
     store_close(st);
 
     /* Somebody else's SQLite file is not touched. */
@@ -466,6 +471,40 @@ START_TEST(test_models)
     store_running_free(r, nr);
     ck_assert_int_eq(store_model_delete(st, "fm-small", err, sizeof err), STORE_OK);
     ck_assert_int_eq(store_model_delete(st, "fm-small", err, sizeof err), STORE_NOTFOUND);
+    assert_integrity(st);
+    store_close(st);
+}
+END_TEST
+
+/* A model's component table: recorded per file identity, replaced, gone with the model. */
+START_TEST(test_model_components)
+{
+    store *st = open_db();
+    char *doc = NULL;
+    ck_assert_int_eq(store_model_components_put(st, "nosuch", "k1", "{}", err, sizeof err), STORE_NOTFOUND);
+    store_model m = {.name = "fm", .path = "/m/fm.safetensors", .params = 1, .accuracy = 0.5, .owner = "alice"};
+    ck_assert_int_eq(store_model_insert(st, &m, NULL, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k1", &doc, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_ptr_null(doc);
+    ck_assert_int_eq(store_model_components_put(st, "fm", "k1", "{\"total\":[1]}", err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k1", &doc, err, sizeof err), STORE_OK);
+    ck_assert_str_eq(doc, "{\"total\":[1]}");
+    free(doc);
+    /* another file (a different identity) has no table until one is made for it */
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k2", &doc, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_int_eq(store_model_components_put(st, "fm", "k2", "{\"total\":[2]}", err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k1", &doc, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k2", &doc, err, sizeof err), STORE_OK);
+    ck_assert_str_eq(doc, "{\"total\":[2]}");
+    free(doc);
+    /* not JSON: refused by the schema, the old table kept */
+    ck_assert_int_ne(store_model_components_put(st, "fm", "k3", "{not json", err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k2", &doc, err, sizeof err), STORE_OK);
+    free(doc);
+    /* deleting the model deletes its table: a new model of the same name starts without one */
+    ck_assert_int_eq(store_model_delete(st, "fm", err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_insert(st, &m, NULL, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_model_components_get(st, "fm", "k2", &doc, err, sizeof err), STORE_NOTFOUND);
     assert_integrity(st);
     store_close(st);
 }
@@ -1522,6 +1561,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_migrations_newer_database_refused);
     tcase_add_test(tc, test_tokens_hashed_and_revoked);
     tcase_add_test(tc, test_models);
+    tcase_add_test(tc, test_model_components);
     tcase_add_test(tc, test_job_idempotency);
     tcase_add_test(tc, test_claim_order);
     tcase_add_test(tc, test_claim_per_owner_cap);
