@@ -1,34 +1,30 @@
 /* jobspec.c — a job POST body -> validated, expanded cell specs (see jobspec.h).
  *
- * Design: one pass over the body per type. Unknown keys are refused first (so a typo is never
- * silently ignored), then each field is checked in a fixed order, so the error names the first
- * offending field path. The grid size is computed and capped before any cell is built. Names
- * (components, criteria, ...) come from spec/vocab.h, and every expanded cell is parsed by the
- * engine's own cell parser (spec_cell_parse + spec_cell_check against the model's shape), so a
- * job is refused at submission for anything its cells would be refused for. Cells are built as jansson objects from a shared base (recipe, model, dataset, seed,
- * eval, calibration, finetune) and serialised with sorted keys.
+ * Design: this file knows the job level only; the cell parser of spec/ is the one authority on
+ * every cell field. Checked here: unknown top-level keys (and keys inside "dims"), the priority,
+ * the model and dataset names, the grid lists' shape (arrays, non-empty; a joint config names at
+ * least one component; a sensitivity grid varies one component at a time) and the grid size,
+ * capped before any cell is built. Each cell is then built as a jansson object from a shared
+ * base (recipe, model, dataset, seed, eval, calibration, finetune, pruning options) and its grid
+ * values, parsed by spec_cell_parse, checked by spec_cell_check against the model's shape (or,
+ * when only the model's layer count is known, its layer against that count), and serialised
+ * once with sorted keys. So a job is refused at submission for anything its cells would be
+ * refused for, with the first refused cell's error. A cell carries the origin of each value the
+ * job put in it ("rate" came from "rates[2]", "config" from "configs[1]", "rsst" from "spec",
+ * "d_state" from "dims.d_state"); the first segment of the failing field is renamed by its
+ * origin, so the error names the offending value by its path in the job body.
  *
  * Ownership: jobspec_expand fills a jobspec whose strings and cell array it owns; jobspec_free
  * releases them. The body is only read. */
 #include "jobspec.h"
 
-#include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "spec.h"
 #include "vocab.h"
-
-static const char *const SPLITS[] = {"test", "train", NULL};
-#define CRITERIA spec_criterion_names
-#define GRANULARITIES spec_granularity_names
-#define SCOPES spec_scope_names
-#define APPLIES spec_apply_names
-#define PRESETS spec_preset_names
-#define OPTIMIZERS spec_optimizer_names
 
 int jobspec_info_layers(const char *info_json)
 {
@@ -85,6 +81,14 @@ __attribute__((format(printf, 4, 5))) static int fail(jobspec_error *e, const ch
     return -1;
 }
 
+/* A spec parser's refusal, reported at the job-level path field with the parser's text. */
+static int fail_spec(jobspec_error *e, const spec_error *se, const char *field)
+{
+    size_t skip = strlen(se->field) + 2;
+    const char *text = se->field[0] && strlen(se->message) >= skip ? se->message + skip : se->message;
+    return fail(e, se->code ? se->code : "invalid_value", field, "%s", text);
+}
+
 static int in_list(const char *s, const char *const *list)
 {
     for (int i = 0; list[i]; i++)
@@ -92,160 +96,7 @@ static int in_list(const char *s, const char *const *list)
     return 0;
 }
 
-static void list_text(const char *const *list, char *buf, size_t len)
-{
-    buf[0] = 0;
-    size_t used = 0;
-    for (int i = 0; list[i] && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", list[i]);
-}
-
-/* Refuse keys of obj not in allowed (NULL-terminated); prefix is the object's path ("" at the
- * top). Returns 0 or -1 with e. */
-static int check_keys(const json_t *obj, const char *const *allowed, const char *prefix, jobspec_error *e)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
-        if (!in_list(key, allowed)) {
-            char field[128];
-            snprintf(field, sizeof field, "%s%s%s", prefix, *prefix ? "." : "", key);
-            return fail(e, "unknown_field", field, "unknown field");
-        }
-    }
-    return 0;
-}
-
-/* Optional integer in [lo, hi]: 0 (absent: *present 0) or -1. */
-static int get_int(const json_t *obj, const char *key, const char *field, long long lo, long long hi,
-                   long long *out, int *present, jobspec_error *e)
-{
-    json_t *v = json_object_get(obj, key);
-    if (present) *present = v != NULL;
-    if (!v) return 0;
-    if (!json_is_integer(v)) return fail(e, "invalid_value", field, "must be an integer");
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi) return fail(e, "invalid_value", field, "%lld is outside [%lld, %lld]", x, lo, hi);
-    *out = x;
-    return 0;
-}
-
-/* Optional finite number with lo <= x (lo_open: lo < x) and x <= hi. */
-static int get_num(const json_t *obj, const char *key, const char *field, double lo, int lo_open,
-                   double hi, int *present, jobspec_error *e)
-{
-    json_t *v = json_object_get(obj, key);
-    if (present) *present = v != NULL;
-    if (!v) return 0;
-    if (!json_is_number(v)) return fail(e, "invalid_value", field, "must be a number");
-    double x = json_number_value(v);
-    if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-        return fail(e, "invalid_value", field, "%g is outside %c%g, %g]", x, lo_open ? '(' : '[', lo, hi);
-    return 0;
-}
-
-/* Optional string from list. */
-static int get_choice(const json_t *obj, const char *key, const char *const *list, jobspec_error *e)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    char known[160];
-    list_text(list, known, sizeof known);
-    if (!json_is_string(v)) return fail(e, "invalid_value", key, "must be a string (one of %s)", known);
-    if (!in_list(json_string_value(v), list))
-        return fail(e, "invalid_value", key, "'%.60s' is not one of %s", json_string_value(v), known);
-    return 0;
-}
-
-/* A rate: a number in [0, 1). */
-static int check_rate(const json_t *v, const char *field, jobspec_error *e)
-{
-    if (!json_is_number(v)) return fail(e, "invalid_value", field, "must be a number in [0, 1)");
-    double r = json_number_value(v);
-    if (!isfinite(r) || r < 0 || r >= 1) return fail(e, "invalid_value", field, "%g is outside [0, 1)", r);
-    return 0;
-}
-
-/* A component name; structured (granularity structured) refuses components without units.
- * Returns the component or -1. */
-static int check_component(const json_t *v, const char *field, int structured, jobspec_error *e)
-{
-    spec_error se;
-    prune_component c;
-    if (spec_parse_component((json_t *)v, field, &c, &se) != 0)
-        return fail(e, se.code, field, "%s", se.message + strlen(field) + 2);
-    if (structured && !prune_component_unit(c))
-        return fail(e, "invalid_value", field, "%s has no structured unit (use unstructured)", prune_component_name(c));
-    return (int)c;
-}
-
-/* A non-empty array named key (required). Returns its size or -1. */
-static long get_array(const json_t *body, const char *key, jobspec_error *e)
-{
-    json_t *a = json_object_get(body, key);
-    if (!a) return fail(e, "missing_field", key, "required");
-    if (!json_is_array(a)) return fail(e, "invalid_value", key, "must be an array");
-    if (json_array_size(a) == 0) return fail(e, "empty_grid", key, "must not be empty");
-    return (long)json_array_size(a);
-}
-
-
-/* ------------------------------------------------------------------ common objects */
-
-static int check_eval(const json_t *body, jobspec_error *e)
-{
-    json_t *v = json_object_get(body, "eval");
-    if (!v) return 0;
-    if (!json_is_object(v)) return fail(e, "invalid_value", "eval", "must be an object");
-    static const char *const keys[] = {"split", "max_samples", NULL};
-    if (check_keys(v, keys, "eval", e)) return -1;
-    json_t *s = json_object_get(v, "split");
-    if (s && (!json_is_string(s) || !in_list(json_string_value(s), SPLITS)))
-        return fail(e, "invalid_value", "eval.split", "must be \"test\" or \"train\"");
-    long long x;
-    return get_int(v, "max_samples", "eval.max_samples", 1, 100000000, &x, NULL, e);
-}
-
-static int check_calibration(const json_t *body, jobspec_error *e)
-{
-    json_t *v = json_object_get(body, "calibration");
-    if (!v) return 0;
-    if (!json_is_object(v)) return fail(e, "invalid_value", "calibration", "must be an object");
-    static const char *const keys[] = {"samples", NULL};
-    if (check_keys(v, keys, "calibration", e)) return -1;
-    long long x;
-    return get_int(v, "samples", "calibration.samples", 1, 10000000, &x, NULL, e);
-}
-
-static int check_finetune(const json_t *body, jobspec_error *e)
-{
-    json_t *v = json_object_get(body, "finetune");
-    if (!v) return 0;
-    if (!json_is_object(v)) return fail(e, "invalid_value", "finetune", "must be an object");
-    static const char *const keys[] = {"steps", "lr", "batch", NULL};
-    if (check_keys(v, keys, "finetune", e)) return -1;
-    long long x;
-    if (get_int(v, "steps", "finetune.steps", 0, 100000000, &x, NULL, e)) return -1;
-    if (get_num(v, "lr", "finetune.lr", 0, 1, 100, NULL, e)) return -1;
-    return get_int(v, "batch", "finetune.batch", 1, 65536, &x, NULL, e);
-}
-
-static int check_dataset_name(const char *s, const char *field, jobspec_error *e)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 200) return fail(e, "invalid_value", field, "must be 1 to 200 characters");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\')
-            return fail(e, "invalid_value", field, "'%.60s' is not a dataset name", s);
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ expansion */
-
-static const char *const DIM_KEYS[] = {"d_model", "layers", "d_state", "expand", "d_conv", "mlp_ratio",
-                                       "patch", "dt_rank", NULL};
+/* ------------------------------------------------------------------ job-level fields */
 
 static int check_top_keys(const json_t *body, const char *const *type_keys, jobspec_error *e)
 {
@@ -260,6 +111,178 @@ static int check_top_keys(const json_t *body, const char *const *type_keys, jobs
     return 0;
 }
 
+/* A non-empty array named key (required). Returns its size or -1. */
+static long get_array(const json_t *body, const char *key, jobspec_error *e)
+{
+    json_t *a = json_object_get(body, key);
+    if (!a) return fail(e, "missing_field", key, "required");
+    if (!json_is_array(a)) return fail(e, "invalid_value", key, "must be an array");
+    if (json_array_size(a) == 0) return fail(e, "empty_grid", key, "must not be empty");
+    return (long)json_array_size(a);
+}
+
+/* The cell parser takes any non-empty dataset string and the engine resolves names (data.h);
+ * the daemon refuses what could reach a path: anything but printable ASCII without slashes. */
+static int check_dataset_name(const json_t *v, jobspec_error *e)
+{
+    if (!json_is_string(v)) return fail(e, "invalid_value", "dataset", "must be a string");
+    const char *s = json_string_value(v);
+    size_t n = strlen(s);
+    if (n == 0 || n > 200) return fail(e, "invalid_value", "dataset", "must be 1 to 200 characters");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\')
+            return fail(e, "invalid_value", "dataset", "'%.60s' is not a dataset name", s);
+    }
+    return 0;
+}
+
+/* "model" (a model name) and "dataset" (given, or the model's) into js. */
+static int read_model_dataset(const json_t *body, const jobspec_limits *lim, jobspec *js, jobspec_error *e)
+{
+    json_t *m = json_object_get(body, "model"), *ds = json_object_get(body, "dataset");
+    if (m && (!json_is_string(m) || !store_name_valid(json_string_value(m))))
+        return fail(e, "invalid_value", "model", "must be a model name ([A-Za-z0-9._-]{1,64}, not . or ..)");
+    if (!m && js->type != STORE_JOB_TRAIN) return fail(e, "missing_field", "model", "required");
+    if (m && !(js->model = strdup(json_string_value(m)))) return fail(e, "internal", NULL, "out of memory");
+    if (ds && check_dataset_name(ds, e)) return -1;
+    const char *name = ds ? json_string_value(ds) : js->model ? lim->model_dataset : NULL;
+    if (!name)
+        return fail(e, "missing_field", "dataset", js->model ? "required (the model has no dataset recorded)" : "required");
+    if (!(js->dataset = strdup(name))) return fail(e, "internal", NULL, "out of memory");
+    return 0;
+}
+
+/* "type", the keys of that type, "priority", "model" and "dataset" into js. */
+static int read_job(const json_t *body, const jobspec_limits *lim, jobspec *js, jobspec_error *e)
+{
+    if (!json_is_object(body)) return fail(e, "invalid_value", NULL, "the body must be a JSON object");
+    json_t *t = json_object_get(body, "type");
+    if (!t) return fail(e, "missing_field", "type", "required (train, ablation, sensitivity, joint, rsst, lite)");
+    int type = json_is_string(t) ? store_job_type_parse(json_string_value(t)) : -1;
+    if (type < 0)
+        return fail(e, "invalid_value", "type", "must be one of train, ablation, sensitivity, joint, rsst, lite");
+    js->type = (store_job_type)type;
+    _Static_assert((int)STORE_JOB_TYPE_COUNT == (int)CELL_RECIPE_COUNT, "job types are the recipes");
+    if (check_top_keys(body, spec_job_keys((cell_recipe)type), e)) return -1;
+    spec_error se;
+    long long prio = 0;
+    if (spec_get_int((json_t *)body, "", "priority", -1000, 1000, &prio, &se)) return fail_spec(e, &se, se.field);
+    js->priority = (int)prio;
+    return read_model_dataset(body, lim, js, e);
+}
+
+/* ------------------------------------------------------------------ cells */
+
+/* The job-level path of a value a cell holds under key ("rate" <- "rates[2]"). */
+typedef struct {
+    const char *key;
+    char path[48];
+} cell_origin;
+
+/* One job's expansion: what every cell is built and checked from, and the cells so far. */
+typedef struct {
+    const json_t *body;
+    const jobspec_limits *lim;
+    jobspec *js;
+    size_t max;       /* the grid cap */
+    size_t cap;       /* cells allocated in js->cells */
+    spec_shape shape; /* the model's; n_layers 0 when unknown */
+    jobspec_error *e;
+} expansion;
+
+/* o names key's value list[i] (or list itself when i < 0). */
+static void origin(cell_origin *o, const char *key, const char *list, long i)
+{
+    o->key = key;
+    if (i < 0) snprintf(o->path, sizeof o->path, "%s", list);
+    else snprintf(o->path, sizeof o->path, "%s[%ld]", list, i);
+}
+
+/* The job-level path of cell field f: its first segment renamed by the origin of that key. */
+static void job_path(const char *f, const cell_origin *o, int n, char *out, size_t len)
+{
+    for (int i = 0; i < n; i++) {
+        size_t k = strlen(o[i].key);
+        if (strncmp(f, o[i].key, k) == 0 && (f[k] == '\0' || f[k] == '.' || f[k] == '[')) {
+            snprintf(out, len, "%s%s", o[i].path, f + k);
+            return;
+        }
+    }
+    snprintf(out, len, "%s", f);
+}
+
+/* The model's layer count can be known without its shape (an inspect JSON without per-layer
+ * dims); a sensitivity layer is then checked against the count alone. */
+static int check_layer_count(const expansion *x, const cell_spec *cs, spec_error *se)
+{
+    int n = x->lim->model_layers;
+    if (x->shape.n_layers > 0 || n <= 0 || cs->layer < n) return 0;
+    return spec_fail(se, "invalid_value", "layer", "%d is out of range (the model has %d layers)", cs->layer, n);
+}
+
+/* Parse cell as the engine will and check it against the model; a refusal names the value by
+ * its job-level path (origins o[0..n-1]). */
+static int check_cell(const expansion *x, json_t *cell, const cell_origin *o, int n)
+{
+    cell_spec cs;
+    spec_error se;
+    int rc = spec_cell_parse(cell, &cs, &se);
+    if (rc == 0 && x->shape.n_layers > 0) rc = spec_cell_check(&cs, &x->shape, &se);
+    if (rc == 0) rc = check_layer_count(x, &cs, &se);
+    cell_spec_free(&cs);
+    if (rc == 0) return 0;
+    char field[sizeof se.field];
+    job_path(se.field, o, n, field, sizeof field);
+    return fail_spec(x->e, &se, field);
+}
+
+/* Check cell (taken) and append its text. */
+static int push_cell(expansion *x, json_t *cell, const cell_origin *o, int n)
+{
+    int rc = check_cell(x, cell, o, n);
+    char *text = rc == 0 ? json_dumps(cell, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(cell);
+    if (rc) return -1;
+    if (!text || x->js->n_cells >= x->cap) {
+        free(text);
+        return fail(x->e, "internal", NULL, "out of memory");
+    }
+    x->js->cells[x->js->n_cells++] = text;
+    return 0;
+}
+
+static int alloc_cells(expansion *x, size_t n)
+{
+    x->js->cells = calloc(n, sizeof *x->js->cells);
+    x->cap = x->js->cells ? n : 0;
+    return x->js->cells ? 0 : fail(x->e, "internal", NULL, "out of memory");
+}
+
+/* A grid axis: its name in messages and its length. */
+typedef struct {
+    const char *name;
+    long n;
+} grid_axis;
+
+/* The cell count of the grid a[0] x ... x a[n-1], or grid_too_large at field above the cap. */
+static int grid_cells(expansion *x, const grid_axis *a, int n, const char *field, size_t *cells)
+{
+    char text[160] = "";
+    size_t total = 1, used = 0;
+    int over = 0;
+    for (int i = 0; i < n; i++) {
+        if (used < sizeof text)
+            used += (size_t)snprintf(text + used, sizeof text - used, "%s%ld %s", i ? " x " : "", a[i].n, a[i].name);
+        /* total <= max and n <= max, so the product fits */
+        if ((size_t)a[i].n > x->max || total * (size_t)a[i].n > x->max) over = 1;
+        else total *= (size_t)a[i].n;
+    }
+    if (over) return fail(x->e, "grid_too_large", field, "%s is more than %zu cells (the cap per job)", text, x->max);
+    *cells = total;
+    return 0;
+}
+
 /* Copy body[key] into cell when present. */
 static void copy_field(json_t *cell, const json_t *body, const char *key)
 {
@@ -267,104 +290,59 @@ static void copy_field(json_t *cell, const json_t *body, const char *key)
     if (v) json_object_set_new(cell, key, json_deep_copy(v));
 }
 
-/* The members every cell of the job shares. */
-static json_t *cell_base(const char *recipe, const jobspec *js, const json_t *body, long long seed)
+/* The members every cell of the job shares; seed is the cell's (NULL: 1). */
+static json_t *cell_base(const expansion *x, const char *recipe, const json_t *seed)
 {
     json_t *c = json_object();
     json_object_set_new(c, "recipe", json_string(recipe));
-    if (js->model) json_object_set_new(c, "model", json_string(js->model));
-    json_object_set_new(c, "dataset", json_string(js->dataset));
-    json_object_set_new(c, "seed", json_integer(seed));
-    copy_field(c, body, "eval");
-    copy_field(c, body, "calibration");
-    copy_field(c, body, "finetune");
+    if (x->js->model) json_object_set_new(c, "model", json_string(x->js->model));
+    json_object_set_new(c, "dataset", json_string(x->js->dataset));
+    json_object_set_new(c, "seed", seed ? json_deep_copy(seed) : json_integer(1));
+    static const char *const shared[] = {"eval", "calibration", "finetune", "granularity", "criterion", "scope",
+                                         "apply", NULL};
+    for (int i = 0; shared[i]; i++) copy_field(c, x->body, shared[i]);
     return c;
 }
 
-static void copy_choices(json_t *cell, const json_t *body, int with_scope)
-{
-    copy_field(cell, body, "granularity");
-    copy_field(cell, body, "criterion");
-    if (with_scope) copy_field(cell, body, "scope");
-    copy_field(cell, body, "apply");
-}
+/* ------------------------------------------------------------------ expansion per type */
 
-/* Cells are appended as JSON text; takes cell. */
-static int push_cell(jobspec *js, size_t cap, json_t *cell)
-{
-    char *text = json_dumps(cell, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(cell);
-    if (!text || js->n_cells >= cap) {
-        free(text);
-        return -1;
-    }
-    js->cells[js->n_cells++] = text;
-    return 0;
-}
+static const char *const DIM_KEYS[] = {"d_model", "layers", "d_state", "expand", "d_conv", "mlp_ratio",
+                                       "patch", "dt_rank", NULL};
 
-static int choices_ok(const json_t *body, int *structured, jobspec_error *e)
+/* "dims" (an object of DIM_KEYS, none also at the top level): the origins of its members. */
+static int train_dims(expansion *x, const json_t *dims, cell_origin *o, int *n)
 {
-    if (get_choice(body, "granularity", GRANULARITIES, e)) return -1;
-    if (get_choice(body, "criterion", CRITERIA, e)) return -1;
-    if (get_choice(body, "scope", SCOPES, e)) return -1;
-    if (get_choice(body, "apply", APPLIES, e)) return -1;
-    json_t *g = json_object_get(body, "granularity");
-    *structured = g && strcmp(json_string_value(g), "structured") == 0;
-    if (json_object_get(body, "scope") && *structured)
-        return fail(e, "invalid_value", "scope", "applies to unstructured granularity only");
-    if (json_object_get(body, "apply") && !*structured)
-        return fail(e, "invalid_value", "apply", "applies to structured granularity only");
-    return 0;
-}
-
-static int expand_train(const json_t *body, jobspec *js, long long seed, jobspec_error *e)
-{
-    json_t *name = json_object_get(body, "name");
-    if (!name) return fail(e, "missing_field", "name", "required (the name of the model to produce)");
-    if (!json_is_string(name) || !store_name_valid(json_string_value(name)))
-        return fail(e, "invalid_value", "name", "must match [A-Za-z0-9._-]{1,64} and not be . or ..");
-    if (js->model && strcmp(js->model, json_string_value(name)) == 0)
-        return fail(e, "invalid_value", "name", "must differ from model");
-    if (get_choice(body, "preset", PRESETS, e) || get_choice(body, "optimizer", OPTIMIZERS, e)) return -1;
-    json_t *dims = json_object_get(body, "dims");
-    if (dims) {
-        if (!json_is_object(dims)) return fail(e, "invalid_value", "dims", "must be an object");
-        if (check_keys(dims, DIM_KEYS, "dims", e)) return -1;
-    }
-    long long x;
-    char field[64];
+    *n = 0;
+    if (!dims) return 0;
+    if (!json_is_object(dims)) return fail(x->e, "invalid_value", "dims", "must be an object");
+    spec_error se;
+    if (spec_check_keys((json_t *)dims, "dims", DIM_KEYS, &se)) return fail_spec(x->e, &se, se.field);
+    char path[48];
     for (int i = 0; DIM_KEYS[i]; i++) {
-        const char *k = DIM_KEYS[i];
-        int top = json_object_get(body, k) != NULL;
-        if (top && dims && json_object_get(dims, k))
-            return fail(e, "invalid_value", k, "given both at the top level and in dims");
-        const json_t *src = top ? body : dims;
-        if (!src) continue;
-        snprintf(field, sizeof field, "%s%s", top ? "" : "dims.", k);
-        int rc;
-        if (strcmp(k, "expand") == 0) rc = get_num(src, k, field, 0, 1, 64, NULL, e);
-        else if (strcmp(k, "mlp_ratio") == 0) rc = get_num(src, k, field, 0, 0, 64, NULL, e);
-        else rc = get_int(src, k, field, 1, 65536, &x, NULL, e);
-        if (rc) return -1;
+        if (!json_object_get(dims, DIM_KEYS[i])) continue;
+        if (json_object_get(x->body, DIM_KEYS[i]))
+            return fail(x->e, "invalid_value", DIM_KEYS[i], "given both at the top level and in dims");
+        snprintf(path, sizeof path, "dims.%s", DIM_KEYS[i]);
+        origin(&o[(*n)++], DIM_KEYS[i], path, -1);
     }
-    if (js->model && (dims || json_object_get(body, "preset")))
-        return fail(e, "invalid_value", "model", "an init model excludes preset and dims");
-    if (get_int(body, "epochs", "epochs", 1, 100000, &x, NULL, e) ||
-        get_int(body, "batch", "batch", 1, 65536, &x, NULL, e) ||
-        get_int(body, "warmup", "warmup", 0, 1000000000, &x, NULL, e) ||
-        get_int(body, "max_steps", "max_steps", 0, 1000000000, &x, NULL, e) ||
-        get_num(body, "lr", "lr", 0, 1, 100, NULL, e) || get_num(body, "min_lr", "min_lr", 0, 0, 100, NULL, e) ||
-        get_num(body, "weight_decay", "weight_decay", 0, 0, 100, NULL, e) ||
-        get_num(body, "momentum", "momentum", 0, 0, 0.999999, NULL, e) ||
-        get_num(body, "clip", "clip", 0, 0, 1e6, NULL, e))
-        return -1;
-    json_t *aug = json_object_get(body, "augment");
-    if (aug && !json_is_boolean(aug)) return fail(e, "invalid_value", "augment", "must be true or false");
+    return 0;
+}
 
-    js->out = strdup(json_string_value(name));
-    if (!js->out) return fail(e, "internal", NULL, "out of memory");
-    json_t *c = cell_base("train", js, body, seed);
-    json_object_set_new(c, "out", json_string(js->out));
+static int expand_train(expansion *x)
+{
+    const json_t *body = x->body;
+    json_t *name = json_object_get(body, "name"), *dims = json_object_get(body, "dims");
+    if (!name) return fail(x->e, "missing_field", "name", "required (the name of the model to produce)");
+    if (!json_is_string(name) || !store_name_valid(json_string_value(name)))
+        return fail(x->e, "invalid_value", "name", "must match [A-Za-z0-9._-]{1,64} and not be . or ..");
+    if (x->js->model && strcmp(x->js->model, json_string_value(name)) == 0)
+        return fail(x->e, "invalid_value", "name", "must differ from model");
+    cell_origin o[sizeof DIM_KEYS / sizeof DIM_KEYS[0]];
+    int n;
+    if (train_dims(x, dims, o, &n)) return -1;
+    if (!(x->js->out = strdup(json_string_value(name)))) return fail(x->e, "internal", NULL, "out of memory");
+    json_t *c = cell_base(x, "train", json_object_get(body, "seed"));
+    json_object_set_new(c, "out", json_string(x->js->out));
     static const char *const pass[] = {"preset", "epochs", "batch", "lr", "min_lr", "warmup",
                                        "weight_decay", "optimizer", "momentum", "clip", "max_steps",
                                        "augment", NULL};
@@ -373,282 +351,161 @@ static int expand_train(const json_t *body, jobspec *js, long long seed, jobspec
         copy_field(c, body, DIM_KEYS[i]);
         if (dims) copy_field(c, dims, DIM_KEYS[i]);
     }
-    js->cells = calloc(1, sizeof *js->cells);
-    return push_cell(js, 1, c) ? fail(e, "internal", NULL, "out of memory") : 0;
-}
-
-static int expand_ablation(const json_t *body, jobspec *js, long long seed, int have_seed, size_t max,
-                           jobspec_error *e)
-{
-    int structured;
-    if (choices_ok(body, &structured, e)) return -1;
-    long nc = get_array(body, "components", e);
-    if (nc < 0) return -1;
-    long nr = get_array(body, "rates", e);
-    if (nr < 0) return -1;
-    json_t *comps = json_object_get(body, "components"), *rates = json_object_get(body, "rates");
-    json_t *seeds = json_object_get(body, "seeds");
-    long ns = 1;
-    if (seeds) {
-        if (have_seed) return fail(e, "invalid_value", "seeds", "give seed or seeds, not both");
-        if ((ns = get_array(body, "seeds", e)) < 0) return -1;
-    }
-    char field[64];
-    for (long i = 0; i < nc; i++) {
-        snprintf(field, sizeof field, "components[%ld]", i);
-        if (check_component(json_array_get(comps, (size_t)i), field, structured, e) < 0) return -1;
-    }
-    for (long i = 0; i < nr; i++) {
-        snprintf(field, sizeof field, "rates[%ld]", i);
-        if (check_rate(json_array_get(rates, (size_t)i), field, e)) return -1;
-    }
-    for (long i = 0; seeds && i < ns; i++) {
-        snprintf(field, sizeof field, "seeds[%ld]", i);
-        json_t *v = json_array_get(seeds, (size_t)i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return fail(e, "invalid_value", field, "must be an integer >= 0");
-    }
-    if (check_finetune(body, e)) return -1;
-    if ((size_t)nc > max || (size_t)nr > max || (size_t)ns > max ||
-        (size_t)nc * (size_t)nr > max || (size_t)nc * (size_t)nr * (size_t)ns > max)
-        return fail(e, "grid_too_large", seeds ? "seeds" : "rates",
-                    "%ld components x %ld rates x %ld seeds is more than %zu cells (the cap per job)", nc, nr,
-                    ns, max);
-    size_t n = (size_t)nc * (size_t)nr * (size_t)ns;
-    js->cells = calloc(n, sizeof *js->cells);
-    if (!js->cells) return fail(e, "internal", NULL, "out of memory");
-    for (long i = 0; i < nc; i++)
-        for (long j = 0; j < nr; j++)
-            for (long k = 0; k < ns; k++) {
-                long long s = seeds ? json_integer_value(json_array_get(seeds, (size_t)k)) : seed;
-                json_t *c = cell_base("ablation", js, body, s);
-                copy_choices(c, body, 1);
-                json_object_set_new(c, "component", json_deep_copy(json_array_get(comps, (size_t)i)));
-                json_object_set_new(c, "rate", json_deep_copy(json_array_get(rates, (size_t)j)));
-                if (push_cell(js, n, c)) return fail(e, "internal", NULL, "out of memory");
-            }
-    return 0;
-}
-
-static int expand_sensitivity(const json_t *body, jobspec *js, long long seed, const jobspec_limits *lim,
-                              size_t max, jobspec_error *e)
-{
-    int structured;
-    if (choices_ok(body, &structured, e)) return -1;
-    json_t *layers = json_object_get(body, "layers");
-    long nl;
-    int all = 0;
-    if (json_is_string(layers)) {
-        if (strcmp(json_string_value(layers), "all") != 0)
-            return fail(e, "invalid_value", "layers", "must be an array of layer indices or \"all\"");
-        if (lim->model_layers <= 0)
-            return fail(e, "invalid_value", "layers", "the model's layer count is unknown; list the layers");
-        all = 1;
-        nl = lim->model_layers;
-    } else if ((nl = get_array(body, "layers", e)) < 0) {
+    if (alloc_cells(x, 1)) {
+        json_decref(c);
         return -1;
     }
-    char field[64];
-    for (long i = 0; !all && i < nl; i++) {
-        snprintf(field, sizeof field, "layers[%ld]", i);
-        json_t *v = json_array_get(layers, (size_t)i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return fail(e, "invalid_value", field, "must be an integer >= 0");
-        if (lim->model_layers > 0 && json_integer_value(v) >= lim->model_layers)
-            return fail(e, "invalid_value", field, "layer %lld is out of range (the model has %d layers)",
-                        (long long)json_integer_value(v), lim->model_layers);
-    }
-    long nc = get_array(body, "components", e);
-    if (nc < 0) return -1;
-    json_t *comps = json_object_get(body, "components");
-    for (long i = 0; i < nc; i++) {
-        snprintf(field, sizeof field, "components[%ld]", i);
-        if (check_component(json_array_get(comps, (size_t)i), field, structured, e) < 0) return -1;
-    }
-    json_t *rate = json_object_get(body, "rate");
-    if (!rate) return fail(e, "missing_field", "rate", "required");
-    if (check_rate(rate, "rate", e) || check_finetune(body, e)) return -1;
-    if ((size_t)nl > max || (size_t)nc > max || (size_t)nl * (size_t)nc > max)
-        return fail(e, "grid_too_large", "layers", "%ld layers x %ld components is more than %zu cells (the cap per job)",
-                    nl, nc, max);
-    size_t n = (size_t)nl * (size_t)nc;
-    js->cells = calloc(n, sizeof *js->cells);
-    if (!js->cells) return fail(e, "internal", NULL, "out of memory");
+    return push_cell(x, c, o, n);
+}
+
+/* The ablation cell of components[i] x rates[j] x seeds[k] (k < 0: the job's seed). */
+static int push_ablation(expansion *x, long i, long j, long k)
+{
+    const json_t *body = x->body;
+    cell_origin o[3];
+    origin(&o[0], "component", "components", i);
+    origin(&o[1], "rate", "rates", j);
+    origin(&o[2], "seed", "seeds", k);
+    json_t *seed = k >= 0 ? json_array_get(json_object_get(body, "seeds"), (size_t)k) : json_object_get(body, "seed");
+    json_t *c = cell_base(x, "ablation", seed);
+    json_object_set_new(c, "component", json_deep_copy(json_array_get(json_object_get(body, "components"), (size_t)i)));
+    json_object_set_new(c, "rate", json_deep_copy(json_array_get(json_object_get(body, "rates"), (size_t)j)));
+    return push_cell(x, c, o, k >= 0 ? 3 : 2);
+}
+
+static int expand_ablation(expansion *x)
+{
+    const json_t *body = x->body;
+    int seeds = json_object_get(body, "seeds") != NULL;
+    long nc, nr, ns = 1;
+    if ((nc = get_array(body, "components", x->e)) < 0 || (nr = get_array(body, "rates", x->e)) < 0) return -1;
+    if (seeds && json_object_get(body, "seed"))
+        return fail(x->e, "invalid_value", "seeds", "give seed or seeds, not both");
+    if (seeds && (ns = get_array(body, "seeds", x->e)) < 0) return -1;
+    grid_axis a[] = {{"components", nc}, {"rates", nr}, {"seeds", ns}};
+    size_t n;
+    if (grid_cells(x, a, 3, seeds ? "seeds" : "rates", &n) || alloc_cells(x, n)) return -1;
+    for (long i = 0; i < nc; i++)
+        for (long j = 0; j < nr; j++)
+            for (long k = 0; k < ns; k++)
+                if (push_ablation(x, i, j, seeds ? k : -1)) return -1;
+    return 0;
+}
+
+/* The sensitivity cell of layers[i] (all: layer i) x components[j]. */
+static int push_sensitivity(expansion *x, long i, long j, int all)
+{
+    const json_t *body = x->body;
+    json_t *comp = json_array_get(json_object_get(body, "components"), (size_t)j);
+    cell_origin o[2];
+    origin(&o[0], "layer", "layers", all ? -1 : i);
+    origin(&o[1], "components", "components", j);
+    /* a cell's "components" may list several; a sensitivity grid varies one at a time */
+    if (json_is_array(comp)) return fail(x->e, "invalid_value", o[1].path, "must be one component name, not a list");
+    json_t *c = cell_base(x, "sensitivity", json_object_get(body, "seed"));
+    json_object_set_new(c, "layer", all ? json_integer(i)
+                                        : json_deep_copy(json_array_get(json_object_get(body, "layers"), (size_t)i)));
+    json_object_set_new(c, "components", json_deep_copy(comp));
+    copy_field(c, body, "rate");
+    return push_cell(x, c, o, 2);
+}
+
+static int expand_sensitivity(expansion *x)
+{
+    const json_t *body = x->body;
+    json_t *layers = json_object_get(body, "layers");
+    int all = json_is_string(layers);
+    long nl = x->lim->model_layers, nc;
+    if (all && strcmp(json_string_value(layers), "all") != 0)
+        return fail(x->e, "invalid_value", "layers", "must be an array of layer indices or \"all\"");
+    if (all && nl <= 0)
+        return fail(x->e, "invalid_value", "layers", "the model's layer count is unknown; list the layers");
+    if (!all && (nl = get_array(body, "layers", x->e)) < 0) return -1;
+    if ((nc = get_array(body, "components", x->e)) < 0) return -1;
+    grid_axis a[] = {{"layers", nl}, {"components", nc}};
+    size_t n;
+    if (grid_cells(x, a, 2, "layers", &n) || alloc_cells(x, n)) return -1;
     for (long i = 0; i < nl; i++)
-        for (long j = 0; j < nc; j++) {
-            json_t *c = cell_base("sensitivity", js, body, seed);
-            copy_choices(c, body, 0);
-            json_object_set_new(c, "layer",
-                                all ? json_integer(i) : json_deep_copy(json_array_get(layers, (size_t)i)));
-            json_object_set_new(c, "components", json_deep_copy(json_array_get(comps, (size_t)j)));
-            json_object_set_new(c, "rate", json_deep_copy(rate));
-            if (push_cell(js, n, c)) return fail(e, "internal", NULL, "out of memory");
-        }
+        for (long j = 0; j < nc; j++)
+            if (push_sensitivity(x, i, j, all)) return -1;
     return 0;
 }
 
-static int expand_joint(const json_t *body, jobspec *js, long long seed, size_t max, jobspec_error *e)
+static int expand_joint(expansion *x)
 {
-    int structured;
-    if (choices_ok(body, &structured, e)) return -1;
-    long n = get_array(body, "configs", e);
-    if (n < 0) return -1;
-    if ((size_t)n > max)
-        return fail(e, "grid_too_large", "configs", "%ld configs is more than %zu cells (the cap per job)", n, max);
-    json_t *configs = json_object_get(body, "configs");
-    char field[192];
-    for (long i = 0; i < n; i++) {
+    json_t *configs = json_object_get(x->body, "configs");
+    long nc = get_array(x->body, "configs", x->e);
+    grid_axis a[] = {{"configs", nc}};
+    size_t n;
+    if (nc < 0 || grid_cells(x, a, 1, "configs", &n) || alloc_cells(x, n)) return -1;
+    for (long i = 0; i < nc; i++) {
         json_t *cfg = json_array_get(configs, (size_t)i);
-        snprintf(field, sizeof field, "configs[%ld]", i);
-        if (!json_is_object(cfg)) return fail(e, "invalid_value", field, "must be an object {component: rate}");
-        if (json_object_size(cfg) == 0) return fail(e, "empty_grid", field, "must name at least one component");
-        int seen[PC_COUNT] = {0};
-        const char *key;
-        json_t *v;
-        json_object_foreach(cfg, key, v) {
-            snprintf(field, sizeof field, "configs[%ld].%.60s", i, key);
-            json_t *name = json_string(key);
-            int c = check_component(name, field, structured, e);
-            json_decref(name);
-            if (c < 0) return -1;
-            if (seen[c]++) return fail(e, "invalid_value", field, "names %s a second time", prune_component_name(c));
-            if (check_rate(v, field, e)) return -1;
-        }
-    }
-    if (check_finetune(body, e)) return -1;
-    js->cells = calloc((size_t)n, sizeof *js->cells);
-    if (!js->cells) return fail(e, "internal", NULL, "out of memory");
-    for (long i = 0; i < n; i++) {
-        json_t *c = cell_base("joint", js, body, seed);
-        copy_choices(c, body, 1);
-        json_object_set_new(c, "config", json_deep_copy(json_array_get(configs, (size_t)i)));
-        if (push_cell(js, (size_t)n, c)) return fail(e, "internal", NULL, "out of memory");
+        cell_origin o;
+        origin(&o, "config", "configs", i);
+        if (json_is_object(cfg) && json_object_size(cfg) == 0)
+            return fail(x->e, "empty_grid", o.path, "must name at least one component");
+        json_t *c = cell_base(x, "joint", json_object_get(x->body, "seed"));
+        json_object_set_new(c, "config", json_deep_copy(cfg));
+        if (push_cell(x, c, &o, 1)) return -1;
     }
     return 0;
 }
 
-static int expand_sub(const json_t *body, jobspec *js, long long seed, const char *recipe, jobspec_error *e)
+/* An rsst / lite job: one cell whose recipe object is the job's "spec". */
+static int expand_sub(expansion *x, const char *recipe)
 {
-    json_t *spec = json_object_get(body, "spec");
-    if (!spec) return fail(e, "missing_field", "spec", "required (the %s spec object)", recipe);
-    if (!json_is_object(spec)) return fail(e, "invalid_value", "spec", "must be an object");
-    if (check_finetune(body, e)) return -1;
-    json_t *c = cell_base(recipe, js, body, seed);
-    json_object_set_new(c, recipe, json_deep_copy(spec));
-    js->cells = calloc(1, sizeof *js->cells);
-    if (!js->cells || push_cell(js, 1, c)) return fail(e, "internal", NULL, "out of memory");
-    return 0;
+    cell_origin o;
+    origin(&o, recipe, "spec", -1);
+    json_t *c = cell_base(x, recipe, json_object_get(x->body, "seed"));
+    json_t *spec = json_object_get(x->body, "spec");
+    if (spec) json_object_set_new(c, recipe, json_deep_copy(spec));
+    if (alloc_cells(x, 1)) {
+        json_decref(c);
+        return -1;
+    }
+    return push_cell(x, c, &o, 1);
 }
 
-/* Parse every expanded cell as the engine will (spec/spec_cell.c) and check it against the
- * model's shape: a cell's "rsst" / "lite" object is the job's "spec", so its field paths are
- * reported under "spec". */
-static int check_cells(const jobspec *js, const jobspec_limits *lim, jobspec_error *e)
+/* ------------------------------------------------------------------ the job */
+
+static int expand_type(expansion *x)
 {
-    spec_shape sh;
-    int have_shape = 0;
-    if (lim->model_info) {
-        json_t *info = json_loads(lim->model_info, 0, NULL);
-        have_shape = info && spec_shape_from_info(info, &sh) == 0;
-        json_decref(info);
+    switch (x->js->type) {
+    case STORE_JOB_TRAIN: return expand_train(x);
+    case STORE_JOB_ABLATION: return expand_ablation(x);
+    case STORE_JOB_SENSITIVITY: return expand_sensitivity(x);
+    case STORE_JOB_JOINT: return expand_joint(x);
+    case STORE_JOB_RSST: return expand_sub(x, "rsst");
+    case STORE_JOB_LITE: return expand_sub(x, "lite");
+    default: return fail(x->e, "invalid_value", "type", "unsupported");
     }
-    for (size_t i = 0; i < js->n_cells; i++) {
-        json_t *cell = json_loads(js->cells[i], 0, NULL);
-        if (!cell) return fail(e, "internal", NULL, "a cell spec could not be read back");
-        cell_spec cs;
-        spec_error se;
-        int rc = spec_cell_parse(cell, &cs, &se);
-        if (rc == 0 && have_shape) rc = spec_cell_check(&cs, &sh, &se);
-        cell_spec_free(&cs);
-        json_decref(cell);
-        if (rc == 0) continue;
-        const char *f = se.field, *rest = "";
-        if ((strncmp(f, "rsst", 4) == 0 || strncmp(f, "lite", 4) == 0) && (f[4] == '.' || f[4] == '\0')) {
-            rest = f + 4;
-            f = "spec";
-        }
-        char field[sizeof se.field + 8];
-        snprintf(field, sizeof field, "%.8s%.150s", f == se.field ? "" : f, f == se.field ? se.field : rest);
-        size_t skip = strlen(se.field) + 2;
-        return fail(e, se.code ? se.code : "invalid_value", field, "%s",
-                    strlen(se.message) >= skip ? se.message + skip : se.message);
-    }
-    return 0;
+}
+
+/* The model's shape from its inspect JSON (n_layers 0 when absent or incomplete). */
+static void model_shape(const char *info_json, spec_shape *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    json_t *info = info_json ? json_loads(info_json, 0, NULL) : NULL;
+    if (info) spec_shape_from_info(info, sh);
+    json_decref(info);
 }
 
 int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, jobspec_error *e)
 {
     jobspec_limits dflt = {NULL, 0, 0, NULL};
     if (!lim) lim = &dflt;
-    size_t max = lim->max_cells > 0 ? (size_t)lim->max_cells : JOBSPEC_MAX_CELLS_DEFAULT;
     memset(out, 0, sizeof *out);
     memset(e, 0, sizeof *e);
     jobspec js = {0};
-    int rc = -1;
-
-    if (!json_is_object(body)) return fail(e, "invalid_value", NULL, "the body must be a JSON object");
-    json_t *t = json_object_get(body, "type");
-    if (!t) return fail(e, "missing_field", "type", "required (train, ablation, sensitivity, joint, rsst, lite)");
-    int type = json_is_string(t) ? store_job_type_parse(json_string_value(t)) : -1;
-    if (type < 0)
-        return fail(e, "invalid_value", "type", "must be one of train, ablation, sensitivity, joint, rsst, lite");
-    js.type = (store_job_type)type;
-    _Static_assert((int)STORE_JOB_TYPE_COUNT == (int)CELL_RECIPE_COUNT, "job types are the recipes");
-    const char *const *keys = spec_job_keys((cell_recipe)type);
-    if (check_top_keys(body, keys, e)) goto cleanup;
-
-    long long prio = 0, seed = 1;
-    int have_seed = 0;
-    if (get_int(body, "priority", "priority", -1000, 1000, &prio, NULL, e)) goto cleanup;
-    js.priority = (int)prio;
-    if (get_int(body, "seed", "seed", 0, (1LL << 53), &seed, &have_seed, e)) goto cleanup;
-
-    json_t *m = json_object_get(body, "model");
-    if (m) {
-        if (!json_is_string(m) || !store_name_valid(json_string_value(m))) {
-            fail(e, "invalid_value", "model", "must be a model name ([A-Za-z0-9._-]{1,64}, not . or ..)");
-            goto cleanup;
-        }
-        js.model = strdup(json_string_value(m));
-    } else if (type != STORE_JOB_TRAIN) {
-        fail(e, "missing_field", "model", "required");
-        goto cleanup;
-    }
-    json_t *ds = json_object_get(body, "dataset");
-    if (ds) {
-        if (!json_is_string(ds)) {
-            fail(e, "invalid_value", "dataset", "must be a string");
-            goto cleanup;
-        }
-        if (check_dataset_name(json_string_value(ds), "dataset", e)) goto cleanup;
-        js.dataset = strdup(json_string_value(ds));
-    } else if (lim->model_dataset && js.model) {
-        js.dataset = strdup(lim->model_dataset);
-    } else {
-        fail(e, "missing_field", "dataset", js.model ? "required (the model has no dataset recorded)" : "required");
-        goto cleanup;
-    }
-    if ((m && !js.model) || !js.dataset) {
-        fail(e, "internal", NULL, "out of memory");
-        goto cleanup;
-    }
-    if (check_eval(body, e) || check_calibration(body, e)) goto cleanup;
-
-    switch (js.type) {
-    case STORE_JOB_TRAIN: rc = expand_train(body, &js, seed, e); break;
-    case STORE_JOB_ABLATION: rc = expand_ablation(body, &js, seed, have_seed, max, e); break;
-    case STORE_JOB_SENSITIVITY: rc = expand_sensitivity(body, &js, seed, lim, max, e); break;
-    case STORE_JOB_JOINT: rc = expand_joint(body, &js, seed, max, e); break;
-    case STORE_JOB_RSST: rc = expand_sub(body, &js, seed, "rsst", e); break;
-    case STORE_JOB_LITE: rc = expand_sub(body, &js, seed, "lite", e); break;
-    default: rc = fail(e, "invalid_value", "type", "unsupported"); break;
-    }
-    if (rc == 0) rc = check_cells(&js, lim, e);
+    expansion x = {body, lim, &js, lim->max_cells > 0 ? (size_t)lim->max_cells : JOBSPEC_MAX_CELLS_DEFAULT, 0,
+                   {0}, e};
+    int rc = read_job(body, lim, &js, e);
     if (rc == 0) {
-        js.spec_json = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!js.spec_json) rc = fail(e, "internal", NULL, "out of memory");
+        model_shape(lim->model_info, &x.shape);
+        rc = expand_type(&x);
     }
-cleanup:
+    if (rc == 0 && !(js.spec_json = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS)))
+        rc = fail(e, "internal", NULL, "out of memory");
     if (rc == 0) *out = js;
     else jobspec_free(&js);
     return rc;

@@ -32,17 +32,40 @@ static int expand(const char *text, jobspec *js, jobspec_error *e)
     return rc;
 }
 
-/* The body must be refused with code and field. */
-static void refused(const char *text, const char *code, const char *field)
+/* The body must be refused under lim with code and field (the message starting with the field). */
+static void refused_in(const jobspec_limits *lim, const char *text, const char *code, const char *field)
 {
+    json_t *body = json_loads(text, 0, NULL);
+    ck_assert_msg(body != NULL, "test body does not parse: %s", text);
     jobspec js;
     jobspec_error e;
-    int rc = expand(text, &js, &e);
-    ck_assert_msg(rc == -1, "accepted: %s", text);
-    ck_assert_str_eq(e.code, code);
-    ck_assert_str_eq(e.field, field);
+    ck_assert_msg(jobspec_expand(body, lim, &js, &e) == -1, "accepted: %s", text);
+    json_decref(body);
+    ck_assert_msg(strcmp(e.code, code) == 0 && strcmp(e.field, field) == 0, "%s -> %s %s (%s), want %s %s", text,
+                  e.code, e.field, e.message, code, field);
     ck_assert_msg(strncmp(e.message, field, strlen(field)) == 0, "message '%s' does not start with '%s'", e.message,
                   field);
+}
+
+/* The body must be refused with code and field. */
+static void refused(const char *text, const char *code, const char *field) { refused_in(&LIM, text, code, field); }
+
+/* A refused body: its error code and field. */
+typedef struct {
+    const char *body, *code, *field;
+} refusal;
+
+/* The inspect JSON of a two-layer model (d_model 32, d_state 8) whose layer 1 has an MLP of width
+ * mlp1 (64, or 0 for none). */
+#define LAYER_INFO(mlp) "{\"d_inner\":64,\"d_state\":8,\"dt_rank\":2,\"d_conv\":4,\"mlp\":" #mlp "}"
+#define TWO_LAYER_INFO(mlp1) \
+    "{\"config\":{\"d_model\":32,\"n_layers\":2},\"layers\":[" LAYER_INFO(64) "," LAYER_INFO(mlp1) "]}"
+
+/* Every body of t[0..n-1] must be refused with its code and field, against the model info. */
+static void refused_all(const refusal *t, size_t n, const char *info)
+{
+    jobspec_limits lim = {"synthetic", 2, 0, info};
+    for (size_t i = 0; i < n; i++) refused_in(&lim, t[i].body, t[i].code, t[i].field);
 }
 
 static json_t *cell(const jobspec *js, size_t i)
@@ -216,9 +239,7 @@ END_TEST
  * "spec" (the same parser as the engine's). */
 START_TEST(test_sub_spec_errors_name_the_field)
 {
-    static const struct {
-        const char *body, *code, *field;
-    } t[] = {
+    static const refusal t[] = {
         {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"rounds\":2}}", "missing_field", "spec.prune"},
         {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5}],\"round\":2}}",
          "unknown_field", "spec.round"},
@@ -240,22 +261,7 @@ START_TEST(test_sub_spec_errors_name_the_field)
         {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],"
          "\"calibration\":{\"samples\":5000000}}", "invalid_value", "calibration.samples"},
     };
-    /* a two-layer model with d_state 8 */
-    const char *info = "{\"config\":{\"d_model\":32,\"n_layers\":2},\"layers\":["
-                       "{\"d_inner\":64,\"d_state\":8,\"dt_rank\":2,\"d_conv\":4,\"mlp\":64},"
-                       "{\"d_inner\":64,\"d_state\":8,\"dt_rank\":2,\"d_conv\":4,\"mlp\":64}]}";
-    jobspec_limits lim = {"synthetic", 2, 0, info};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        json_t *body = json_loads(t[i].body, 0, NULL);
-        ck_assert_msg(body != NULL, "bad test body %zu", i);
-        jobspec js;
-        jobspec_error e;
-        ck_assert_msg(jobspec_expand(body, &lim, &js, &e) == -1, "accepted %s", t[i].body);
-        ck_assert_msg(strcmp(e.code, t[i].code) == 0 && strcmp(e.field, t[i].field) == 0,
-                      "%s -> %s %s (%s), want %s %s", t[i].body, e.code, e.field, e.message, t[i].code, t[i].field);
-        ck_assert_msg(strncmp(e.message, t[i].field, strlen(t[i].field)) == 0, "message '%s'", e.message);
-        json_decref(body);
-    }
+    refused_all(t, sizeof t / sizeof t[0], TWO_LAYER_INFO(64));
 }
 END_TEST
 
@@ -306,6 +312,87 @@ START_TEST(test_bad_inputs_name_the_field)
             "dims.layers");
     refused("{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"rates\":[0.5]}", "unknown_field", "rates");
     refused("{\"type\":\"rsst\",\"model\":\"m\"}", "missing_field", "spec");
+}
+END_TEST
+
+/* Every cell field is checked by the cell parser; a refusal names the value by its path in the
+ * job body: the grid element that produced the cell, "dims." for a train dim given in dims, and
+ * the shared objects (eval, calibration, finetune) as they are. */
+START_TEST(test_cell_errors_name_the_job_path)
+{
+    static const refusal t[] = {
+        /* ablation: components x rates x seeds */
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.3,0.5,1.5]}", "invalid_value",
+         "rates[2]"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\",\"gate\"],\"rates\":[0.5,-1],\"seeds\":[1,2]}",
+         "invalid_value", "rates[1]"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\",3],\"rates\":[0.5]}", "invalid_value",
+         "components[1]"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\",\"D\"],\"rates\":[0.5],"
+         "\"granularity\":\"structured\"}", "invalid_value", "components[1]"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"seeds\":[1,2,\"3\"]}",
+         "invalid_value", "seeds[2]"},
+        /* sensitivity: layers x components (layer 1 of the model has no MLP) */
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0,2],\"components\":[\"mlp\"],\"rate\":0.5}",
+         "invalid_value", "layers[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0,-1],\"components\":[\"mlp\"],\"rate\":0.5}",
+         "invalid_value", "layers[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0,\"1\"],\"components\":[\"mlp\"],\"rate\":0.5}",
+         "invalid_value", "layers[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[1],\"components\":[\"gate\",\"mlp\"],\"rate\":0.5}",
+         "invalid_value", "components[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"mlp\",\"zz\"],\"rate\":0.5}",
+         "unknown_component", "components[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0],\"components\":[\"mlp\",[\"gate\"]],\"rate\":0.5}",
+         "invalid_value", "components[1]"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0],\"components\":[\"mlp\"],\"rate\":1.5}",
+         "invalid_value", "rate"},
+        /* joint: one cell per config */
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},{\"gate\":0.2,\"mlp\":1.5}]}", "invalid_value",
+         "configs[1].mlp"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},7]}", "invalid_value", "configs[1]"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},{\"zz\":0.1}]}", "unknown_component",
+         "configs[1].zz"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5},{\"D\":0.5}],\"granularity\":\"structured\"}",
+         "invalid_value", "configs[1].D"},
+        /* train: dims at the top level or in "dims" */
+        {"{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"dims\":{\"d_state\":0}}", "invalid_value",
+         "dims.d_state"},
+        {"{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"d_state\":0}", "invalid_value", "d_state"},
+        {"{\"type\":\"train\",\"name\":\"x\",\"model\":\"m\",\"dataset\":\"mnist\",\"dims\":{\"layers\":2}}",
+         "invalid_value", "dims.layers"},
+        {"{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"dims\":{\"width\":2}}", "unknown_field",
+         "dims.width"},
+        {"{\"type\":\"train\",\"name\":\"x\",\"dataset\":\"mnist\",\"momentum\":1}", "invalid_value", "momentum"},
+        /* the shared objects and fields, in every type */
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"finetune\":{\"lr\":0}}",
+         "invalid_value", "finetune.lr"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"finetune\":5}",
+         "invalid_value", "finetune"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0],\"components\":[\"mlp\"],\"rate\":0.5,"
+         "\"finetune\":{\"steps\":-1}}", "invalid_value", "finetune.steps"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5}],\"finetune\":{\"batch\":0}}", "invalid_value",
+         "finetune.batch"},
+        {"{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"mlp\",\"rate\":0.5}]},"
+         "\"finetune\":{\"stepz\":1}}", "unknown_field", "finetune.stepz"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"eval\":{\"max_samples\":0}}",
+         "invalid_value", "eval.max_samples"},
+        {"{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":[0],\"components\":[\"mlp\"],\"rate\":0.5,"
+         "\"eval\":{\"splits\":\"test\"}}", "unknown_field", "eval.splits"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5}],\"eval\":{\"split\":\"val\"}}", "invalid_value",
+         "eval.split"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"d_state\":4}},\"eval\":[]}", "invalid_value", "eval"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"calibration\":{\"samples\":0}}",
+         "invalid_value", "calibration.samples"},
+        {"{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"d_state\":4}},\"calibration\":{\"sample\":8}}",
+         "unknown_field", "calibration.sample"},
+        {"{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"mlp\":0.5}],\"seed\":-1}", "invalid_value", "seed"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"scope\":\"global\","
+         "\"granularity\":\"structured\"}", "invalid_value", "scope"},
+        {"{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],\"priority\":5000}",
+         "invalid_value", "priority"},
+    };
+    refused_all(t, sizeof t / sizeof t[0], TWO_LAYER_INFO(0)); /* layer 1 without an MLP */
 }
 END_TEST
 
@@ -362,6 +449,7 @@ int main(void)
     tcase_add_test(tc, test_joint_train_rsst_lite);
     tcase_add_test(tc, test_bad_inputs_name_the_field);
     tcase_add_test(tc, test_sub_spec_errors_name_the_field);
+    tcase_add_test(tc, test_cell_errors_name_the_job_path);
     tcase_add_test(tc, test_grid_cap);
     tcase_add_test(tc, test_info_layers);
     suite_add_tcase(s, tc);
