@@ -2,10 +2,10 @@
  * (executor.h has the contract and the outcome rules; engine/cell.h the protocol).
  *
  * Design.
- * - Spawning: posix_spawn (no fork of the daemon's address space) with the child as leader of its
- *   own process group (POSIX_SPAWN_SETPGROUP, pgid 0), default signal dispositions and an empty
- *   signal mask, fds 0/1/2 wired to a socketpair (stdin) and two pipes (stdout, stderr) and every
- *   other fd closed (addclosefrom_np(3)), so nothing of the daemon leaks even if some library
+ * - Processes: proc.c (proc.h) is the one process runner; this file only decides when to
+ *   spawn, signal and reap. proc_spawn starts the child as leader of its own process group with
+ *   default signal dispositions, an empty signal mask and exactly fds 0/1/2, here a socketpair
+ *   (stdin) and two pipes (stdout, stderr), so nothing of the daemon leaks even if some library
  *   forgot O_CLOEXEC. Our own ends are O_CLOEXEC and non-blocking. stdin is a socket so that
  *   writing to a child that has gone away gives EPIPE (send MSG_NOSIGNAL) instead of SIGPIPE;
  *   the spec is written from the poll loop as the child reads it, never blocking.
@@ -17,12 +17,12 @@
  *   loop wakes every 50 ms). stdout goes through a line splitter (lines up to cfg.max_line
  *   bytes, each parsed as JSON and dispatched to the callbacks); stderr into a ring buffer of the
  *   last cfg.stderr_tail bytes.
- * - Life of a cell: RUNNING -> (leader exit seen with waitid(WNOWAIT), so the zombie leader keeps
- *   the process group id reserved) SIGKILL to the whole group to remove leftovers -> REAPING:
- *   reap the leader and any leftover that was reparented to us (we are a child subreaper), until
- *   kill(-pgid, 0) says ESRCH (or 5 s passed) -> outcome decided, stdout/stderr drained,
- *   on_exit, freed. A signal is only ever sent to the group while its leader is unreaped, so a
- *   reused pid can never be hit.
+ * - Life of a cell: RUNNING -> (leader exit seen with proc_exited, which does not reap, so the
+ *   zombie leader keeps the process group id reserved) SIGKILL to the whole group to remove
+ *   leftovers -> REAPING: proc_reap_group reaps the leader and any leftover that was reparented
+ *   to us (we are a child subreaper), until proc_group_gone (or 5 s passed) -> outcome decided,
+ *   stdout/stderr drained, on_exit, freed. A signal (proc_kill) is only ever sent while the
+ *   leader is unreaped, so a reused pid can never be hit.
  * - Termination (cancel, shutdown, hang, protocol violation): SIGTERM to the group, SIGKILL to the
  *   group at grace_s later if the leader is still there.
  * Ownership: the executor owns every cell record, fd, buffer and the parsed result; callbacks
@@ -34,7 +34,6 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +42,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,7 +220,7 @@ static void cell_terminate(local_cell *c, double grace_s)
     double now = executor_clock();
     if (!c->term_sent) {
         c->term_sent = 1;
-        kill(-c->pid, SIGTERM);
+        proc_kill(c->pid, SIGTERM);
         c->kill_at = now + grace_s;
     } else if (now + grace_s < c->kill_at) {
         c->kill_at = now + grace_s;
@@ -446,23 +444,17 @@ static void cell_read_stderr(local_cell *c, int drain)
  * reserved while we SIGKILL whatever is left in the group. */
 static void cell_check_exit(local_cell *c)
 {
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    int r = waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-    if (r < 0 && errno == EINTR) return;
-    if (r == 0 && si.si_pid == 0) return; /* still running */
+    proc_exit how;
+    int r = proc_exited(c->pid, &how);
+    if (r == 0) return; /* still running */
     c->exited_at = executor_clock();
-    if (r == 0) {
+    if (r == 1) {
         c->status_known = 1;
-        if (si.si_code == CLD_EXITED) {
-            c->exited_normally = 1;
-            c->exit_code = si.si_status;
-        } else {
-            c->term_signal = si.si_status;
-            c->core_dumped = si.si_code == CLD_DUMPED;
-            c->exit_code = -1;
-        }
-        kill(-c->pid, SIGKILL); /* leftovers of the group; the zombie leader pins the pgid */
+        c->exited_normally = !how.signaled;
+        c->exit_code = how.signaled ? -1 : how.code;
+        c->term_signal = how.sig;
+        c->core_dumped = how.core_dumped;
+        proc_kill(c->pid, SIGKILL); /* leftovers of the group; the zombie leader pins the pgid */
     } else {
         /* ECHILD: reaped behind our back (SIGCHLD ignored, or a stray wait): status lost, and
          * the group id may no longer be ours, so no signal is sent */
@@ -479,30 +471,20 @@ static void cell_check_exit(local_cell *c)
  * empty or REAP_CAP_S has passed. */
 static void cell_reap(local_cell *c, double now)
 {
-    for (;;) {
-        int st;
-        pid_t r = waitpid(-c->pid, &st, WNOHANG);
-        if (r > 0) {
-            if (r == c->pid) c->leader_reaped = 1;
-            continue;
-        }
-        if (r < 0 && errno == EINTR) continue;
-        break; /* 0: members still alive; ECHILD: none of our children left in the group */
-    }
+    int st;
+    proc_reap_group(c->pid, &c->leader_reaped);
     if (!c->leader_reaped) { /* e.g. the group id changed under us: reap the leader directly */
-        int st;
-        pid_t r = waitpid(c->pid, &st, WNOHANG);
-        if (r == c->pid || (r < 0 && errno == ECHILD)) c->leader_reaped = 1;
+        int r = proc_reap(c->pid, 1, &st);
+        if (r == 1 || (r < 0 && errno == ECHILD)) c->leader_reaped = 1;
     }
-    if (c->leader_reaped && kill(-c->pid, 0) < 0 && errno == ESRCH) {
+    if (c->leader_reaped && proc_group_gone(c->pid)) {
         c->stage = CELL_GONE;
         return;
     }
     if (now >= c->reap_until) {
-        if (!c->leader_reaped) {
-            int st;
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &st, 0);
+        if (!c->leader_reaped) { /* unreaped, so its pid (and group id) are still ours */
+            proc_kill(c->pid, SIGKILL);
+            proc_reap(c->pid, 0, &st);
             c->leader_reaped = 1;
         }
         c->stage = CELL_GONE;
@@ -809,7 +791,7 @@ static int local_poll(executor *base, int timeout_ms)
         if (c->stage == CELL_RUNNING) cell_check_exit(c);
         if (c->stage == CELL_RUNNING) {
             if (c->term_sent && !c->kill_sent && now >= c->kill_at) {
-                kill(-c->pid, SIGKILL);
+                proc_kill(c->pid, SIGKILL);
                 c->kill_sent = 1;
             }
             if (hang_s > 0 && !c->term_sent && now - c->last_line > hang_s) {
@@ -909,7 +891,7 @@ static void local_free(executor *base)
         local_cell *c = ex->cells;
         ex->cells = c->next;
         if (c->stage == CELL_RUNNING) {
-            kill(-c->pid, SIGKILL); /* leader unreaped: the pgid is still ours */
+            proc_kill(c->pid, SIGKILL); /* leader unreaped: the pgid is still ours */
             c->stage = CELL_REAPING;
             c->reap_until = executor_clock() + REAP_CAP_S;
         }
