@@ -2,10 +2,10 @@
  * (executor.h has the contract and the outcome rules; engine/cell.h the protocol).
  *
  * Design.
- * - Spawning: posix_spawn (no fork of the daemon's address space) with the child as leader of its
- *   own process group (POSIX_SPAWN_SETPGROUP, pgid 0), default signal dispositions and an empty
- *   signal mask, fds 0/1/2 wired to a socketpair (stdin) and two pipes (stdout, stderr) and every
- *   other fd closed (addclosefrom_np(3)), so nothing of the daemon leaks even if some library
+ * - Processes: proc.c (proc.h) is the one process runner; this file only decides when to
+ *   spawn, signal and reap. proc_spawn starts the child as leader of its own process group with
+ *   default signal dispositions, an empty signal mask and exactly fds 0/1/2, here a socketpair
+ *   (stdin) and two pipes (stdout, stderr), so nothing of the daemon leaks even if some library
  *   forgot O_CLOEXEC. Our own ends are O_CLOEXEC and non-blocking. stdin is a socket so that
  *   writing to a child that has gone away gives EPIPE (send MSG_NOSIGNAL) instead of SIGPIPE;
  *   the spec is written from the poll loop as the child reads it, never blocking.
@@ -17,12 +17,12 @@
  *   loop wakes every 50 ms). stdout goes through a line splitter (lines up to cfg.max_line
  *   bytes, each parsed as JSON and dispatched to the callbacks); stderr into a ring buffer of the
  *   last cfg.stderr_tail bytes.
- * - Life of a cell: RUNNING -> (leader exit seen with waitid(WNOWAIT), so the zombie leader keeps
- *   the process group id reserved) SIGKILL to the whole group to remove leftovers -> REAPING:
- *   reap the leader and any leftover that was reparented to us (we are a child subreaper), until
- *   kill(-pgid, 0) says ESRCH (or 5 s passed) -> outcome decided, stdout/stderr drained,
- *   on_exit, freed. A signal is only ever sent to the group while its leader is unreaped, so a
- *   reused pid can never be hit.
+ * - Life of a cell: RUNNING -> (leader exit seen with proc_exited, which does not reap, so the
+ *   zombie leader keeps the process group id reserved) SIGKILL to the whole group to remove
+ *   leftovers -> REAPING: proc_reap_group reaps the leader and any leftover that was reparented
+ *   to us (we are a child subreaper), until proc_group_gone (or 5 s passed) -> outcome decided,
+ *   stdout/stderr drained, on_exit, freed. A signal (proc_kill) is only ever sent while the
+ *   leader is unreaped, so a reused pid can never be hit.
  * - Termination (cancel, shutdown, hang, protocol violation): SIGTERM to the group, SIGKILL to the
  *   group at grace_s later if the leader is still there.
  * Ownership: the executor owns every cell record, fd, buffer and the parsed result; callbacks
@@ -34,7 +34,6 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +42,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,7 +220,7 @@ static void cell_terminate(local_cell *c, double grace_s)
     double now = executor_clock();
     if (!c->term_sent) {
         c->term_sent = 1;
-        kill(-c->pid, SIGTERM);
+        proc_kill(c->pid, SIGTERM);
         c->kill_at = now + grace_s;
     } else if (now + grace_s < c->kill_at) {
         c->kill_at = now + grace_s;
@@ -446,23 +444,17 @@ static void cell_read_stderr(local_cell *c, int drain)
  * reserved while we SIGKILL whatever is left in the group. */
 static void cell_check_exit(local_cell *c)
 {
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    int r = waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-    if (r < 0 && errno == EINTR) return;
-    if (r == 0 && si.si_pid == 0) return; /* still running */
+    proc_exit how;
+    int r = proc_exited(c->pid, &how);
+    if (r == 0) return; /* still running */
     c->exited_at = executor_clock();
-    if (r == 0) {
+    if (r == 1) {
         c->status_known = 1;
-        if (si.si_code == CLD_EXITED) {
-            c->exited_normally = 1;
-            c->exit_code = si.si_status;
-        } else {
-            c->term_signal = si.si_status;
-            c->core_dumped = si.si_code == CLD_DUMPED;
-            c->exit_code = -1;
-        }
-        kill(-c->pid, SIGKILL); /* leftovers of the group; the zombie leader pins the pgid */
+        c->exited_normally = !how.signaled;
+        c->exit_code = how.signaled ? -1 : how.code;
+        c->term_signal = how.sig;
+        c->core_dumped = how.core_dumped;
+        proc_kill(c->pid, SIGKILL); /* leftovers of the group; the zombie leader pins the pgid */
     } else {
         /* ECHILD: reaped behind our back (SIGCHLD ignored, or a stray wait): status lost, and
          * the group id may no longer be ours, so no signal is sent */
@@ -479,30 +471,20 @@ static void cell_check_exit(local_cell *c)
  * empty or REAP_CAP_S has passed. */
 static void cell_reap(local_cell *c, double now)
 {
-    for (;;) {
-        int st;
-        pid_t r = waitpid(-c->pid, &st, WNOHANG);
-        if (r > 0) {
-            if (r == c->pid) c->leader_reaped = 1;
-            continue;
-        }
-        if (r < 0 && errno == EINTR) continue;
-        break; /* 0: members still alive; ECHILD: none of our children left in the group */
-    }
+    int st;
+    proc_reap_group(c->pid, &c->leader_reaped);
     if (!c->leader_reaped) { /* e.g. the group id changed under us: reap the leader directly */
-        int st;
-        pid_t r = waitpid(c->pid, &st, WNOHANG);
-        if (r == c->pid || (r < 0 && errno == ECHILD)) c->leader_reaped = 1;
+        int r = proc_reap(c->pid, 1, &st);
+        if (r == 1 || (r < 0 && errno == ECHILD)) c->leader_reaped = 1;
     }
-    if (c->leader_reaped && kill(-c->pid, 0) < 0 && errno == ESRCH) {
+    if (c->leader_reaped && proc_group_gone(c->pid)) {
         c->stage = CELL_GONE;
         return;
     }
     if (now >= c->reap_until) {
-        if (!c->leader_reaped) {
-            int st;
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &st, 0);
+        if (!c->leader_reaped) { /* unreaped, so its pid (and group id) are still ours */
+            proc_kill(c->pid, SIGKILL);
+            proc_reap(c->pid, 0, &st);
             c->leader_reaped = 1;
         }
         c->stage = CELL_GONE;
@@ -626,82 +608,124 @@ __attribute__((format(printf, 3, 4))) static int over_add(char **over, int *n, c
     return 0;
 }
 
-/* ------------------------------------------------------------------ ops */
+/* ------------------------------------------------------------------ start */
 
-static int local_start(executor *base, const executor_request *req, char *err, size_t errlen)
+/* The three channels of a cell being started; [0] is our end, [1] the child's, -1 = closed. */
+typedef struct {
+    int in[2];  /* stdin: a socketpair */
+    int out[2]; /* stdout: a pipe */
+    int err[2]; /* stderr: a pipe */
+} cell_fds;
+
+/* Refuse a request without a spec or a binary, or for a cell id that is running. Returns 0, or
+ * -1 with err. */
+static int start_check(local_executor *ex, const executor_request *req, const char *bin, char *err, size_t errlen)
 {
-    local_executor *ex = (local_executor *)base;
-    int rc = -1;
-    int in_sp[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
-    char *over[MAX_OVERRIDES];
-    int n_over = 0;
-    char **envp = NULL;
-    local_cell *c = NULL;
-    const char *bin = req && req->bin ? req->bin : base->cfg.bin;
-
     if (!req || !req->spec) {
         errbuf_set(err, errlen, "executor: no spec");
-        goto cleanup;
+        return -1;
     }
     if (!bin || !*bin) {
         errbuf_set(err, errlen, "executor: no engine binary configured");
-        goto cleanup;
+        return -1;
     }
     if (cell_find(ex, req->cell_id)) {
         errbuf_set(err, errlen, "executor: cell %lld is already running", (long long)req->cell_id);
-        goto cleanup;
+        return -1;
     }
-    c = calloc(1, sizeof *c);
-    if (!c) goto oom;
+    return 0;
+}
+
+/* A record for req with its spec copied and its stderr ring allocated, no fds yet. NULL when out
+ * of memory. Free with cell_free. */
+static local_cell *cell_new(const local_executor *ex, const executor_request *req)
+{
+    local_cell *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
     c->fd_in = c->fd_out = c->fd_err = c->fd_pid = -1;
     c->pi_in = c->pi_out = c->pi_err = c->pi_pid = -1;
     c->id = req->cell_id;
     c->overall = NAN;
     c->spec_len = strlen(req->spec);
     c->spec = strdup(req->spec);
-    c->ring_cap = base->cfg.stderr_tail ? base->cfg.stderr_tail : 1;
+    c->ring_cap = ex->base.cfg.stderr_tail ? ex->base.cfg.stderr_tail : 1;
     c->ring = malloc(c->ring_cap);
-    if (!c->spec || !c->ring) goto oom;
+    if (!c->spec || !c->ring) {
+        cell_free(c);
+        return NULL;
+    }
+    return c;
+}
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_sp) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
-        pipe2(err_p, O_CLOEXEC) < 0) {
+/* Open f's channels, every fd O_CLOEXEC and >= 3. Returns 0, or -1 with err; what was opened is
+ * left to fds_close. */
+static int fds_open(cell_fds *f, char *err, size_t errlen)
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->in) < 0 || pipe2(f->out, O_CLOEXEC) < 0 ||
+        pipe2(f->err, O_CLOEXEC) < 0) {
         errbuf_set(err, errlen, "executor: cannot create pipes: %s", strerror(errno));
-        goto cleanup;
+        return -1;
     }
-    if (fd_above2(&in_sp[0]) || fd_above2(&in_sp[1]) || fd_above2(&out_p[0]) || fd_above2(&out_p[1]) ||
-        fd_above2(&err_p[0]) || fd_above2(&err_p[1])) {
+    if (fd_above2(&f->in[0]) || fd_above2(&f->in[1]) || fd_above2(&f->out[0]) || fd_above2(&f->out[1]) ||
+        fd_above2(&f->err[0]) || fd_above2(&f->err[1])) {
         errbuf_set(err, errlen, "executor: cannot move pipe fds: %s", strerror(errno));
-        goto cleanup;
+        return -1;
     }
+    return 0;
+}
 
-    /* environment overrides */
-    int threads = req->threads > 0 ? req->threads : base->cfg.threads;
-    if ((base->cfg.coretype && over_add(over, &n_over, "OPENBLAS_CORETYPE=%s", base->cfg.coretype)) ||
-        (threads > 0 && (over_add(over, &n_over, "OPENBLAS_NUM_THREADS=%d", threads) ||
-                         over_add(over, &n_over, "OMP_NUM_THREADS=%d", threads))) ||
-        over_add(over, &n_over, "OMP_WAIT_POLICY=PASSIVE"))
+static void fds_close(cell_fds *f)
+{
+    for (int i = 0; i < 2; i++) {
+        fd_close(&f->in[i]);
+        fd_close(&f->out[i]);
+        fd_close(&f->err[i]);
+    }
+}
+
+/* The child's environment (design note above): over[] receives the malloc'd override entries,
+ * *n_over of them, which the caller frees whatever the outcome. Returns the envp array (the
+ * caller frees the array, not its strings), or NULL with err. */
+static char **cell_env(const executor_config *cfg, const executor_request *req, char **over, int *n_over, char *err,
+                       size_t errlen)
+{
+    char **envp = NULL;
+    int threads = req->threads > 0 ? req->threads : cfg->threads;
+    if ((cfg->coretype && over_add(over, n_over, "OPENBLAS_CORETYPE=%s", cfg->coretype)) ||
+        (threads > 0 && (over_add(over, n_over, "OPENBLAS_NUM_THREADS=%d", threads) ||
+                         over_add(over, n_over, "OMP_NUM_THREADS=%d", threads))) ||
+        over_add(over, n_over, "OMP_WAIT_POLICY=PASSIVE"))
         goto oom;
     for (const char *const *e = req->env; e && *e; e++) {
-        if (n_over == MAX_OVERRIDES) {
+        if (*n_over == MAX_OVERRIDES) {
             errbuf_set(err, errlen, "executor: more than %d environment entries", MAX_OVERRIDES - 4);
-            goto cleanup;
+            return NULL;
         }
         if (!strchr(*e, '=') || **e == '=') {
             errbuf_set(err, errlen, "executor: environment entry '%s' is not NAME=value", *e);
-            goto cleanup;
+            return NULL;
         }
-        if (over_add(over, &n_over, "%s", *e)) goto oom;
+        if (over_add(over, n_over, "%s", *e)) goto oom;
     }
-    envp = env_build(over, n_over);
-    if (!envp) goto oom;
+    envp = env_build(over, *n_over);
+    if (envp) return envp;
+oom:
+    errbuf_set(err, errlen, "executor: out of memory");
+    return NULL;
+}
 
+/* Spawn `BIN cell` with f's child ends as its fds 0/1/2 and envp, then lower its priority by
+ * cfg.nice. Returns 0 with c->pid and c->started set, or -1 with err. */
+static int cell_spawn(const local_executor *ex, local_cell *c, const char *bin, char **envp, const cell_fds *f,
+                      char *err, size_t errlen)
+{
     /* child: fds 0/1/2 only, own process group, default signals, empty mask (proc.h) */
     char *argv[] = {(char *)bin, (char *)"cell", NULL};
     pid_t pid;
     char perr[256];
-    if (proc_spawn(&pid, argv, 0, envp, in_sp[1], out_p[1], err_p[1], perr, sizeof perr) != 0) {
+    if (proc_spawn(&pid, argv, 0, envp, f->in[1], f->out[1], f->err[1], perr, sizeof perr) != 0) {
         errbuf_set(err, errlen, "executor: %s", perr);
-        goto cleanup;
+        return -1;
     }
     c->pid = pid;
     /* cells run `nice` steps below the daemon (capped at 19); the child may run a few
@@ -711,40 +735,30 @@ static int local_start(executor *base, const executor_request *req, char *err, s
         (void)setpriority(PRIO_PROCESS, (id_t)pid, v > 19 ? 19 : v);
     }
     c->started = c->last_line = executor_clock();
-    fd_close(&in_sp[1]);
-    fd_close(&out_p[1]);
-    fd_close(&err_p[1]);
-    c->fd_in = in_sp[0];
-    c->fd_out = out_p[0];
-    c->fd_err = err_p[0];
-    in_sp[0] = out_p[0] = err_p[0] = -1;
+    return 0;
+}
+
+/* After the spawn: close the child's ends of f, move our ends into c (non-blocking) and open a
+ * pidfd of the leader when the kernel has them. */
+static void cell_attach(local_cell *c, cell_fds *f)
+{
+    fd_close(&f->in[1]);
+    fd_close(&f->out[1]);
+    fd_close(&f->err[1]);
+    c->fd_in = f->in[0];
+    c->fd_out = f->out[0];
+    c->fd_err = f->err[0];
+    f->in[0] = f->out[0] = f->err[0] = -1;
     fd_set_nonblock(c->fd_in);
     fd_set_nonblock(c->fd_out);
     fd_set_nonblock(c->fd_err);
 #ifdef SYS_pidfd_open
-    c->fd_pid = (int)syscall(SYS_pidfd_open, pid, 0); /* O_CLOEXEC implied; -1 = fall back to ticks */
+    c->fd_pid = (int)syscall(SYS_pidfd_open, c->pid, 0); /* O_CLOEXEC implied; -1 = fall back to ticks */
     if (c->fd_pid >= 0 && c->fd_pid < 3) fd_above2(&c->fd_pid);
 #endif
-    cell_feed_stdin(c);
-    c->next = ex->cells;
-    ex->cells = c;
-    c = NULL;
-    rc = 0;
-    goto cleanup;
-
-oom:
-    errbuf_set(err, errlen, "executor: out of memory");
-cleanup:
-    for (int i = 0; i < 2; i++) {
-        fd_close(&in_sp[i]);
-        fd_close(&out_p[i]);
-        fd_close(&err_p[i]);
-    }
-    for (int i = 0; i < n_over; i++) free(over[i]);
-    free(envp);
-    cell_free(c);
-    return rc;
 }
+
+/* ------------------------------------------------------------------ poll */
 
 static int pfd_add(local_executor *ex, size_t *np, int fd, short events)
 {
@@ -759,40 +773,50 @@ static int pfd_add(local_executor *ex, size_t *np, int fd, short events)
     return (int)(*np)++;
 }
 
-static int local_poll(executor *base, int timeout_ms)
+/* This round's poll set into ex->pfd, *np entries: the wake pipe first, then every open fd of
+ * every cell (its index in c->pi_*; one that does not fit in memory waits for a later round).
+ * Returns 0, or -1 when not even the wake pipe fits. */
+static int poll_set_build(local_executor *ex, size_t *np)
 {
-    local_executor *ex = (local_executor *)base;
-    double now = executor_clock();
-    double hang_s = base->cfg.hang_s;
-    size_t np = 0;
-    if (pfd_add(ex, &np, ex->wake_r, POLLIN) < 0) {
-        errno = ENOMEM;
-        return -1;
-    }
-    /* timeout: the caller's, shortened by the next deadline of any cell */
-    double wait_s = timeout_ms < 0 ? -1.0 : timeout_ms / 1000.0;
-#define SHORTEN(t)                                          \
-    do {                                                    \
-        double t_ = (t) < 0 ? 0 : (t);                      \
-        if (wait_s < 0 || t_ < wait_s) wait_s = t_;         \
-    } while (0)
+    *np = 0;
+    if (pfd_add(ex, np, ex->wake_r, POLLIN) < 0) return -1;
     for (local_cell *c = ex->cells; c; c = c->next) {
-        c->pi_in = c->fd_in >= 0 ? pfd_add(ex, &np, c->fd_in, POLLOUT) : -1;
-        c->pi_out = c->fd_out >= 0 ? pfd_add(ex, &np, c->fd_out, POLLIN) : -1;
-        c->pi_err = c->fd_err >= 0 ? pfd_add(ex, &np, c->fd_err, POLLIN) : -1;
-        c->pi_pid = c->fd_pid >= 0 ? pfd_add(ex, &np, c->fd_pid, POLLIN) : -1;
+        c->pi_in = c->fd_in >= 0 ? pfd_add(ex, np, c->fd_in, POLLOUT) : -1;
+        c->pi_out = c->fd_out >= 0 ? pfd_add(ex, np, c->fd_out, POLLIN) : -1;
+        c->pi_err = c->fd_err >= 0 ? pfd_add(ex, np, c->fd_err, POLLIN) : -1;
+        c->pi_pid = c->fd_pid >= 0 ? pfd_add(ex, np, c->fd_pid, POLLIN) : -1;
+    }
+    return 0;
+}
+
+/* Shorten *wait_s (< 0 = unbounded) to t seconds, t clamped at 0. */
+static void wait_shorten(double *wait_s, double t)
+{
+    if (t < 0) t = 0;
+    if (*wait_s < 0 || t < *wait_s) *wait_s = t;
+}
+
+/* The poll(2) timeout in ms: the caller's timeout_ms (< 0 = none), shortened by the next
+ * deadline of any cell (SIGKILL after the grace, hang, the no-pidfd and reaping ticks). */
+static int poll_timeout(const local_executor *ex, int timeout_ms, double now)
+{
+    double hang_s = ex->base.cfg.hang_s;
+    double wait_s = timeout_ms < 0 ? -1.0 : timeout_ms / 1000.0;
+    for (const local_cell *c = ex->cells; c; c = c->next) {
         if (c->stage == CELL_RUNNING) {
-            if (c->fd_pid < 0) SHORTEN(NOPIDFD_TICK_MS / 1000.0);
-            if (c->term_sent && !c->kill_sent) SHORTEN(c->kill_at - now);
-            if (hang_s > 0 && !c->term_sent) SHORTEN(c->last_line + hang_s - now);
+            if (c->fd_pid < 0) wait_shorten(&wait_s, NOPIDFD_TICK_MS / 1000.0);
+            if (c->term_sent && !c->kill_sent) wait_shorten(&wait_s, c->kill_at - now);
+            if (hang_s > 0 && !c->term_sent) wait_shorten(&wait_s, c->last_line + hang_s - now);
         } else {
-            SHORTEN(REAP_TICK_MS / 1000.0);
+            wait_shorten(&wait_s, REAP_TICK_MS / 1000.0);
         }
     }
-#undef SHORTEN
-    int tmo = wait_s < 0 ? -1 : (int)ceil(wait_s * 1000.0);
-    if (poll(ex->pfd, np, tmo) < 0 && errno != EINTR) return -1;
+    return wait_s < 0 ? -1 : (int)ceil(wait_s * 1000.0);
+}
 
+/* Serve what poll reported: drain the wake pipe, feed stdin, read stdout and stderr. */
+static void poll_serve_io(local_executor *ex)
+{
     if (ex->pfd[0].revents) {
         char buf[64];
         while (read(ex->wake_r, buf, sizeof buf) > 0) {
@@ -804,22 +828,33 @@ static int local_poll(executor *base, int timeout_ms)
         if (c->pi_err >= 0 && ex->pfd[c->pi_err].revents) cell_read_stderr(c, 0);
         c->pi_in = c->pi_out = c->pi_err = c->pi_pid = -1;
     }
-    now = executor_clock();
+}
+
+/* Move every cell along at time now: leader exits, SIGKILL once the grace is over, hangs,
+ * reaping. */
+static void poll_advance(local_executor *ex, double now)
+{
+    double hang_s = ex->base.cfg.hang_s;
     for (local_cell *c = ex->cells; c; c = c->next) {
         if (c->stage == CELL_RUNNING) cell_check_exit(c);
         if (c->stage == CELL_RUNNING) {
             if (c->term_sent && !c->kill_sent && now >= c->kill_at) {
-                kill(-c->pid, SIGKILL);
+                proc_kill(c->pid, SIGKILL);
                 c->kill_sent = 1;
             }
             if (hang_s > 0 && !c->term_sent && now - c->last_line > hang_s) {
                 c->hung = 1;
-                cell_terminate(c, base->cfg.grace_s);
+                cell_terminate(c, ex->base.cfg.grace_s);
             }
         }
         if (c->stage == CELL_REAPING) cell_reap(c, now);
     }
-    /* unlink the finished ones first: on_exit may start new cells */
+}
+
+/* Report and free the GONE cells. They are unlinked first: on_exit may start new cells. Returns
+ * how many were reported. */
+static int poll_report_gone(local_executor *ex)
+{
     local_cell *done = NULL, **pp = &ex->cells;
     while (*pp) {
         local_cell *c = *pp;
@@ -840,6 +875,55 @@ static int local_poll(executor *base, int timeout_ms)
         n_done++;
     }
     return n_done;
+}
+
+/* ------------------------------------------------------------------ ops */
+
+static int local_start(executor *base, const executor_request *req, char *err, size_t errlen)
+{
+    local_executor *ex = (local_executor *)base;
+    const char *bin = req && req->bin ? req->bin : base->cfg.bin;
+    cell_fds f = {{-1, -1}, {-1, -1}, {-1, -1}};
+    char *over[MAX_OVERRIDES];
+    int n_over = 0, rc = -1;
+    char **envp = NULL;
+    local_cell *c = NULL;
+    if (start_check(ex, req, bin, err, errlen) != 0) goto cleanup;
+    c = cell_new(ex, req);
+    if (!c) {
+        errbuf_set(err, errlen, "executor: out of memory");
+        goto cleanup;
+    }
+    if (fds_open(&f, err, errlen) != 0) goto cleanup;
+    envp = cell_env(&base->cfg, req, over, &n_over, err, errlen);
+    if (!envp || cell_spawn(ex, c, bin, envp, &f, err, errlen) != 0) goto cleanup;
+    cell_attach(c, &f);
+    cell_feed_stdin(c);
+    c->next = ex->cells;
+    ex->cells = c;
+    c = NULL;
+    rc = 0;
+cleanup:
+    fds_close(&f);
+    for (int i = 0; i < n_over; i++) free(over[i]);
+    free(envp);
+    cell_free(c);
+    return rc;
+}
+
+static int local_poll(executor *base, int timeout_ms)
+{
+    local_executor *ex = (local_executor *)base;
+    size_t np;
+    if (poll_set_build(ex, &np) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int tmo = poll_timeout(ex, timeout_ms, executor_clock());
+    if (poll(ex->pfd, np, tmo) < 0 && errno != EINTR) return -1;
+    poll_serve_io(ex);
+    poll_advance(ex, executor_clock());
+    return poll_report_gone(ex);
 }
 
 static int local_cancel(executor *base, int64_t cell_id)
@@ -909,7 +993,7 @@ static void local_free(executor *base)
         local_cell *c = ex->cells;
         ex->cells = c->next;
         if (c->stage == CELL_RUNNING) {
-            kill(-c->pid, SIGKILL); /* leader unreaped: the pgid is still ours */
+            proc_kill(c->pid, SIGKILL); /* leader unreaped: the pgid is still ours */
             c->stage = CELL_REAPING;
             c->reap_until = executor_clock() + REAP_CAP_S;
         }

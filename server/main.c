@@ -355,124 +355,168 @@ static void time_format(int64_t ms, char *buf, size_t len) {
         snprintf(buf, len, "%lld", (long long)ms);
 }
 
+/* A parsed `prunelabd user` command line; the strings are argv's. */
+typedef struct {
+    const char *sub;                    /* "add", "list" or "revoke" */
+    const char *name;                   /* NULL for list */
+    const char *data_dir, *config_file; /* NULL when not given */
+    int admin, as_json;
+} user_args;
+
+/* The options and NAME after the subcommand (argv[2..]) into a. Returns 0, or -1 after printing
+ * the usage error. */
+static int user_opts_parse(int argc, char **argv, user_args *a) {
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if ((r = opt_value(argc, argv, &i, "--data-dir", &a->data_dir)) != 0 ||
+            (r = opt_value(argc, argv, &i, "--config", &a->config_file)) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "prunelabd: %s needs a value\n", argv[i]);
+                return -1;
+            }
+        } else if (strcmp(argv[i], "--admin") == 0 && strcmp(a->sub, "add") == 0) {
+            a->admin = 1;
+        } else if (strcmp(argv[i], "--json") == 0 && strcmp(a->sub, "list") == 0) {
+            a->as_json = 1;
+        } else if (argv[i][0] == '-' || a->name || strcmp(a->sub, "list") == 0) {
+            fprintf(stderr, "prunelabd: user %s: unexpected argument '%s'; try 'prunelabd user "
+                            "--help'\n", a->sub, argv[i]);
+            return -1;
+        } else {
+            a->name = argv[i];
+        }
+    }
+    return 0;
+}
+
+/* argv (argv[0] is "user") into a. Returns -1 when the command is to run, else the exit status:
+ * 0 after --help, 2 after a usage error (printed). */
+static int user_args_parse(int argc, char **argv, user_args *a) {
+    memset(a, 0, sizeof *a);
+    a->sub = argc > 1 ? argv[1] : NULL;
+    if (!a->sub || strcmp(a->sub, "--help") == 0 || strcmp(a->sub, "-h") == 0) {
+        user_usage(a->sub ? stdout : stderr);
+        return a->sub ? 0 : 2;
+    }
+    if (strcmp(a->sub, "add") != 0 && strcmp(a->sub, "list") != 0 && strcmp(a->sub, "revoke") != 0) {
+        fprintf(stderr, "prunelabd: unknown user command '%s'; try 'prunelabd user --help'\n", a->sub);
+        return 2;
+    }
+    if (user_opts_parse(argc, argv, a) != 0) return 2;
+    if (strcmp(a->sub, "list") != 0 && !a->name) {
+        fprintf(stderr, "prunelabd: user %s needs a NAME; try 'prunelabd user --help'\n", a->sub);
+        return 2;
+    }
+    return -1;
+}
+
+/* Load --config, apply --data-dir, create DATA_DIR and open its store. Returns 0 with *st, or 1
+ * after printing why (*st may still need store_close). */
+static int user_store_open(const user_args *a, const char *argv0, pl_config *c, store **st) {
+    char err[ERRLEN];
+    if (a->config_file && config_load_file(c, a->config_file, err, sizeof err) != 0) {
+        fprintf(stderr, "prunelabd: %s\n", err);
+        return 1;
+    }
+    if (a->data_dir && config_set(c, "data_dir", a->data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "prunelabd: --data-dir: %s\n", err);
+        return 1;
+    }
+    char *sql_dir = sql_dir_find(argv0); /* only read while the store opens */
+    int bad = !sql_dir || mkdir_p(c->data_dir, err, sizeof err) != 0 ||
+              store_open_in(c->data_dir, sql_dir, st, err, sizeof err) != STORE_OK;
+    if (bad) fprintf(stderr, "prunelabd: %s\n", sql_dir ? err : "out of memory");
+    free(sql_dir);
+    return bad;
+}
+
+/* `user add NAME [--admin]`: prints the new token. Returns the exit status (0 or 1). */
+static int user_add(store *st, const user_args *a) {
+    char err[ERRLEN], token[STORE_TOKEN_LEN];
+    int r = store_user_add(st, a->name, a->admin, token, err, sizeof err);
+    if (r == STORE_EXISTS) {
+        fprintf(stderr, "prunelabd: user '%s' already exists\n", a->name);
+        return 1;
+    }
+    if (r != STORE_OK) {
+        fprintf(stderr, "prunelabd: user add %s: %s\n", a->name, err);
+        return 1;
+    }
+    fprintf(stderr, "prunelabd: created %suser '%s'; its token (shown only now):\n",
+            a->admin ? "admin " : "", a->name);
+    printf("%s\n", token);
+    return 0;
+}
+
+/* `user revoke NAME`: revokes every active token of the user. Returns the exit status. */
+static int user_revoke(store *st, const user_args *a) {
+    char err[ERRLEN];
+    int n = 0;
+    int r = store_user_revoke(st, a->name, &n, err, sizeof err);
+    if (r == STORE_NOTFOUND) {
+        fprintf(stderr, "prunelabd: no user '%s'\n", a->name);
+        return 1;
+    }
+    if (r != STORE_OK && r != STORE_NOOP) {
+        fprintf(stderr, "prunelabd: user revoke %s: %s\n", a->name, err);
+        return 1;
+    }
+    printf("revoked %d token(s) of user '%s'\n", r == STORE_NOOP ? 0 : n, a->name);
+    return 0;
+}
+
+/* One user of `user list`: appended to arr as an object (as_json), else a line of the table. */
+static void user_list_row(const store_user *u, int as_json, json_t *arr) {
+    char when[64];
+    time_format(u->created_ms, when, sizeof when);
+    if (as_json)
+        json_array_append_new(arr, json_pack("{s:s, s:b, s:i, s:s}", "name", u->name, "admin", u->admin,
+                                             "active_tokens", u->active_tokens, "created", when));
+    else
+        printf("%-24s %-5s %-6d %s\n", u->name, u->admin ? "yes" : "no", u->active_tokens, when);
+}
+
+/* `user list [--json]`: a table, or a JSON array. Returns the exit status. */
+static int user_list(store *st, const user_args *a) {
+    char err[ERRLEN];
+    store_user *users = NULL;
+    size_t n = 0;
+    if (store_users_list(st, &users, &n, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "prunelabd: user list: %s\n", err);
+        return 1;
+    }
+    json_t *arr = a->as_json ? json_array() : NULL;
+    if (!a->as_json) printf("%-24s %-5s %-6s %s\n", "NAME", "ADMIN", "TOKENS", "CREATED");
+    for (size_t i = 0; i < n; i++) user_list_row(&users[i], a->as_json, arr);
+    if (a->as_json) {
+        char *text = json_dumps(arr, JSON_INDENT(2));
+        if (text) printf("%s\n", text);
+        free(text);
+        json_decref(arr);
+    }
+    store_users_free(users, n);
+    return 0;
+}
+
 /* `prunelabd user add|list|revoke`: manage bearer tokens in DATA_DIR/prunelab.db. Returns the
  * exit status: 0, 1 (refused or failed), 2 (usage). */
 static int cmd_user(int argc, char **argv, const char *argv0) {
-    int rc = 2;
-    const char *sub = argc > 1 ? argv[1] : NULL;
-    const char *name = NULL, *data_dir = NULL, *config_file = NULL;
-    int admin = 0, as_json = 0;
-    char err[ERRLEN];
+    user_args a;
+    int rc = user_args_parse(argc, argv, &a);
+    if (rc >= 0) return rc;
     pl_config c;
     config_init(&c);
     store *st = NULL;
-    char *sql_dir = NULL;
-    if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        user_usage(sub ? stdout : stderr);
-        rc = sub ? 0 : 2;
-        goto cleanup;
+    rc = user_store_open(&a, argv0, &c, &st);
+    if (rc == 0) {
+        if (strcmp(a.sub, "add") == 0)
+            rc = user_add(st, &a);
+        else if (strcmp(a.sub, "revoke") == 0)
+            rc = user_revoke(st, &a);
+        else
+            rc = user_list(st, &a);
     }
-    if (strcmp(sub, "add") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "revoke") != 0) {
-        fprintf(stderr, "prunelabd: unknown user command '%s'; try 'prunelabd user --help'\n", sub);
-        goto cleanup;
-    }
-    for (int i = 2; i < argc; i++) {
-        int r;
-        if ((r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0 ||
-            (r = opt_value(argc, argv, &i, "--config", &config_file)) != 0) {
-            if (r < 0) {
-                fprintf(stderr, "prunelabd: %s needs a value\n", argv[i]);
-                goto cleanup;
-            }
-        } else if (strcmp(argv[i], "--admin") == 0 && strcmp(sub, "add") == 0) {
-            admin = 1;
-        } else if (strcmp(argv[i], "--json") == 0 && strcmp(sub, "list") == 0) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' || name || strcmp(sub, "list") == 0) {
-            fprintf(stderr, "prunelabd: user %s: unexpected argument '%s'; try 'prunelabd user "
-                            "--help'\n", sub, argv[i]);
-            goto cleanup;
-        } else {
-            name = argv[i];
-        }
-    }
-    if (strcmp(sub, "list") != 0 && !name) {
-        fprintf(stderr, "prunelabd: user %s needs a NAME; try 'prunelabd user --help'\n", sub);
-        goto cleanup;
-    }
-    rc = 1;
-    if (config_file && config_load_file(&c, config_file, err, sizeof err) != 0) {
-        fprintf(stderr, "prunelabd: %s\n", err);
-        goto cleanup;
-    }
-    if (data_dir && config_set(&c, "data_dir", data_dir, err, sizeof err) != 0) {
-        fprintf(stderr, "prunelabd: --data-dir: %s\n", err);
-        goto cleanup;
-    }
-    sql_dir = sql_dir_find(argv0);
-    if (!sql_dir || mkdir_p(c.data_dir, err, sizeof err) != 0 ||
-        store_open_in(c.data_dir, sql_dir, &st, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "prunelabd: %s\n", sql_dir ? err : "out of memory");
-        goto cleanup;
-    }
-    if (strcmp(sub, "add") == 0) {
-        char token[STORE_TOKEN_LEN];
-        int r = store_user_add(st, name, admin, token, err, sizeof err);
-        if (r == STORE_EXISTS) {
-            fprintf(stderr, "prunelabd: user '%s' already exists\n", name);
-            goto cleanup;
-        }
-        if (r != STORE_OK) {
-            fprintf(stderr, "prunelabd: user add %s: %s\n", name, err);
-            goto cleanup;
-        }
-        fprintf(stderr, "prunelabd: created %suser '%s'; its token (shown only now):\n",
-                admin ? "admin " : "", name);
-        printf("%s\n", token);
-    } else if (strcmp(sub, "revoke") == 0) {
-        int n = 0;
-        int r = store_user_revoke(st, name, &n, err, sizeof err);
-        if (r == STORE_NOTFOUND) {
-            fprintf(stderr, "prunelabd: no user '%s'\n", name);
-            goto cleanup;
-        }
-        if (r != STORE_OK && r != STORE_NOOP) {
-            fprintf(stderr, "prunelabd: user revoke %s: %s\n", name, err);
-            goto cleanup;
-        }
-        printf("revoked %d token(s) of user '%s'\n", r == STORE_NOOP ? 0 : n, name);
-    } else {
-        store_user *users = NULL;
-        size_t n = 0;
-        if (store_users_list(st, &users, &n, err, sizeof err) != STORE_OK) {
-            fprintf(stderr, "prunelabd: user list: %s\n", err);
-            goto cleanup;
-        }
-        json_t *arr = as_json ? json_array() : NULL;
-        if (!as_json) printf("%-24s %-5s %-6s %s\n", "NAME", "ADMIN", "TOKENS", "CREATED");
-        for (size_t i = 0; i < n; i++) {
-            char when[64];
-            time_format(users[i].created_ms, when, sizeof when);
-            if (as_json)
-                json_array_append_new(arr, json_pack("{s:s, s:b, s:i, s:s}", "name", users[i].name,
-                                                     "admin", users[i].admin, "active_tokens",
-                                                     users[i].active_tokens, "created", when));
-            else
-                printf("%-24s %-5s %-6d %s\n", users[i].name, users[i].admin ? "yes" : "no",
-                       users[i].active_tokens, when);
-        }
-        if (as_json) {
-            char *text = json_dumps(arr, JSON_INDENT(2));
-            if (text) printf("%s\n", text);
-            free(text);
-            json_decref(arr);
-        }
-        store_users_free(users, n);
-    }
-    rc = 0;
-cleanup:
     store_close(st);
-    free(sql_dir);
     config_free(&c);
     return rc;
 }

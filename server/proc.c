@@ -1,5 +1,6 @@
-/* proc.c — spawning, killing and reaping child processes (see proc.h). posix_spawn only: no
- * code runs in a forked copy of the daemon. */
+/* proc.c — spawning, signalling and reaping child processes (see proc.h). posix_spawn only: no
+ * code runs in a forked copy of the daemon. Every wait names one pid or one process group (never
+ * waitpid(-1)), and nothing here installs a signal handler. */
 #define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addclosefrom_np */
 #include "proc.h"
 
@@ -64,6 +65,49 @@ int proc_reap(pid_t pid, int nohang, int *status)
     if (r == 0) return 0;
     *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
     return 1;
+}
+
+int proc_exited(pid_t pid, proc_exit *how)
+{
+    siginfo_t si;
+    int r;
+    do {
+        memset(&si, 0, sizeof si); /* si_pid stays 0 when nothing has exited */
+        r = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    if (si.si_pid == 0) return 0;
+    memset(how, 0, sizeof *how);
+    if (si.si_code == CLD_EXITED) {
+        how->code = si.si_status;
+    } else {
+        how->signaled = 1;
+        how->sig = si.si_status;
+        how->core_dumped = si.si_code == CLD_DUMPED;
+    }
+    return 1;
+}
+
+int proc_reap_group(pid_t pgid, int *leader)
+{
+    int n = 0;
+    if (pgid <= 1) return 0; /* waitpid(0 or -1) would reap children that are not the group's */
+    for (;;) {
+        int ws;
+        pid_t r = waitpid(-pgid, &ws, WNOHANG);
+        if (r > 0) {
+            n++;
+            if (r == pgid) *leader = 1;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) continue;
+        return n; /* 0: members still alive; ECHILD: none of our children left in the group */
+    }
+}
+
+int proc_group_gone(pid_t pgid)
+{
+    return pgid > 1 && kill(-pgid, 0) < 0 && errno == ESRCH;
 }
 
 static double mono_s(void)

@@ -1,6 +1,7 @@
-/* proc.h — the one way prunelabd starts a child process: the local executor's cells
- * (executor_local.c, asynchronous) and the engine runs that validate an uploaded model
- * (api_models.c, synchronous, proc_run).
+/* proc.h — the one way prunelabd starts, signals and reaps a child process: the local
+ * executor's cells (executor_local.c, asynchronous: proc_spawn, proc_kill, proc_exited,
+ * proc_reap_group) and the engine runs that validate an uploaded model (api_models.c,
+ * synchronous, proc_run).
  *
  * Every child gets exactly fds 0, 1 and 2 (the given ones, /dev/null for -1), leads its own
  * process group (so proc_kill reaches whatever it starts), and starts with every signal at its
@@ -22,8 +23,30 @@ int proc_spawn(pid_t *pid, char *const argv[], int search, char *const envp[], i
 int proc_kill(pid_t pid, int sig);
 
 /* Reap pid (blocking unless nohang). Returns 1 with *status (exit status, or 128 + signal), 0 when
- * nohang and it still runs, -1 on error. */
+ * nohang and it still runs, -1 on error (errno set; ECHILD: not our child, or reaped already). */
 int proc_reap(pid_t pid, int nohang, int *status);
+
+/* How a child ended (proc_exited). */
+typedef struct {
+    int signaled;    /* 1: killed by a signal, 0: exited */
+    int code;        /* the exit status when it exited, else 0 */
+    int sig;         /* the signal that killed it, else 0 */
+    int core_dumped; /* 1 when that signal dumped core */
+} proc_exit;
+
+/* Has pid, our child, exited? Looks without reaping it (waitid WNOWAIT, never blocks): the zombie
+ * keeps its pid and its process group id reserved, so proc_kill still reaches only what is left
+ * of its group. Returns 1 with *how, 0 while it runs, -1 when it is not (or no longer) our child
+ * (ECHILD: reaped elsewhere). */
+int proc_exited(pid_t pid, proc_exit *how);
+
+/* Reap, without blocking, every exited child of ours in process group pgid (> 1): its leader and,
+ * when this process is a child subreaper, the orphans of the group reparented to it. Returns how
+ * many were reaped; sets *leader to 1 when pgid itself was one of them (else leaves it). */
+int proc_reap_group(pid_t pgid, int *leader);
+
+/* 1 when no process, zombies included, is left in process group pgid (> 1), else 0. */
+int proc_group_gone(pid_t pgid);
 
 typedef struct {
     char *out, *err;  /* stdout and stderr, NUL-terminated (never NULL after success); caller frees */

@@ -1246,9 +1246,10 @@ static int job_rollup(store *st, int64_t job_id, int keep_cancelled, char *err, 
     return rc;
 }
 
-int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *err, size_t errlen)
+/* STORE_OK when nj can be written: an owner, a known type, a spec and 1..1e8 cells, each with a
+ * spec. Else STORE_INVALID with err. */
+static int job_new_check(const store_job_new *nj, char *err, size_t errlen)
 {
-    *job_id = 0;
     if (!nj->owner || !*nj->owner || !nj->spec_json || !nj->cell_specs || nj->n_cells < 1 ||
         nj->n_cells > 100000000 || !store_job_type_name(nj->type)) {
         errbuf_set(err, errlen, "job: owner, a known type, spec and at least one cell are required");
@@ -1259,37 +1260,39 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
             errbuf_set(err, errlen, "cell %zu: spec missing", i);
             return STORE_INVALID;
         }
-    int64_t now = store_now_ms(st), id = 0;
-    int rc = wr_begin(st, 1, err, errlen);
-    if (rc != STORE_OK) return rc;
-    if (nj->idem_key) {
-        sqlite3_stmt *s = stmt_new(st->w, err, errlen, "SELECT id, spec FROM jobs WHERE owner = ?1 AND idem_key = ?2",
-                                   "tt", nj->owner, nj->idem_key);
-        if (!s) { rc = STORE_ERR; goto done; }
-        int step = sqlite3_step(s);
-        if (step == SQLITE_ROW) {
-            *job_id = col_i64(s, 0);
-            const char *old = (const char *)sqlite3_column_text(s, 1);
-            rc = old && !strcmp(old, nj->spec_json) ? STORE_EXISTS : STORE_CONFLICT;
-            if (rc == STORE_CONFLICT) errbuf_set(err, errlen, "idempotency key already used for a different job");
-        } else if (step != SQLITE_DONE) {
-            rc = step_error(st->w, step, err, errlen);
-        }
-        sqlite3_finalize(s);
-        if (rc != STORE_OK) goto done;
+    return STORE_OK;
+}
+
+/* The job that (owner, idem_key) already names (writer, inside the transaction): STORE_OK when
+ * none, STORE_EXISTS (same spec) or STORE_CONFLICT (another spec) with *job_id, else an error. */
+static int job_idem_find(store *st, const store_job_new *nj, int64_t *job_id, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = stmt_new(st->w, err, errlen, "SELECT id, spec FROM jobs WHERE owner = ?1 AND idem_key = ?2",
+                               "tt", nj->owner, nj->idem_key);
+    if (!s) return STORE_ERR;
+    int rc = STORE_OK, step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        *job_id = col_i64(s, 0);
+        const char *old = (const char *)sqlite3_column_text(s, 1);
+        rc = old && !strcmp(old, nj->spec_json) ? STORE_EXISTS : STORE_CONFLICT;
+        if (rc == STORE_CONFLICT) errbuf_set(err, errlen, "idempotency key already used for a different job");
+    } else if (step != SQLITE_DONE) {
+        rc = step_error(st->w, step, err, errlen);
     }
-    rc = exec_sql(st->w, err, errlen,
-                  "INSERT INTO jobs(owner, type, spec, model, priority, idem_key, n_cells, n_queued, baseline, created_ms) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
-                  "ttttntiti", nj->owner, JOB_TYPE_NAMES[nj->type], nj->spec_json, nj->model, nj->priority,
-                  nj->idem_key, (int64_t)nj->n_cells, nj->baseline_json, now);
-    if (rc != STORE_OK) goto done;
-    id = sqlite3_last_insert_rowid(st->w);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Insert the cells of job id, all queued (writer, inside the transaction). STORE_OK, or the
+ * first failure with err naming the cell. */
+static int job_cells_insert(store *st, int64_t id, const store_job_new *nj, int64_t now, char *err, size_t errlen)
+{
+    int rc = STORE_OK;
     int max_attempts = nj->max_attempts > 0 ? nj->max_attempts : STORE_DEFAULT_ATTEMPTS;
     sqlite3_stmt *ins = stmt_new(st->w, err, errlen,
                                  "INSERT INTO cells(job_id, idx, spec, max_attempts, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                                  "i", id);
-    if (!ins) { rc = STORE_ERR; goto done; }
+    if (!ins) return STORE_ERR;
     sqlite3_bind_int(ins, 4, max_attempts);
     sqlite3_bind_int64(ins, 5, now);
     for (size_t i = 0; i < nj->n_cells && rc == STORE_OK; i++) {
@@ -1304,6 +1307,29 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
         sqlite3_reset(ins);
     }
     sqlite3_finalize(ins);
+    return rc;
+}
+
+int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *err, size_t errlen)
+{
+    *job_id = 0;
+    int rc = job_new_check(nj, err, errlen);
+    if (rc != STORE_OK) return rc;
+    int64_t now = store_now_ms(st), id = 0;
+    rc = wr_begin(st, 1, err, errlen);
+    if (rc != STORE_OK) return rc;
+    if (nj->idem_key) {
+        rc = job_idem_find(st, nj, job_id, err, errlen);
+        if (rc != STORE_OK) goto done;
+    }
+    rc = exec_sql(st->w, err, errlen,
+                  "INSERT INTO jobs(owner, type, spec, model, priority, idem_key, n_cells, n_queued, baseline, created_ms) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                  "ttttntiti", nj->owner, JOB_TYPE_NAMES[nj->type], nj->spec_json, nj->model, nj->priority,
+                  nj->idem_key, (int64_t)nj->n_cells, nj->baseline_json, now);
+    if (rc != STORE_OK) goto done;
+    id = sqlite3_last_insert_rowid(st->w);
+    rc = job_cells_insert(st, id, nj, now, err, errlen);
     if (rc == STORE_OK) *job_id = id;
 done:
     rc = wr_end(st, rc, err, errlen);

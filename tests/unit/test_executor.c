@@ -1,5 +1,6 @@
-/* test_executor.c — the local executor (server/executor.h) against the real engine and against
- * fake cells.
+/* test_executor.c — the executor registry (server/executor.c: lookup by name, unknown names
+ * refused, the local executor made and run through it) and the local executor
+ * (server/executor_local.c) against the real engine and against fake cells.
  *
  * The real engine is PRUNELAB_BIN (set by make check), else ./prunelab; a tiny model on the
  * synthetic dataset is created once with `prunelab init`. When neither is there the real-engine
@@ -844,6 +845,85 @@ START_TEST(test_start_errors)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ registry */
+
+START_TEST(test_registry_lookup)
+{
+    ck_assert_int_eq(executor_known("local"), 1);
+    ck_assert_int_eq(executor_known("slurm"), 0); /* not registered (yet) */
+    ck_assert_int_eq(executor_known("Local"), 0);
+    ck_assert_int_eq(executor_known("local "), 0);
+    ck_assert_int_eq(executor_known(""), 0);
+    ck_assert_int_eq(executor_known(NULL), 0);
+    char names[64];
+    executor_names(names, sizeof names);
+    ck_assert_str_eq(names, "local");
+    executor_names(names, 3); /* truncated, still terminated */
+    ck_assert_str_eq(names, "lo");
+    executor_names(names, 1);
+    ck_assert_str_eq(names, "");
+
+    rec r;
+    memset(&r, 0, sizeof r);
+    executor_config cfg;
+    executor_config_default(&cfg);
+    executor_callbacks cb = {&r, cb_progress, cb_result, cb_error, cb_exit};
+    char err[EXECUTOR_ERRLEN] = "";
+    ck_assert_ptr_null(executor_new("slurm", &cfg, &cb, err, sizeof err));
+    ck_assert_str_eq(err, "unknown executor 'slurm' (available: local)");
+    err[0] = '\0';
+    ck_assert_ptr_null(executor_new(NULL, &cfg, &cb, err, sizeof err));
+    ck_assert_msg(strstr(err, "unknown executor ''"), "err: %s", err);
+    ck_assert_ptr_null(executor_new("LOCAL", &cfg, &cb, NULL, 0)); /* no error buffer: still refused */
+}
+END_TEST
+
+START_TEST(test_registry_makes_local)
+{
+    rec r;
+    memset(&r, 0, sizeof r);
+    executor_config cfg;
+    executor_config_default(&cfg);
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s",
+             script("registry", PROGRESS("load") "\necho '{\"event\":\"result\",\"metrics\":{\"via\":\"registry\"}}'"));
+    cfg.bin = bin;
+    cfg.grace_s = 1.5;
+    executor_callbacks cb = {&r, cb_progress, cb_result, cb_error, cb_exit};
+    char err[EXECUTOR_ERRLEN];
+    r.ex = executor_new("local", &cfg, &cb, err, sizeof err);
+    ck_assert_msg(r.ex != NULL, "executor_new(local): %s", err);
+    ck_assert_str_eq(r.ex->ops->name, "local");
+    ck_assert(r.ex->cfg.bin != bin); /* the configuration is copied */
+    ck_assert_str_eq(r.ex->cfg.bin, bin);
+    ck_assert(r.ex->cfg.grace_s == 1.5);
+    ck_assert_ptr_eq(r.ex->cb.user, &r);
+    bin[0] = '\0'; /* the executor must not depend on the caller's string */
+    start_cell(&r, 4, "{}", NULL); /* the configured binary */
+    run_until_exits(&r, 1, 10);
+    cell_rec *c = &r.cell[4];
+    ck_assert_msg(c->status == EXECUTOR_DONE, "status %s: %s; stderr %s", executor_status_name(c->status), c->message,
+                  c->stderr_tail);
+    ck_assert_int_eq(c->n_progress, 1);
+    ck_assert_int_eq(c->n_result, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(c->metrics, "via")), "registry");
+    ck_assert(group_gone(c->pid));
+    ck_assert_int_eq(executor_running(r.ex), 0);
+    rec_free(&r);
+
+    /* an init failure comes back through the registry with its reason */
+    struct sigaction ign, old;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    ck_assert_int_eq(sigaction(SIGCHLD, &ign, &old), 0);
+    err[0] = '\0';
+    executor *ex = executor_new("local", &cfg, &cb, err, sizeof err);
+    ck_assert_int_eq(sigaction(SIGCHLD, &old, NULL), 0);
+    ck_assert_ptr_null(ex);
+    ck_assert_msg(strstr(err, "SIGCHLD is ignored"), "err: %s", err);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ setup */
 
 static void setup_engine(void)
@@ -874,7 +954,12 @@ int main(void)
     setup_engine();
 
     Suite *s = suite_create("executor");
-    TCase *tc = tcase_create("real_engine");
+    TCase *tc = tcase_create("registry");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_registry_lookup);
+    tcase_add_test(tc, test_registry_makes_local);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("real_engine");
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_real_ablation);
     tcase_add_test(tc, test_real_bad_spec);
