@@ -49,14 +49,15 @@ int api_reply_store(http_request *req, int rc, const char *what, const char *err
 
 static jobs_env env_of(const api_ctx *ctx) { return (jobs_env){ctx->st, ctx->sched, ctx->cfg}; }
 
-/* The {id} path parameter: > 0, or -1 after replying 404. */
+/* The {id} path parameter: decimal digits only, no leading zero ("+1", " 1", "01" name no job),
+ * > 0; or -1 after replying 404. */
 static int64_t path_job_id(http_request *req)
 {
     const char *s = http_request_param(req, "id");
     char *end = NULL;
     errno = 0;
-    long long v = s ? strtoll(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno || v <= 0) {
+    long long v = s && *s >= '1' && *s <= '9' ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || v <= 0 || *end || errno) {
         http_reply_error(req, 404, "not_found", "id", "job %s not found", s ? s : "");
         return -1;
     }

@@ -637,6 +637,12 @@ int store_open(const char *path, const char *sql_dir, store **out, char *err, si
 
     int rc = STORE_OK;
     char *mode = NULL;
+    if (strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0) {
+        /* a new database is created 0600 (SQLite would use 0644; its -wal / -shm files copy the
+         * database's mode): tokens' hashes and everyone's results are in it */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0) close(fd);
+    }
     if (sqlite3_open_v2(path, &st->w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         rc = errbuf_set(err, errlen, "open %s: %s", path, st->w ? sqlite3_errmsg(st->w) : "out of memory");

@@ -199,6 +199,14 @@ START_TEST(test_migrations_apply_and_reopen)
 {
     store *st = open_db();
     ck_assert_int_eq(store_schema_version(st), SCHEMA);
+    /* a new database and its WAL are readable by the daemon's user only */
+    struct stat sb;
+    char wal[8300];
+    snprintf(wal, sizeof wal, "%s-wal", g_db);
+    ck_assert_int_eq(stat(g_db, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    ck_assert_int_eq(stat(wal, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
     int64_t id = make_job(st, "alice", 0, 3, 0, NULL);
     char tok[STORE_TOKEN_LEN];
     ck_assert_int_eq(store_user_add(st, "alice", 1, tok, err, sizeof err), STORE_OK);
