@@ -92,6 +92,7 @@ int api_job_results_csv(http_request *req, void *app);
 int api_models_list(http_request *req, void *app);
 int api_model_get(http_request *req, void *app);
 int api_model_put(http_request *req, void *app);
+int api_model_put_headers(http_request *req, void *app); /* the PUT route's before_body */
 int api_model_delete(http_request *req, void *app);
 int api_model_components(http_request *req, void *app);
 int api_datasets_list(http_request *req, void *app);

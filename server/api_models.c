@@ -274,6 +274,33 @@ static int upload_register(http_request *req, api_ctx *ctx, const char *name, co
     return 1;
 }
 
+/* PUT /models/{name} when its headers are in, before a byte of the body is stored: the token
+ * (write), the name, no model of that name yet, and a Content-Length above 0 (the route's cap
+ * was checked against it already; a chunked upload of unknown size is refused with 411). A
+ * refusal here costs the server no disk and no engine; api_model_put checks again. */
+int api_model_put_headers(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_user u;
+    store_model existing;
+    char err[256] = "";
+    if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    store_user_free(&u);
+    const char *name = path_model_name(req);
+    if (!name) return 0;
+    const char *cl = http_request_header(req, "Content-Length");
+    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
+        store_model_free(&existing);
+        http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
+    } else if (!cl) {
+        http_reply_error(req, 411, "length_required", NULL,
+                         "uploads need a Content-Length (send the file, e.g. curl --data-binary @FILE)");
+    } else if (strcmp(cl, "0") == 0) {
+        http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
+    }
+    return 0;
+}
+
 int api_model_put(http_request *req, void *app)
 {
     api_ctx *ctx = app;

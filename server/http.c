@@ -8,7 +8,8 @@
  *
  * Request life cycle (one owner: MHD's *req_cls).
  *   first call      request_new: copy method and path, validate and decode the path, route it,
- *                   decode the query, check Content-Length against the route's cap. Any
+ *                   decode the query, check Content-Length against the route's cap, run the
+ *                   route's before_body check (uploads: auth, name, conflict). Any
  *                   failure queues a 400/404/405/413 at once (MHD then skips the body).
  *   body calls      append to memory or to a temp file; past the cap, data is discarded and
  *                   the request ends in 413 (bodies without Content-Length).
@@ -627,6 +628,12 @@ static int request_prepare(http_request *req) {
                              cl, req->body_limit, route->method, route->pattern);
             return -1;
         }
+    }
+    if (route->before_body) {
+        if (route->before_body(req, req->srv->app) != 0 && !req->resp)
+            http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                             "internal error while checking %s %s", req->method, req->path);
+        if (req->resp) return -1;
     }
     return 0;
 }

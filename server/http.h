@@ -47,6 +47,11 @@ typedef struct {
     enum http_body_mode body;
     size_t body_max;           /* 0 = the server default for the mode */
     const char *summary;       /* one line, for the OpenAPI document */
+    /* Optional: runs when the headers are in, before any byte of the body is read. It either
+     * returns 0 without replying (the body is then read and `handler` runs) or replies (then the
+     * request ends there: no body is read or stored, and a client that sent
+     * `Expect: 100-continue` never sends it). For uploads: auth, name, conflict, size. */
+    http_handler_fn before_body;
 } http_route;
 
 typedef struct {

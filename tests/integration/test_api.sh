@@ -127,6 +127,26 @@ jqcheck "uploaded model has params, dataset and layers" "$TMP/body" \
 [ -f "$DATA/models/tiny0.safetensors" ] && ok "checkpoint stored under models/" || bad "checkpoint not in models/"
 areq PUT /api/v1/models/tiny0 --data-binary @"$TMP/tiny0.safetensors"
 expect "PUT an existing name 409" 409 model_exists name
+# refusals decided on the headers: no byte of the body is sent (Expect: 100-continue) or stored
+truncate -s 50M "$TMP/big"
+up() { # up NAME [curl args...] -> $CODE, $SENT (bytes curl uploaded)
+    local n=$1; shift
+    read -r CODE SENT < <(curl -s -o "$TMP/body" -w '%{http_code} %{size_upload}\n' -X PUT -H 'Expect: 100-continue' \
+        --expect100-timeout 10 "$@" --data-binary @"$TMP/big" "$BASE/api/v1/models/$n")
+}
+up big50
+[ "$CODE" = 401 ] && [ "$SENT" = 0 ] && ok "anonymous 50 MB PUT: 401 before the body (0 bytes sent)" ||
+    bad "anonymous 50 MB PUT: $CODE after $SENT bytes"
+up tiny0 "${AUTH[@]}"
+[ "$CODE" = 409 ] && [ "$SENT" = 0 ] && ok "50 MB PUT on a taken name: 409 before the body" ||
+    bad "PUT on a taken name: $CODE after $SENT bytes"
+up 'a%20b' "${AUTH[@]}"
+[ "$CODE" = 400 ] && [ "$SENT" = 0 ] && ok "50 MB PUT with a bad name: 400 before the body" ||
+    bad "PUT with a bad name: $CODE after $SENT bytes"
+[ -z "$(ls -A "$DATA/tmp" 2>/dev/null)" ] && ok "refused uploads left nothing in tmp/" || bad "tmp/ holds $(ls "$DATA/tmp")"
+CODE=$(curl -s -o "$TMP/body" -w '%{http_code}' -X PUT "${AUTH[@]}" -H 'Transfer-Encoding: chunked' \
+    --data-binary @"$TMP/tiny0.safetensors" "$BASE/api/v1/models/chunky")
+expect "a chunked upload (no Content-Length) 411" 411 length_required
 head -c 5000 /dev/urandom >"$TMP/junk"
 areq PUT /api/v1/models/junk --data-binary @"$TMP/junk"
 expect "PUT a non-model 400 with the engine's message" 400 invalid_model
