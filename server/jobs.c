@@ -90,6 +90,7 @@ static int submit_store(const jobs_env *env, const store_user *u, const jobspec 
         .type = js->type,
         .spec_json = js->spec_json,
         .model = js->model,
+        .out_model = js->out,
         .priority = js->priority,
         .idem_key = idem,
         .max_attempts = env->cfg ? env->cfg->max_attempts : 0,
@@ -102,6 +103,9 @@ static int submit_store(const jobs_env *env, const store_user *u, const jobspec 
         return jobs_error_set(e, 409, "idempotency_conflict", "Idempotency-Key",
                               "Idempotency-Key '%s' already names job %" PRId64 " with a different body", idem,
                               out->id);
+    if (src == STORE_NOTFOUND) /* deleted since submit_model looked */
+        return jobs_error_set(e, 404, "unknown_model", "model", "%s", err);
+    if (src == STORE_TAKEN) return jobs_error_set(e, 409, "model_exists", "name", "%s", err);
     if (src != STORE_OK && src != STORE_EXISTS) return jobs_error_store(e, src, "job", err);
     out->replayed = src == STORE_EXISTS;
     if (src == STORE_OK && env->sched) scheduler_wake(env->sched);

@@ -1316,6 +1316,28 @@ static int job_cells_insert(store *st, int64_t id, const store_job_new *nj, int6
     return rc;
 }
 
+/* The models a new job names (writer, inside the transaction): its input exists, its output
+ * name is neither a model nor a live job's output. */
+static int job_names_check(store *st, const store_job_new *nj, char *err, size_t errlen)
+{
+    int64_t n = 0;
+    int rc;
+    if (nj->model) {
+        rc = query_i64(st->w, &n, err, errlen, "SELECT COUNT(*) FROM models WHERE name = ?1", "t", nj->model);
+        if (rc != STORE_OK) return rc;
+        if (!n) return errbuf_set(err, errlen, "model: no model named '%s'", nj->model), STORE_NOTFOUND;
+    }
+    if (!nj->out_model) return STORE_OK;
+    rc = query_i64(st->w, &n, err, errlen,
+                   "SELECT (SELECT COUNT(*) FROM models WHERE name = ?1) + (SELECT COUNT(*) FROM jobs "
+                   "WHERE out_model = ?1 AND state IN ('queued', 'running'))",
+                   "t", nj->out_model);
+    if (rc != STORE_OK) return rc;
+    if (n) return errbuf_set(err, errlen, "name: '%s' is a model's name or a queued or running job's output",
+                             nj->out_model), STORE_TAKEN;
+    return STORE_OK;
+}
+
 int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *err, size_t errlen)
 {
     *job_id = 0;
@@ -1328,11 +1350,12 @@ int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *
         rc = job_idem_find(st, nj, job_id, err, errlen);
         if (rc != STORE_OK) goto done;
     }
+    if ((rc = job_names_check(st, nj, err, errlen)) != STORE_OK) goto done;
     rc = exec_sql(st->w, err, errlen,
-                  "INSERT INTO jobs(owner, type, spec, model, priority, idem_key, n_cells, n_queued, baseline, created_ms) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
-                  "ttttntiti", nj->owner, JOB_TYPE_NAMES[nj->type], nj->spec_json, nj->model, nj->priority,
-                  nj->idem_key, (int64_t)nj->n_cells, nj->baseline_json, now);
+                  "INSERT INTO jobs(owner, type, spec, model, out_model, priority, idem_key, n_cells, n_queued, baseline, "
+                  "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+                  "tttttntiti", nj->owner, JOB_TYPE_NAMES[nj->type], nj->spec_json, nj->model, nj->out_model,
+                  nj->priority, nj->idem_key, (int64_t)nj->n_cells, nj->baseline_json, now);
     if (rc != STORE_OK) goto done;
     id = sqlite3_last_insert_rowid(st->w);
     rc = job_cells_insert(st, id, nj, now, err, errlen);

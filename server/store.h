@@ -38,6 +38,7 @@ typedef enum {
     STORE_CONFLICT = 3,   /* refused by the current state (see each function) */
     STORE_INVALID = 4,    /* bad argument: name, page token, empty grid, ... (err says which) */
     STORE_NOOP = 5,       /* already in the requested state; nothing changed */
+    STORE_TAKEN = 6,      /* job create: the output model name is a model's or a live job's */
 } store_rc;
 
 const char *store_rc_name(int rc); /* "ok", "not_found", ... */
@@ -196,7 +197,8 @@ typedef struct {
     const char *owner;           /* required */
     store_job_type type;
     const char *spec_json;       /* the job's whole spec (canonical text: compared on replay) */
-    const char *model;           /* may be NULL */
+    const char *model;           /* may be NULL; must exist when the job is stored */
+    const char *out_model;       /* the model a train job registers; may be NULL */
     int priority;
     const char *idem_key;        /* may be NULL */
     int max_attempts;            /* per cell; <= 0 means 3 */
@@ -208,7 +210,10 @@ typedef struct {
 /* Create a job and its cells in one transaction. STORE_OK with *job_id; STORE_EXISTS when
  * (owner, idem_key) already names a job with the same spec_json (*job_id is that job, nothing
  * is written); STORE_CONFLICT when the key names a job with a different spec (*job_id set);
- * STORE_INVALID for no cells, a bad type or JSON that is not valid. */
+ * STORE_INVALID for no cells, a bad type or JSON that is not valid; STORE_NOTFOUND when model
+ * names no model (it may have been deleted since the caller looked); STORE_TAKEN when out_model
+ * is a model's name or a queued / running job's out_model. These checks and the insert are one
+ * transaction, so a delete or a second submission cannot slip in between. */
 int store_job_create(store *st, const store_job_new *nj, int64_t *job_id, char *err, size_t errlen);
 int store_job_get(store *st, int64_t id, store_job *j, char *err, size_t errlen);
 

@@ -410,6 +410,17 @@ areq DELETE /api/v1/models/tiny1
 expect "owner deletes the trained model" 200 ""
 [ -e "$DATA/models/tiny1.safetensors" ] && bad "deleted model file left" || ok "model file removed"
 
+# a train job's output name is reserved at submission: a second job into the same name is refused
+TWIN='{"type":"train","name":"twin","dataset":"synthetic:n=64,classes=4","preset":"tiny","epochs":1,"priority":-5}'
+post_job "train into a free name 202" "$TWIN" 202 ""
+TWINID=$(jq -r .id "$TMP/body")
+post_job "a second train job into the same name 409" "${TWIN/\"epochs\":1/\"epochs\":2}" 409 model_exists name
+areq POST "/api/v1/jobs/$TWINID/cancel"
+expect "cancel the first 200" 200 ""
+post_job "its name is free once it is cancelled 202" "${TWIN/\"epochs\":1/\"epochs\":2}" 202 ""
+TWIN2=$(jq -r .id "$TMP/body")
+areq POST "/api/v1/jobs/$TWIN2/cancel"
+
 kill -TERM $PID
 for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
 wait $PID; rc=$?

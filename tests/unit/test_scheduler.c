@@ -105,6 +105,13 @@ static int64_t job_add(store_job_type type, const char *job_spec, const char *mo
     const char *specs[16];
     ck_assert_uint_le(n, 16);
     for (size_t i = 0; i < n; i++) specs[i] = cell_spec;
+    if (model) { /* the model a job names must exist when it is stored */
+        char merr[512];
+        store_model m = {.name = (char *)model, .path = "/m/x.safetensors", .params = 1, .accuracy = 0.5,
+                         .owner = "alice"};
+        int mrc = store_model_insert(g_st, &m, NULL, merr, sizeof merr);
+        ck_assert_msg(mrc == STORE_OK || mrc == STORE_EXISTS, "model insert: %s", merr);
+    }
     store_job_new nj = {.owner = "alice", .type = type, .spec_json = job_spec, .model = model,
                         .max_attempts = max_attempts, .cell_specs = specs, .n_cells = n};
     int64_t id = 0;

@@ -86,9 +86,18 @@ static void assert_integrity(store *st)
     ck_assert_msg(store_integrity_check(st, err, sizeof err) == STORE_OK, "integrity: %s", err);
 }
 
+/* The model jobs name must exist when they are stored: register name once (a taken name is fine). */
+static void ensure_model(store *st, const char *name)
+{
+    store_model m = {.name = (char *)name, .path = "/m/x.safetensors", .params = 1, .accuracy = 0.5, .owner = "alice"};
+    int rc = store_model_insert(st, &m, NULL, err, sizeof err);
+    ck_assert_msg(rc == STORE_OK || rc == STORE_EXISTS, "model insert: %s", err);
+}
+
 /* A job of n cells; cell i's spec is {"i": i}. Returns its id. */
 static int64_t make_job(store *st, const char *owner, int priority, int n, int max_attempts, const char *key)
 {
+    ensure_model(st, "fm-small");
     char **specs = calloc((size_t)n, sizeof *specs);
     for (int i = 0; i < n; i++) ck_assert_int_ge(asprintf(&specs[i], "{\"i\": %d}", i), 0);
     store_job_new nj = {.owner = owner, .type = STORE_JOB_ABLATION, .spec_json = "{\"type\": \"ablation\"}",
@@ -193,7 +202,7 @@ END_TEST
 
 /* ------------------------------------------------------------------ migrations */
 
-#define SCHEMA 2 /* the migrations in sql/ (001_init, 002_model_components) */
+#define SCHEMA 3 /* the migrations in sql/ (001_init, 002_model_components, 003_job_outputs) */
 
 START_TEST(test_migrations_apply_and_reopen)
 {
@@ -1317,9 +1326,49 @@ END_TEST
 
 /* ------------------------------------------------------------------ job list page renderers */
 
+/* A job's input model must exist and a train job's output name must be free, in the same
+ * transaction as the insert. */
+START_TEST(test_job_create_checks_names)
+{
+    store *st = open_db();
+    const char *cells[] = {"{}"};
+    int64_t id = 0;
+    store_job_new nj = {.owner = "alice", .type = STORE_JOB_ABLATION, .spec_json = "{}", .model = "gone",
+                        .cell_specs = cells, .n_cells = 1};
+    ck_assert_int_eq(store_job_create(st, &nj, &id, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err, "gone"));
+    ck_assert_int_eq(id, 0);
+    ensure_model(st, "base");
+    store_job_new tj = {.owner = "alice", .type = STORE_JOB_TRAIN, .spec_json = "{\"n\": 1}", .out_model = "fresh",
+                        .cell_specs = cells, .n_cells = 1};
+    ck_assert_int_eq(store_job_create(st, &tj, &id, err, sizeof err), STORE_OK);
+    int64_t first = id;
+    tj.spec_json = "{\"n\": 2}";
+    ck_assert_int_eq(store_job_create(st, &tj, &id, err, sizeof err), STORE_TAKEN); /* a live job trains it */
+    ck_assert_ptr_nonnull(strstr(err, "fresh"));
+    tj.out_model = "base";
+    ck_assert_int_eq(store_job_create(st, &tj, &id, err, sizeof err), STORE_TAKEN); /* a model has the name */
+    /* once the first job is no longer live, its name is free again */
+    store_running *running = NULL;
+    size_t n_running = 0;
+    ck_assert_int_eq(store_job_cancel(st, first, &running, &n_running, err, sizeof err), STORE_OK);
+    ck_assert_uint_eq(n_running, 0);
+    store_running_free(running, n_running);
+    tj.out_model = "fresh";
+    ck_assert_int_eq(store_job_create(st, &tj, &id, err, sizeof err), STORE_OK);
+    assert_integrity(st);
+    store_close(st);
+}
+END_TEST
+
 /* A job of the given type/owner/model with n cells (cell i: {"i": i}). */
 static int64_t make_job_typed(store *st, const char *owner, store_job_type type, const char *model, int priority, int n)
 {
+    /* a job's model must exist when it is stored; a name no model can have (the renderers' escaping
+     * test) is written into the row afterwards, as an old row might hold it */
+    const char *odd = model && !store_name_valid(model) ? model : NULL;
+    if (odd) model = NULL;
+    if (model) ensure_model(st, model);
     char **specs = calloc((size_t)n, sizeof *specs);
     for (int i = 0; i < n; i++) ck_assert_int_ge(asprintf(&specs[i], "{\"i\": %d}", i), 0);
     store_job_new nj = {.owner = owner, .type = type, .spec_json = "{\"type\": \"x\", \"big\": [1, 2, 3]}",
@@ -1330,6 +1379,18 @@ static int64_t make_job_typed(store *st, const char *owner, store_job_type type,
     ck_assert_msg(rc == STORE_OK, "create: %s (%s)", store_rc_name(rc), err);
     for (int i = 0; i < n; i++) free(specs[i]);
     free(specs);
+    if (odd) {
+        sqlite3 *db;
+        sqlite3_stmt *q;
+        ck_assert_int_eq(sqlite3_open(g_db, &db), SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE jobs SET model = ?1 WHERE id = ?2", -1, &q, NULL), SQLITE_OK);
+        sqlite3_bind_text(q, 1, odd, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, id);
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+    }
     return id;
 }
 
@@ -1570,6 +1631,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tokens_hashed_and_revoked);
     tcase_add_test(tc, test_models);
     tcase_add_test(tc, test_model_components);
+    tcase_add_test(tc, test_job_create_checks_names);
     tcase_add_test(tc, test_job_idempotency);
     tcase_add_test(tc, test_claim_order);
     tcase_add_test(tc, test_claim_per_owner_cap);
