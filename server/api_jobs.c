@@ -99,7 +99,7 @@ int api_jobs_create(http_request *req, void *app)
         rc = http_reply_json(req, 202,
                              json_pack("{s:I, s:I, s:s, s:s, s:b}", "id", (json_int_t)s.id, "cells",
                                        (json_int_t)s.n_cells, "type", store_job_type_name(s.type), "state",
-                                       "queued", "replayed", s.replayed));
+                                       store_state_name(s.state), "replayed", s.replayed));
         char loc[64];
         snprintf(loc, sizeof loc, "/api/v1/jobs/%" PRId64, s.id);
         http_reply_header(req, "Location", loc);

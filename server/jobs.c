@@ -108,6 +108,12 @@ static int submit_store(const jobs_env *env, const store_user *u, const jobspec 
     if (src == STORE_TAKEN) return jobs_error_set(e, 409, "model_exists", "name", "%s", err);
     if (src != STORE_OK && src != STORE_EXISTS) return jobs_error_store(e, src, "job", err);
     out->replayed = src == STORE_EXISTS;
+    out->state = STORE_STATE_QUEUED;
+    store_job j;
+    if (out->replayed && store_job_get(env->st, out->id, &j, err, sizeof err) == STORE_OK) {
+        out->state = j.state;
+        store_job_free(&j);
+    }
     if (src == STORE_OK && env->sched) scheduler_wake(env->sched);
     return 0;
 }

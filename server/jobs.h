@@ -34,6 +34,7 @@ typedef struct {
     int64_t n_cells;
     store_job_type type;
     int replayed;        /* the Idempotency-Key named an existing job with the same body */
+    store_state state;   /* queued for a new job; a replayed job's state now */
 } jobs_submitted;
 
 /* Validate and expand body (a job spec) for owner u and, unless dry, store it with its cells and

@@ -346,6 +346,9 @@ done
 jqcheck "joint job: 2 cells done, progress 1" "$TMP/job" '.counts.done == 2 and .progress == 1'
 req GET "/api/v1/jobs/$ABLID"
 jqcheck "ablation: 4 cells done, progress 1" "$TMP/body" '.counts.done == 4 and .progress == 1 and .state == "done"'
+areq POST /api/v1/jobs -H 'Idempotency-Key: abl-1' --data-binary "$ABL_BODY"
+jqcheck "a replay of the finished job reports its state (done), not queued" "$TMP/body" \
+    ".id == $ABLID and .replayed == true and .state == \"done\""
 req GET /api/v1/models/tiny1
 expect "the train job registered its model" 200 ""
 req GET "/api/v1/jobs/$ABLID/results.json"
