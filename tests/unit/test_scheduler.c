@@ -238,8 +238,14 @@ START_TEST(test_failure_retried_then_failed) {
                          "{\"recipe\":\"ablation\",\"mode\":\"fail\"}", 1, 2);
     scheduler *s = sched_start();
     job_wait(id, STORE_STATE_FAILED);
+    /* the scheduler counts a failure just after the store has it: wait for the count (generous
+     * deadline; what is asserted is the count, not how soon) */
     scheduler_stats_t st;
-    scheduler_stats(s, &st);
+    for (int i = 0; i < 500; i++) {
+        scheduler_stats(s, &st);
+        if (st.failed >= 2) break;
+        usleep(10000);
+    }
     ck_assert_int_eq(st.failed, 2);
     ck_assert_int_eq(st.started, 2);
     scheduler_stop(s, 1.0);
@@ -391,8 +397,12 @@ START_TEST(test_train_registers_model) {
                          "\"out\":\"tiny1\"}", 1, 2);
     scheduler *s = sched_start();
     job_wait(id, STORE_STATE_DONE);
-    scheduler_stats_t st;
-    scheduler_stats(s, &st);
+    scheduler_stats_t st; /* counted just after the store has the result: wait for the count */
+    for (int i = 0; i < 500; i++) {
+        scheduler_stats(s, &st);
+        if (st.models >= 1) break;
+        usleep(10000);
+    }
     ck_assert_int_eq(st.models, 1);
     scheduler_stop(s, 1.0);
     store_model m;
