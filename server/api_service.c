@@ -82,9 +82,14 @@ static int metrics_service_write(api_ctx *ctx, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
+/* /metrics is a read like any other: anonymous only while anonymous_reads is on (its counts say
+ * who is busy with what). */
 int api_metrics(http_request *req, void *app)
 {
     api_ctx *ctx = app;
+    store_user u;
+    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
+    store_user_free(&u);
     int rc = -1;
     char *text = NULL;
     size_t len = 0;
