@@ -362,8 +362,7 @@ fail:
 
 /* The file's bytes, mapped read-only (private), once its header length was checked against the
  * file size: a junk or lying file is refused after reading 8 bytes, and a valid one costs only
- * the pages that are read. Files shorter than 8 bytes are read into memory (st_parse refuses
- * them with its message). */
+ * the pages that are read. */
 st_file *st_load(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -378,7 +377,7 @@ st_file *st_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     size_t len = (size_t)sb.st_size;
-    unsigned char first8[8];
+    unsigned char first8[8] = {0};
     uint64_t n;
     char e[PL_ERRLEN];
     if (len >= 8 && pread(fd, first8, 8, 0) != 8) {
@@ -386,27 +385,21 @@ st_file *st_load(const char *path, char *err, size_t errlen)
         close(fd);
         return NULL;
     }
-    if (len >= 8 && header_len(first8, len, &n, e, sizeof e) != 0) {
+    if (header_len(first8, len, &n, e, sizeof e) != 0) { /* also refuses files under 8 bytes */
         close(fd);
         pl_err(err, errlen, "%s: %s", path, e);
         return NULL;
     }
-    st_file *f = xcalloc(1, sizeof *f);
-    f->len = len;
-    if (len >= 8) {
-        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            pl_err(err, errlen, "cannot map %s (%zu bytes): %s", path, len, strerror(errno));
-            close(fd);
-            free(f);
-            return NULL;
-        }
-        f->buf = map;
-        f->mapped = 1;
-    } else {
-        f->buf = xcalloc(8, 1);
-        if (len && pread(fd, f->buf, len, 0) != (ssize_t)len) len = f->len = 0;
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        pl_err(err, errlen, "cannot map %s (%zu bytes): %s", path, len, strerror(errno));
+        close(fd);
+        return NULL;
     }
+    st_file *f = xcalloc(1, sizeof *f);
+    f->buf = map;
+    f->len = len;
+    f->mapped = 1;
     close(fd);
     f = parse_into(f, e, sizeof e);
     if (!f) pl_err(err, errlen, "%s: %s", path, e);

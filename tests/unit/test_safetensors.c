@@ -827,6 +827,7 @@ static void big_file(const char *path, size_t size, uint64_t n, const char *head
     for (int i = 0; i < 8; i++) l[i] = (unsigned char)(n >> (8 * i));
     ck_assert_uint_eq(fwrite(l, 1, 8, f), 8);
     if (header) ck_assert_uint_eq(fwrite(header, 1, strlen(header), f), strlen(header));
+    ck_assert_int_eq(fflush(f), 0);
     ck_assert_int_eq(ftruncate(fileno(f), (off_t)size), 0);
     fclose(f);
 }
@@ -840,6 +841,12 @@ START_TEST(test_load_big_files_cheaply)
     char err[PL_ERRLEN];
     long before = maxrss_kb();
 
+    big_file(path, 5, 0, NULL); /* shorter than the header length itself, and empty */
+    ck_assert_ptr_null(st_load(path, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "file is 5 bytes, shorter than the 8-byte"));
+    big_file(path, 0, 0, NULL);
+    ck_assert_ptr_null(st_load(path, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "file is 0 bytes"));
     big_file(path, BIG_BYTES, UINT64_MAX, NULL); /* junk: an absurd header length */
     ck_assert_ptr_null(st_load(path, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "too large"));
