@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "measure.h"
 #include "ops.h"
 #include "prune.h"
 #include "util.h"
@@ -270,4 +271,13 @@ void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const ch
                  "datasets: fashion-mnist, mnist, cifar10, cifar100, synthetic[:n=..,classes=..,c=..,h=..,w=..]; "
                  "--data-dir DIR or $PRUNELAB_DATASETS point at the files",
                  "cannot load dataset %s (%s split): %s", name, split, err);
+}
+
+void cli_latency_into(const cli_spec *s, json_t *rep, const model *m0, const model *m, const dataset *ds, int reps)
+{
+    char err[PL_ERRLEN];
+    measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
+    if (reps > 0) lo.min_reps = lo.max_reps = reps;
+    if (measure_latency_into(rep, m0, m, ds, &lo, NULL, err, sizeof err) != 0)
+        cli_fail(s, NULL, "measuring latency: %s", err);
 }

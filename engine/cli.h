@@ -68,6 +68,10 @@ char *cli_read_spec(const cli_spec *s, const char *path);
 void cli_verify_blas(const cli_spec *s);
 /* Load a dataset split or exit with the loader's message. */
 void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split);
+/* Time m against the baseline m0 on ds in pairs as a cell does (measure_latency_into: the cell's
+ * names written into rep); reps > 0 fixes the number of timed pairs. Exits on failure. */
+void cli_latency_into(const cli_spec *s, struct json_t *rep, const model *m0, const model *m, const dataset *ds,
+                      int reps);
 
 /* Apply --threads (n > 0) to OpenBLAS and to the OpenMP kernels; n <= 0 keeps OpenBLAS's own
  * count (all cores unless OPENBLAS_NUM_THREADS says otherwise) and gives the kernels the same. */

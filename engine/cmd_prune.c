@@ -151,12 +151,7 @@ int cmd_prune(int argc, char **argv)
     json_object_set_new(rep, "flops_per_sample_after", json_real(model_flops_per_sample(&realised->cfg)));
     json_object_set_new(rep, "layers_after", model_dims_json(realised));
     json_object_set_new(rep, "sparsity", pl_json_take(prune_sparsity_json(&pm)));
-    if (have_data && !no_latency) {
-        measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
-        if (reps > 0) lo.min_reps = lo.max_reps = reps;
-        if (measure_latency_into(rep, &m, realised, &test, &lo, NULL, err, sizeof err) != 0)
-            cli_fail(&s, NULL, "measuring latency: %s", err);
-    }
+    if (have_data && !no_latency) cli_latency_into(&s, rep, &m, realised, &test, reps);
     if (have_data) json_object_set_new(rep, "test", acc);
     else json_decref(acc);
     json_object_set_new(rep, "seconds", json_real(pl_now() - t0));

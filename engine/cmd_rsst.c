@@ -14,7 +14,6 @@
 #include "blas.h"
 #include "cli.h"
 #include "data.h"
-#include "measure.h"
 #include "model.h"
 #include "prune.h"
 #include "rsst.h"
@@ -120,10 +119,7 @@ int cmd_rsst(int argc, char **argv)
     json_object_set_new(rep, "layers_after", model_dims_json(&m));
     json_object_set_new(rep, "sparsity", pl_json_take(prune_sparsity_json(&m)));
     if (!no_latency) {
-        measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
-        if (reps > 0) lo.min_reps = lo.max_reps = reps;
-        if (measure_latency_into(rep, &input, &m, &test, &lo, NULL, err, sizeof err) != 0)
-            cli_fail(&s, NULL, "measuring latency: %s", err);
+        cli_latency_into(&s, rep, &input, &m, &test, reps);
         model_free(&input);
     }
     char *o = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
