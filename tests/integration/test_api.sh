@@ -87,14 +87,7 @@ if [ $HAVE_USERS -eq 0 ]; then
 fi
 
 # ------------------------------------------------------------------ start
-"$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 2 >"$TMP/stdout" 2>"$TMP/stderr" &
-PID=$!
-if ! wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$'; then
-    echo "FAIL - daemon did not start: $(cat "$TMP/stderr")"
-    exit 1
-fi
-PORT=$(sed -n 's|^prunelabd listening on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$TMP/stdout")
-BASE=http://127.0.0.1:$PORT
+start_daemon --data-dir "$DATA" --workers 2
 ok "listening on port $PORT"
 req GET /api/v1/jobs
 if [ "$CODE" != 200 ] || ! jq -e '.jobs' "$TMP/body" >/dev/null 2>&1; then

@@ -11,10 +11,6 @@ NAME=test_engine_gate
 BIN=${PRUNELABD_BIN:-./prunelabd}
 ENGINE=${PRUNELAB_BIN:-./prunelab}
 . "$(dirname "$0")/lib.sh"
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
-bad() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
 finish() {
     echo "$NAME: $PASSES passed, $FAILS failed"
     [ $FAILS -eq 0 ]
@@ -33,19 +29,10 @@ exec "$ENGINE_ABS" "\$@"
 SH
 chmod +x "$TMP/engine.sh"
 printf 'engine_bin = %s\ncell_nice = 7\n' "$TMP/engine.sh" >"$TMP/prunelabd.conf"
-TOKEN=$("$BIN" user add alice --data-dir "$DATA" 2>/dev/null | grep -o 'plt_[0-9a-f]\{64\}' | head -1)
-[ -n "$TOKEN" ] || { echo "FAIL - user add printed no token"; exit 1; }
+TOKEN=$(new_token alice) || exit 1
 AUTH=(-H "Authorization: Bearer $TOKEN")
 
-"$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 1 --config "$TMP/prunelabd.conf" \
-    >"$TMP/stdout" 2>"$TMP/stderr" &
-PID=$!
-if ! wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$'; then
-    echo "FAIL - daemon did not start: $(cat "$TMP/stderr")"
-    exit 1
-fi
-PORT=$(sed -n 's|^prunelabd listening on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$TMP/stdout")
-BASE=http://127.0.0.1:$PORT
+start_daemon --data-dir "$DATA" --workers 1 --config "$TMP/prunelabd.conf"
 runs() { grep -c "^$1 " "$LOG" 2>/dev/null || true; }
 
 "$ENGINE" init --preset tiny --seed 3 --dataset "synthetic:n=64,classes=4" --out "$TMP/m.safetensors" 2>/dev/null

@@ -7,25 +7,12 @@ set -u
 NAME=test_private_reads
 BIN=${PRUNELABD_BIN:-./prunelabd}
 . "$(dirname "$0")/lib.sh"
-FAILS=0
-PASSES=0
-ok() { PASSES=$((PASSES + 1)); echo "ok   - $1"; }
-bad() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
 
 DATA=$TMP/var
 mkdir -p "$DATA"
 printf 'anonymous_reads = false\n' >"$TMP/prunelabd.conf"
-TOKEN=$("$BIN" user add alice --data-dir "$DATA" 2>/dev/null | grep -o 'plt_[0-9a-f]\{64\}' | head -1)
-[ -n "$TOKEN" ] || { echo "FAIL - user add printed no token"; exit 1; }
-"$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 1 --config "$TMP/prunelabd.conf" \
-    >"$TMP/stdout" 2>"$TMP/stderr" &
-PID=$!
-if ! wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$'; then
-    echo "FAIL - daemon did not start: $(cat "$TMP/stderr")"
-    exit 1
-fi
-PORT=$(sed -n 's|^prunelabd listening on http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$TMP/stdout")
-BASE=http://127.0.0.1:$PORT
+TOKEN=$(new_token alice) || exit 1
+start_daemon --data-dir "$DATA" --workers 1 --config "$TMP/prunelabd.conf"
 code() { curl -s -o "$TMP/body" -w '%{http_code}' "$@"; }
 
 for p in /api/v1/jobs /api/v1/models /api/v1/vocabulary /metrics; do
