@@ -407,13 +407,14 @@ expect "owner deletes the trained model" 200 ""
 [ -e "$DATA/models/tiny1.safetensors" ] && bad "deleted model file left" || ok "model file removed"
 
 # a train job's output name is reserved at submission: a second job into the same name is refused
-TWIN='{"type":"train","name":"twin","dataset":"synthetic:n=64,classes=4","preset":"tiny","epochs":1,"priority":-5}'
+# (long enough to be cancelled while it runs; cancelled before it could finish)
+TWIN='{"type":"train","name":"twin","dataset":"synthetic:n=64,classes=4","preset":"tiny","epochs":5000,"priority":-5}'
 post_job "train into a free name 202" "$TWIN" 202 ""
 TWINID=$(jq -r .id "$TMP/body")
-post_job "a second train job into the same name 409" "${TWIN/\"epochs\":1/\"epochs\":2}" 409 model_exists name
+post_job "a second train job into the same name 409" "${TWIN/\"epochs\":5000/\"epochs\":5001}" 409 model_exists name
 areq POST "/api/v1/jobs/$TWINID/cancel"
 expect "cancel the first 200" 200 ""
-post_job "its name is free once it is cancelled 202" "${TWIN/\"epochs\":1/\"epochs\":2}" 202 ""
+post_job "its name is free once it is cancelled 202" "${TWIN/\"epochs\":5000/\"epochs\":5001}" 202 ""
 TWIN2=$(jq -r .id "$TMP/body")
 areq POST "/api/v1/jobs/$TWIN2/cancel"
 
