@@ -17,6 +17,7 @@
 
 #include "engine_gate.h"
 #include "proc.h"
+#include "upload_slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -244,6 +245,13 @@ static int upload_register(http_request *req, api_ctx *ctx, const char *name, co
     char *info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *cfg = json_object_get(info, "config");
     const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
+    if (dataset && !store_dataset_name_valid(dataset)) {
+        free(info_text);
+        *rc = http_reply_error(req, 400, "invalid_value", "dataset",
+                               "dataset: the checkpoint's metadata names '%.60s', which is not a dataset name; "
+                               "give ?dataset=NAME", dataset);
+        return 0;
+    }
     json_t *params = json_object_get(info, "params");
     store_model m = {
         .name = (char *)name,
@@ -274,6 +282,34 @@ static int upload_register(http_request *req, api_ctx *ctx, const char *name, co
     return 1;
 }
 
+static void upload_slot_give_back(void *arg)
+{
+    upload_slot_release(*(int64_t *)arg);
+    free(arg);
+}
+
+/* One of the user's `uploads_per_user` slots for this upload, given back when the request ends
+ * however it ends; 429 (Retry-After) when the user streams that many already. */
+static void upload_slot_hold(http_request *req, api_ctx *ctx, int64_t uid)
+{
+    int cap = ctx->cfg ? ctx->cfg->uploads_per_user : 0;
+    int64_t *arg = malloc(sizeof *arg);
+    if (!arg) {
+        http_reply_error(req, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    if (!upload_slot_take(uid, cap)) {
+        free(arg);
+        http_reply_error(req, 429, "too_many_uploads", NULL,
+                         "you are streaming %d upload(s) already (uploads_per_user = %d); wait for one to end", cap,
+                         cap);
+        http_reply_header(req, "Retry-After", "10");
+        return;
+    }
+    *arg = uid;
+    http_request_on_free(req, upload_slot_give_back, arg);
+}
+
 /* PUT /models/{name} when its headers are in, before a byte of the body is stored: the token
  * (write), the name, no model of that name yet, and a Content-Length above 0 (the route's cap
  * was checked against it already; a chunked upload of unknown size is refused with 411). A
@@ -285,11 +321,16 @@ int api_model_put_headers(http_request *req, void *app)
     store_model existing;
     char err[256] = "";
     if (api_auth(req, ctx, API_WRITE, &u) < 0) return 0;
+    int64_t uid = u.id;
     store_user_free(&u);
     const char *name = path_model_name(req);
     if (!name) return 0;
     const char *cl = http_request_header(req, "Content-Length");
-    if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
+    const char *ds = http_request_query(req, "dataset");
+    if (ds && !store_dataset_name_valid(ds)) {
+        http_reply_error(req, 400, "invalid_value", "dataset",
+                         "dataset: '%.60s' is not a dataset name (1 to 200 printable characters, no slashes)", ds);
+    } else if (store_model_get(ctx->st, name, &existing, err, sizeof err) == STORE_OK) {
         store_model_free(&existing);
         http_reply_error(req, 409, "model_exists", "name", "name: a model named '%s' already exists", name);
     } else if (!cl) {
@@ -297,6 +338,8 @@ int api_model_put_headers(http_request *req, void *app)
                          "uploads need a Content-Length (send the file, e.g. curl --data-binary @FILE)");
     } else if (strcmp(cl, "0") == 0) {
         http_reply_error(req, 400, "empty_body", NULL, "the body must be a safetensors checkpoint");
+    } else {
+        upload_slot_hold(req, ctx, uid);
     }
     return 0;
 }

@@ -31,7 +31,7 @@ int auth_request(http_request *req, store *st, const pl_config *cfg, int need, s
         return unauthorized(req, "invalid_token", "the bearer token is unknown", "Bearer error=\"invalid_token\"");
     if (rc == STORE_CONFLICT) {
         http_reply_error(req, 403, "token_revoked", NULL,
-                         "the bearer token was revoked; ask an admin for a new one (prunelabd user add)");
+                         "the bearer token was revoked; ask an admin for a new one (prunelabd user token NAME)");
         return -1;
     }
     http_reply_error(req, 500, "internal", NULL, "token lookup failed: %s", err);

@@ -81,6 +81,8 @@ static const cfg_key config_keys[] = {
      "request body cap (K/M/G suffix)"},
     {"upload_max", CFG_TYPE_SIZE, offsetof(pl_config, upload_max), 1024, 64 * GIB,
      "model upload cap (K/M/G suffix)"},
+    {"uploads_per_user", CFG_TYPE_INT, offsetof(pl_config, uploads_per_user), 0, 1024,
+     "model uploads one user may stream at once (0 = no limit)"},
     {"max_connections", CFG_TYPE_INT, offsetof(pl_config, max_connections), 1, 65536,
      "simultaneous HTTP connections"},
     {"max_connections_per_ip", CFG_TYPE_INT, offsetof(pl_config, max_connections_per_ip), 0,
@@ -127,6 +129,7 @@ void config_init(pl_config *c) {
     c->listen_port = 8080;
     c->body_max = (size_t)MIB;
     c->upload_max = (size_t)(512 * MIB);
+    c->uploads_per_user = 2;
     c->max_connections = 256;
     c->max_connections_per_ip = 128;
     c->connection_timeout_s = 60;

@@ -31,6 +31,7 @@ typedef struct {
     int listen_port;           /* 8080; 0 = any free port (the bound port is reported) */
     size_t body_max;           /* request body cap for ordinary routes, bytes (1 MiB) */
     size_t upload_max;         /* cap for routes that stream to a file (model upload, 512 MiB) */
+    int uploads_per_user;      /* model uploads one user may stream at once (2; 0 = no limit) */
     int max_connections;       /* simultaneous connections (256) */
     int max_connections_per_ip;/* simultaneous connections from one address (128) */
     int connection_timeout_s;  /* idle connection timeout, seconds (60) */

@@ -103,6 +103,8 @@ struct http_request {
     struct MHD_Response *resp;
     unsigned status;
     double t0;
+    void (*on_free)(void *);           /* http_request_on_free */
+    void *on_free_arg;
 };
 
 static double now_s(void) {
@@ -545,6 +547,7 @@ json_t *http_request_json(http_request *req) {
 
 static void request_free(http_request *req) {
     if (!req) return;
+    if (req->on_free) req->on_free(req->on_free_arg);
     if (req->resp) MHD_destroy_response(req->resp);
     if (req->fd >= 0) close(req->fd);
     if (req->file_path && !req->keep_file) unlink(req->file_path);
@@ -1064,4 +1067,9 @@ void http_server_free(http_server *s) {
 const http_route *http_server_routes(const http_server *s, size_t *n) {
     *n = s->n_routes;
     return s->routes;
+}
+
+void http_request_on_free(http_request *req, void (*fn)(void *), void *arg) {
+    req->on_free = fn;
+    req->on_free_arg = arg;
 }

@@ -134,6 +134,10 @@ const char *http_request_body(const http_request *req, size_t *len);
 const char *http_request_body_file(const http_request *req, size_t *len);
 /* Take ownership of the temp file (e.g. after renaming it): it is no longer unlinked. */
 void http_request_body_file_keep(http_request *req);
+/* Call fn(arg) once when the request is freed, however it ends (answered, or the client gone
+ * mid-body): how a before_body hook gives back what it took. One per request; a second call
+ * replaces the first. */
+void http_request_on_free(http_request *req, void (*fn)(void *), void *arg);
 
 /* Parse the memory body as one strict JSON object (duplicate keys refused, nothing after it).
  * Returns a new reference (caller json_decref's), or NULL after replying 400 bad_json with

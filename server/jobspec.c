@@ -122,18 +122,14 @@ static long get_array(const json_t *body, const char *key, jobspec_error *e)
 }
 
 /* The cell parser takes any non-empty dataset string and the engine resolves names (data.h);
- * the daemon refuses what could reach a path: anything but printable ASCII without slashes. */
+ * the daemon refuses what could reach a path (store_dataset_name_valid). */
 static int check_dataset_name(const json_t *v, jobspec_error *e)
 {
     if (!json_is_string(v)) return fail(e, "invalid_value", "dataset", "must be a string");
     const char *s = json_string_value(v);
-    size_t n = strlen(s);
-    if (n == 0 || n > 200) return fail(e, "invalid_value", "dataset", "must be 1 to 200 characters");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\')
-            return fail(e, "invalid_value", "dataset", "'%.60s' is not a dataset name", s);
-    }
+    if (!store_dataset_name_valid(s))
+        return fail(e, "invalid_value", "dataset",
+                    "'%.60s' is not a dataset name (1 to 200 printable characters, no slashes)", s);
     return 0;
 }
 
@@ -149,6 +145,8 @@ static int read_model_dataset(const json_t *body, const jobspec_limits *lim, job
     const char *name = ds ? json_string_value(ds) : js->model ? lim->model_dataset : NULL;
     if (!name)
         return fail(e, "missing_field", "dataset", js->model ? "required (the model has no dataset recorded)" : "required");
+    if (!ds && !store_dataset_name_valid(name))
+        return fail(e, "invalid_value", "dataset", "the model's recorded dataset is not a dataset name; give \"dataset\"");
     if (!(js->dataset = strdup(name))) return fail(e, "internal", NULL, "out of memory");
     return 0;
 }

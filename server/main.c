@@ -1,5 +1,5 @@
 /* main.c — prunelabd: configuration, data directory, store, scheduler, HTTP routes, signals,
- * and the `prunelabd user add|list|revoke` commands.
+ * and the `prunelabd user add|list|token|revoke` commands.
  *
  * Start-up: config (defaults < --config file < flags) -> DATA_DIR, DATA_DIR/models and
  * DATA_DIR/tmp created -> DATA_DIR/prunelabd.lock taken (one daemon per data directory: it is
@@ -327,9 +327,11 @@ cleanup:
 static void user_usage(FILE *f) {
     fputs("usage: prunelabd user add NAME [--admin] [--data-dir DIR] [--config FILE]\n"
           "       prunelabd user list [--json] [--data-dir DIR] [--config FILE]\n"
+          "       prunelabd user token NAME [--data-dir DIR] [--config FILE]\n"
           "       prunelabd user revoke NAME [--data-dir DIR] [--config FILE]\n"
-          "'add' prints the new bearer token once (only its hash is stored); 'revoke' revokes\n"
-          "every active token of the user.\n",
+          "'add' prints the new bearer token once (only its hash is stored); 'token' prints a\n"
+          "new token for an existing user (after a revoke, or a lost token; older tokens stay\n"
+          "as they are); 'revoke' revokes every active token of the user.\n",
           f);
 }
 
@@ -357,7 +359,7 @@ static void time_format(int64_t ms, char *buf, size_t len) {
 
 /* A parsed `prunelabd user` command line; the strings are argv's. */
 typedef struct {
-    const char *sub;                    /* "add", "list" or "revoke" */
+    const char *sub;                    /* "add", "list", "token" or "revoke" */
     const char *name;                   /* NULL for list */
     const char *data_dir, *config_file; /* NULL when not given */
     int admin, as_json;
@@ -398,7 +400,8 @@ static int user_args_parse(int argc, char **argv, user_args *a) {
         user_usage(a->sub ? stdout : stderr);
         return a->sub ? 0 : 2;
     }
-    if (strcmp(a->sub, "add") != 0 && strcmp(a->sub, "list") != 0 && strcmp(a->sub, "revoke") != 0) {
+    if (strcmp(a->sub, "add") != 0 && strcmp(a->sub, "list") != 0 && strcmp(a->sub, "token") != 0 &&
+        strcmp(a->sub, "revoke") != 0) {
         fprintf(stderr, "prunelabd: unknown user command '%s'; try 'prunelabd user --help'\n", a->sub);
         return 2;
     }
@@ -444,6 +447,24 @@ static int user_add(store *st, const user_args *a) {
     }
     fprintf(stderr, "prunelabd: created %suser '%s'; its token (shown only now):\n",
             a->admin ? "admin " : "", a->name);
+    printf("%s\n", token);
+    return 0;
+}
+
+/* `user token NAME`: a new token for an existing user (the way back after a revoke). Returns the
+ * exit status (0 or 1). */
+static int user_token(store *st, const user_args *a) {
+    char err[ERRLEN], token[STORE_TOKEN_LEN];
+    int r = store_token_create(st, a->name, token, err, sizeof err);
+    if (r == STORE_NOTFOUND) {
+        fprintf(stderr, "prunelabd: no user '%s'; create it with 'prunelabd user add %s'\n", a->name, a->name);
+        return 1;
+    }
+    if (r != STORE_OK) {
+        fprintf(stderr, "prunelabd: user token %s: %s\n", a->name, err);
+        return 1;
+    }
+    fprintf(stderr, "prunelabd: new token for user '%s' (shown only now):\n", a->name);
     printf("%s\n", token);
     return 0;
 }
@@ -498,7 +519,7 @@ static int user_list(store *st, const user_args *a) {
     return 0;
 }
 
-/* `prunelabd user add|list|revoke`: manage bearer tokens in DATA_DIR/prunelab.db. Returns the
+/* `prunelabd user add|list|token|revoke`: manage bearer tokens in DATA_DIR/prunelab.db. Returns the
  * exit status: 0, 1 (refused or failed), 2 (usage). */
 static int cmd_user(int argc, char **argv, const char *argv0) {
     user_args a;
@@ -513,6 +534,8 @@ static int cmd_user(int argc, char **argv, const char *argv0) {
             rc = user_add(st, &a);
         else if (strcmp(a.sub, "revoke") == 0)
             rc = user_revoke(st, &a);
+        else if (strcmp(a.sub, "token") == 0)
+            rc = user_token(st, &a);
         else
             rc = user_list(st, &a);
     }

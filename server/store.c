@@ -151,6 +151,18 @@ int store_name_valid(const char *s)
     return 1;
 }
 
+int store_dataset_name_valid(const char *s)
+{
+    if (!s) return 0;
+    size_t n = strlen(s);
+    if (n < 1 || n > 200) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x21 || c > 0x7e || c == '/' || c == '\\') return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------ small helpers */
 
 static int64_t clock_real_ms(void)

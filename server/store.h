@@ -60,6 +60,9 @@ int store_state_parse(const char *s);              /* the state, or -1 */
 
 /* 1 when s matches [A-Za-z0-9._-]{1,64} and is not "." or ".." (user and model names). */
 int store_name_valid(const char *s);
+/* A dataset name as the engine resolves it (data.h): 1 to 200 printable ASCII characters, no
+ * '/' or '\\', so a name can never reach a path. 1 when valid. */
+int store_dataset_name_valid(const char *s);
 
 typedef struct store store;
 

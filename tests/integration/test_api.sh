@@ -137,6 +137,33 @@ up 'a%20b' "${AUTH[@]}"
 [ "$CODE" = 400 ] && [ "$SENT" = 0 ] && ok "50 MB PUT with a bad name: 400 before the body" ||
     bad "PUT with a bad name: $CODE after $SENT bytes"
 [ -z "$(ls -A "$DATA/tmp" 2>/dev/null)" ] && ok "refused uploads left nothing in tmp/" || bad "tmp/ holds $(ls "$DATA/tmp")"
+# a user streams at most uploads_per_user (2) bodies at once; a third is refused on its headers
+SLOW=()
+for n in slow1 slow2; do
+    curl -s -o /dev/null -X PUT "${AUTH[@]}" --limit-rate 512K --data-binary @"$TMP/big" "$BASE/api/v1/models/$n" &
+    SLOW+=($!)
+done
+for _ in $(seq 1 100); do [ "$(ls "$DATA/tmp" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
+up slow3 "${AUTH[@]}"
+[ "$CODE" = 429 ] && [ "$SENT" = 0 ] && jq -e '.error.code == "too_many_uploads"' "$TMP/body" >/dev/null &&
+    ok "a third concurrent upload of one user: 429 too_many_uploads before the body" ||
+    bad "third concurrent upload: $CODE after $SENT bytes: $(head -c 300 "$TMP/body")"
+req PUT /api/v1/models/slowbob -H "Authorization: Bearer $BOB" --data-binary @"$TMP/tiny0.safetensors"
+expect "another user's upload is not held up (201)" 201 ""
+areq DELETE /api/v1/models/slowbob
+req DELETE /api/v1/models/slowbob -H "Authorization: Bearer $BOB"
+kill "${SLOW[@]}" 2>/dev/null
+for p in "${SLOW[@]}"; do wait "$p" 2>/dev/null; done
+# the clients are gone mid-body: their slots come back (a 5000-byte junk upload is then judged, 400)
+head -c 5000 /dev/urandom >"$TMP/junk"
+for _ in $(seq 1 100); do
+    areq PUT /api/v1/models/afterslow --data-binary @"$TMP/junk"
+    [ "$CODE" != 429 ] && break
+    sleep 0.2
+done
+expect "uploads dropped mid-body give their slots back" 400 invalid_model
+for _ in $(seq 1 50); do [ -z "$(ls -A "$DATA/tmp" 2>/dev/null)" ] && break; sleep 0.1; done
+[ -z "$(ls -A "$DATA/tmp" 2>/dev/null)" ] && ok "dropped uploads left nothing in tmp/" || bad "tmp/ holds $(ls "$DATA/tmp")"
 CODE=$(curl -s -o "$TMP/body" -w '%{http_code}' -X PUT "${AUTH[@]}" -H 'Transfer-Encoding: chunked' \
     --data-binary @"$TMP/tiny0.safetensors" "$BASE/api/v1/models/chunky")
 expect "a chunked upload (no Content-Length) 411" 411 length_required
@@ -155,6 +182,15 @@ jqcheck "the refusal names the header length and the file size" "$TMP/body" \
 printf '\x05\x00\x00\x00\x00\x00\x00\x00[1,2]' >"$TMP/notobj"
 areq PUT /api/v1/models/notobj --data-binary @"$TMP/notobj"
 expect "PUT with a header that is not an object 400" 400 invalid_model
+# a model's dataset is a dataset name, from ?dataset= or from the checkpoint's metadata
+up 'tinyds?dataset=..%2F..%2Fetc%2Fpasswd' "${AUTH[@]}"
+[ "$CODE" = 400 ] && [ "$SENT" = 0 ] && jq -e '.error.code == "invalid_value" and .error.field == "dataset"' "$TMP/body" >/dev/null &&
+    ok "PUT with ?dataset=../../etc/passwd: 400 invalid_value (dataset) before the body" ||
+    bad "PUT with a traversal dataset: $CODE after $SENT bytes: $(head -c 300 "$TMP/body")"
+LC_ALL=C sed 's#synthetic:n=256,classes=4#../../../../../../etc/pwd#' "$TMP/tiny0.safetensors" >"$TMP/evilds.safetensors"
+areq PUT /api/v1/models/evilds --data-binary @"$TMP/evilds.safetensors"
+expect "PUT of a checkpoint whose metadata names ../../etc/pwd as its dataset 400" 400 invalid_value dataset
+[ -e "$DATA/models/evilds.safetensors" ] && bad "the refused checkpoint was kept" || ok "the refused checkpoint is not kept"
 printf 'abc' >"$TMP/tiny"
 areq PUT /api/v1/models/tinyjunk --data-binary @"$TMP/tiny"
 expect "PUT of 3 bytes 400" 400 invalid_model
@@ -331,6 +367,20 @@ req GET /api/v1/jobs -H "Authorization: Bearer plt_$(printf '%064d' 1)"
 expect "a read with an unknown token 401" 401 invalid_token
 areq GET /api/v1/jobs
 expect "a read with an active token 200" 200 ""
+req GET /api/v1/jobs -H "Authorization: Bearer $BOB"
+jqcheck "the revoked-token message names 'prunelabd user token'" "$TMP/body" \
+    '.error.message | contains("prunelabd user token")'
+BOB2=$("$BIN" user token bob --data-dir "$DATA" 2>"$TMP/user.err" | grep -o 'plt_[0-9a-f]\{64\}')
+[ -n "$BOB2" ] && ok "user token gives a revoked user a new token" ||
+    bad "user token bob printed no token: $(head -c 200 "$TMP/user.err")"
+req DELETE "/api/v1/jobs/$ABLID" -H "Authorization: Bearer $BOB2"
+expect "the new token authenticates (bob is still not alice's owner: 403 forbidden)" 403 forbidden
+req GET /api/v1/jobs -H "Authorization: Bearer $BOB"
+expect "the old token stays revoked" 403 token_revoked
+if "$BIN" user token nobody --data-dir "$DATA" >/dev/null 2>"$TMP/user.err"; then
+    bad "user token for an unknown user succeeded"
+elif grep -q "user add nobody" "$TMP/user.err"; then ok "user token for an unknown user fails with a hint"
+else bad "user token nobody: no hint: $(head -c 200 "$TMP/user.err")"; fi
 
 for id in $TRAIN $ABLID $SENS $JOINT; do
     if wait_job "$id" 80 && [ "$STATE" = done ]; then ok "job $id done"
