@@ -111,13 +111,73 @@ static int check_top_keys(const json_t *body, const char *const *type_keys, jobs
     return 0;
 }
 
-/* A non-empty array named key (required). Returns its size or -1. */
+/* One grid value as canonical text (numbers by value, so 0.5 and 5e-1 are one point; a
+ * component by its canonical name; objects with sorted keys) and its index in the list. */
+typedef struct {
+    char *text;
+    size_t index;
+} grid_value;
+
+static char *grid_value_text(const json_t *v)
+{
+    prune_component c;
+    if (json_is_string(v) && prune_component_parse(json_string_value(v), &c) == 0)
+        return strdup(prune_component_name(c)); /* an alias is its component: linear_out = out_proj */
+    if (json_is_number(v)) {
+        char buf[40];
+        snprintf(buf, sizeof buf, "#%.17g", json_number_value(v));
+        return strdup(buf);
+    }
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static int grid_value_cmp(const void *pa, const void *pb)
+{
+    const grid_value *a = pa, *b = pb;
+    int c = strcmp(a->text, b->text);
+    return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* Every value of the grid list a (named key) distinct, or duplicate_value naming the first
+ * repeat ("rates[2]: the same as rates[0]"): two equal grid points would run the same cell
+ * twice. Sorted, so a long list costs n log n. */
+static int check_distinct(const json_t *a, const char *key, jobspec_error *e)
+{
+    size_t n = json_array_size(a), dup = (size_t)-1, first = 0;
+    grid_value *v = calloc(n, sizeof *v);
+    int oom = !v;
+    for (size_t i = 0; !oom && i < n; i++) {
+        v[i].index = i;
+        oom = !(v[i].text = grid_value_text(json_array_get(a, i)));
+    }
+    if (!oom) {
+        qsort(v, n, sizeof *v, grid_value_cmp);
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(v[i].text, v[i - 1].text) == 0 && v[i].index < dup) {
+                size_t j = i - 1; /* the first of the run of equal values holds the lowest index */
+                while (j > 0 && strcmp(v[j - 1].text, v[i].text) == 0) j--;
+                dup = v[i].index;
+                first = v[j].index;
+            }
+    }
+    for (size_t i = 0; v && i < n; i++) free(v[i].text);
+    free(v);
+    if (oom) return fail(e, "internal", NULL, "out of memory");
+    if (dup == (size_t)-1) return 0;
+    char field[48];
+    snprintf(field, sizeof field, "%s[%zu]", key, dup);
+    return fail(e, "duplicate_value", field, "the same as %s[%zu]; each grid point must be distinct (remove the repeat)",
+                key, first);
+}
+
+/* A non-empty array named key (required) of distinct values. Returns its size or -1. */
 static long get_array(const json_t *body, const char *key, jobspec_error *e)
 {
     json_t *a = json_object_get(body, key);
     if (!a) return fail(e, "missing_field", key, "required");
     if (!json_is_array(a)) return fail(e, "invalid_value", key, "must be an array");
     if (json_array_size(a) == 0) return fail(e, "empty_grid", key, "must not be empty");
+    if (check_distinct(a, key, e)) return -1;
     return (long)json_array_size(a);
 }
 

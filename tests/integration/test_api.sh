@@ -247,6 +247,15 @@ post_job "rate 1.5 400" \
     '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.3,1.5]}' 400 invalid_value "rates[1]"
 post_job "rate as a string 400" \
     '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":["0.3"]}' 400 invalid_value "rates[0]"
+post_job "a repeated rate 400, naming the repeat" \
+    '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.5,0.3,5e-1]}' 400 duplicate_value "rates[2]"
+jqcheck "the repeat's message names the first" "$TMP/body" '.error.message | contains("rates[0]")'
+areq POST '/api/v1/jobs?dry_run=1' --data-binary '{"type":"ablation","model":"tiny0","components":["out_proj","mlp","linear_out"],"rates":[0.5]}'
+expect "dry run: a component and its alias are one grid point 400" 400 duplicate_value "components[2]"
+areq POST '/api/v1/jobs?dry_run=1' --data-binary '{"type":"joint","model":"tiny0","configs":[{"mlp":0.5,"gate":0.3},{"gate":0.3,"mlp":0.5}]}'
+expect "dry run: two equal joint configs 400" 400 duplicate_value "configs[1]"
+areq POST '/api/v1/jobs?dry_run=1' --data-binary '{"type":"ablation","model":"tiny0","components":["mlp"],"rates":[0.5],"seeds":[1,2,1]}'
+expect "dry run: a repeated seed 400" 400 duplicate_value "seeds[2]"
 post_job "empty grid 400" '{"type":"ablation","model":"tiny0","components":[],"rates":[0.5]}' 400 empty_grid components
 RATES=$(seq 0 1000 | awk '{ if (NR > 1) printf ","; printf "%.6f", $1 / 1002 }')
 post_job "10,010-cell grid refused" \
