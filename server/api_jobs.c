@@ -47,7 +47,10 @@ int api_reply_store(http_request *req, int rc, const char *what, const char *err
     return api_reply_jobs_error(req, &e);
 }
 
-static jobs_env env_of(const api_ctx *ctx) { return (jobs_env){ctx->st, ctx->sched, ctx->cfg}; }
+static jobs_env env_of(const api_ctx *ctx)
+{
+    return (jobs_env){ctx->st, __atomic_load_n(&ctx->sched, __ATOMIC_ACQUIRE), ctx->cfg};
+}
 
 /* The {id} path parameter: decimal digits only, no leading zero ("+1", " 1", "01" name no job),
  * > 0; or -1 after replying 404. */

@@ -67,7 +67,7 @@ static int metrics_service_write(api_ctx *ctx, FILE *f)
         fprintf(f, "# store metrics unavailable\n");
     }
     scheduler_stats_t ss;
-    if (scheduler_stats(ctx->sched, &ss) == 0)
+    if (scheduler_stats(__atomic_load_n(&ctx->sched, __ATOMIC_ACQUIRE), &ss) == 0)
         fprintf(f,
                 "# HELP prunelabd_cells_running Cell processes running now.\n"
                 "# TYPE prunelabd_cells_running gauge\nprunelabd_cells_running %d\n"

@@ -229,8 +229,9 @@ static int store_open_in(const char *data_dir, const char *sql_dir, store **st, 
     return rc;
 }
 
-/* Directories, lock, temp clean-up, store, scheduler. Returns 0 or -1 with err; daemon_close
- * undoes a partial open. */
+/* Directories, lock, temp clean-up, store, the handlers' context. Returns 0 or -1 with err;
+ * daemon_close undoes a partial open. No cell starts here: the scheduler waits until the port
+ * is bound (daemon_start_cells), so a daemon that cannot listen has run nothing. */
 static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t errlen) {
     const char *dir = d->cfg.data_dir;
     d->models_dir = path_join(dir, "models");
@@ -246,10 +247,8 @@ static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t er
     if (d->lock_fd < 0) return -1;
     tmp_clean(d->tmp_dir);
     if (store_open_in(dir, d->sql_dir, &d->st, err, errlen) != STORE_OK) return -1;
-    d->sched = scheduler_start(d->st, &d->cfg, d->cfg.engine_bin, d->models_dir, err, errlen);
-    if (!d->sched) return -1;
     d->api.st = d->st;
-    d->api.sched = d->sched;
+    d->api.sched = NULL; /* until daemon_start_cells: jobs submitted meanwhile wait in the queue */
     d->api.cfg = &d->cfg;
     d->api.data_dir = d->cfg.data_dir;
     d->api.models_dir = d->models_dir;
@@ -266,11 +265,20 @@ static int daemon_open(struct daemon *d, const char *argv0, char *err, size_t er
     return 0;
 }
 
+/* The scheduler, once HTTP listens; the handlers see it from then on (a job accepted before
+ * waits in the queue, and the scheduler's first pass claims it). Returns 0 or -1 with err. */
+static int daemon_start_cells(struct daemon *d, char *err, size_t errlen) {
+    d->sched = scheduler_start(d->st, &d->cfg, d->cfg.engine_bin, d->models_dir, err, errlen);
+    if (!d->sched) return -1;
+    __atomic_store_n(&d->api.sched, d->sched, __ATOMIC_RELEASE);
+    return 0;
+}
+
 /* Stop the services that run cells; HTTP has stopped accepting. Running cells get
  * cfg.grace_s seconds to finish, then are released back to the queue. */
 static void daemon_shutdown(struct daemon *d) {
     if (!d->sched) return;
-    d->api.sched = NULL;
+    __atomic_store_n(&d->api.sched, NULL, __ATOMIC_RELEASE);
     scheduler_stop(d->sched, (double)d->cfg.grace_s);
     d->sched = NULL;
 }
@@ -571,7 +579,8 @@ static int serve(struct daemon *d, const char *argv0) {
     };
     size_t n_routes = 0;
     const http_route *routes = app_routes(&n_routes);
-    if (http_server_start(&d->http, &ho, routes, n_routes, &d->api, err, sizeof err) != 0) {
+    if (http_server_start(&d->http, &ho, routes, n_routes, &d->api, err, sizeof err) != 0 ||
+        daemon_start_cells(d, err, sizeof err) != 0) {
         fprintf(stderr, "prunelabd: %s\n", err);
         return 1;
     }
