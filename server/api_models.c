@@ -70,6 +70,15 @@ static void engine_message(const char *errtext, int status, char *msg, size_t le
     if (!n) snprintf(msg, len, status == -2 ? "the engine timed out" : "the engine failed (status %d)", status);
 }
 
+/* The engine could not be run at all: the reason (which names the binary's path) goes to the
+ * daemon's log, the client gets a message without server paths. */
+static int reply_engine_unavailable(http_request *req, const char *what, const char *err)
+{
+    fprintf(stderr, "prunelabd: %s: %s\n", what, err);
+    return http_reply_error(req, 500, "engine_unavailable", NULL,
+                            "the engine (prunelab) could not be run for %s; the daemon's log says why", what);
+}
+
 static const char *engine_bin(const api_ctx *ctx)
 {
     if (ctx->engine_bin) return ctx->engine_bin;
@@ -218,7 +227,7 @@ static json_t *upload_inspect(http_request *req, api_ctx *ctx, const char *tmp, 
     int ran = run_engine(ctx, argv, &out, &errtext, &status, err, sizeof err);
     engine_gate_leave(NULL);
     if (ran != 0) {
-        http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+        reply_engine_unavailable(req, "an upload", err);
     } else if (status != 0) {
         engine_message(errtext, status, msg, sizeof msg);
         /* the engine names the temp file; say "the upload" instead */
@@ -445,9 +454,15 @@ static json_t *components_make(http_request *req, api_ctx *ctx, const store_mode
     json_t *doc = NULL;
     char *argv[] = {(char *)engine_bin(ctx), "components", "--model", m->path, NULL};
     if (run_engine(ctx, argv, &out, &errtext, &status, err, sizeof err) != 0) {
-        http_reply_error(req, 500, "engine_unavailable", NULL, "%s", err);
+        reply_engine_unavailable(req, m->name, err);
     } else if (status != 0) {
+        char self[96];
         engine_message(errtext, status, msg, sizeof msg);
+        fprintf(stderr, "prunelabd: prunelab components of %s failed: %s\n", m->name, msg);
+        /* the engine names the checkpoint by its path under the data dir; say which model */
+        snprintf(self, sizeof self, "the checkpoint of %s", m->name);
+        message_replace(msg, sizeof msg, m->path, self);
+        if (ctx->data_dir) message_replace(msg, sizeof msg, ctx->data_dir, "DATA_DIR");
         http_reply_error(req, 502, "engine_error", NULL, "%s", msg);
     } else if (!json_is_object(doc = json_loads(out, 0, NULL))) {
         json_decref(doc);

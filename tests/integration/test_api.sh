@@ -202,6 +202,16 @@ req GET '/api/v1/models/..'
 case "$CODE" in 400 | 404) ok "GET /models/.. refused ($CODE)" ;; *) bad "GET /models/.. answered $CODE" ;; esac
 req GET /api/v1/models
 jqcheck "model list" "$TMP/body" '.models | map(.name) == ["tiny0"]'
+# a checkpoint broken behind the daemon's back: the engine's complaint, without server paths
+areq PUT /api/v1/models/tinyc --data-binary @"$TMP/tiny0.safetensors"
+expect "PUT a second model 201" 201 ""
+printf '\x10\x00\x00\x00\x00\x00\x00\x00{"a":1}' >"$DATA/models/tinyc.safetensors"
+req GET /api/v1/models/tinyc/components
+expect "components of a broken checkpoint 502 engine_error" 502 engine_error
+jqcheck "its message names the model, not the server's paths" "$TMP/body" \
+    "(.error.message | contains(\"the checkpoint of tinyc\")) and (.error.message | contains(\"$DATA\") | not) and (.error.message | contains(\"/models/\") | not)"
+areq DELETE /api/v1/models/tinyc
+expect "delete the broken model 200" 200 ""
 req GET /api/v1/models/tiny0/components
 expect "components 200" 200 ""
 jqcheck "components lists out_proj with its alias" "$TMP/body" '.total | map(select(.component == "out_proj" and .alias == "linear_out")) | length == 1'
