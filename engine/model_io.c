@@ -253,6 +253,7 @@ int model_load(model *m, const char *path, const char *dataset_hint, char *err, 
         }
         if (shape_is(t, p->ndim, p->shape[0], p->shape[1], p->shape[2], e2, sizeof e2) != 0) goto fail;
         if (st_to_f32(t, m->params + p->offset, e2, sizeof e2) != 0) goto fail;
+        st_release(f, t);
         for (size_t k = 0; k < p->numel; k++) {
             if (!isfinite(m->params[p->offset + k])) {
                 pl_err(e2, sizeof e2, "tensor %s holds a non-finite value at index %zu", p->name, k);

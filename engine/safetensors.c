@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,15 @@ void st_free(st_file *f)
     if (f->mapped) munmap(f->buf, f->len);
     else free(f->buf);
     free(f);
+}
+
+void st_release(const st_file *f, const st_tensor *t)
+{
+    if (!f || !t || !f->mapped || t->nbytes == 0) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(page - 1);       /* first whole page */
+    uintptr_t hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);      /* end of the last one */
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* Reads "__metadata__" into f. Returns 0, or -1 with err. */

@@ -60,6 +60,11 @@ st_file *st_load(const char *path, char *err, size_t errlen);
 /* Same, over a buffer the function takes ownership of (freed on error too). */
 st_file *st_parse(unsigned char *buf, size_t len, char *err, size_t errlen);
 void st_free(st_file *f);
+/* The caller is done with t's bytes (copied out): when the file is mapped, the whole pages of
+ * t's range are given back (madvise DONTNEED; they would be read from the file again if
+ * touched), so loading a checkpoint tensor by tensor holds about one copy of it in memory, not
+ * the mapping and the copy. t->data stays valid. No-op for a malloc'd buffer. */
+void st_release(const st_file *f, const st_tensor *t);
 
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_meta(const st_file *f, const char *key); /* NULL if absent */
