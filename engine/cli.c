@@ -233,8 +233,8 @@ void cli_load_model(const cli_spec *s, model *m, const char *path, const char *d
 {
     char err[PL_ERRLEN];
     if (model_load(m, path, dataset_hint, err, sizeof err) != 0)
-        cli_fail(s, "check the path; 'prunelab inspect FILE' validates a checkpoint", "cannot load model %s: %s",
-                 path, err);
+        cli_fail(s, "check the path; 'prunelab inspect FILE' validates a checkpoint", "cannot load model %s",
+                 err); /* model_load's message starts with the path */
 }
 
 void cli_load_prunable(const cli_spec *s, model *m, const char *path, const char *dataset_hint,

@@ -39,7 +39,7 @@ int cmd_inspect(int argc, char **argv)
     char err[PL_ERRLEN];
     if (model_load(&m, path, dataset_name, err, sizeof err) != 0)
         pl_die("the file must be a safetensors checkpoint with the tensor names of DESIGN.md section 3",
-               "inspect: %s is not a valid model: %s", path, err);
+               "inspect: not a valid model: %s", err); /* err starts with the path */
     for (int i = 0; i < m.n_tensors; i++) {
         const param_info *p = &m.info[i];
         for (size_t j = 0; j < p->numel; j++) {

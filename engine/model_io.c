@@ -236,7 +236,7 @@ int model_load(model *m, const char *path, const char *dataset_hint, char *err, 
     memset(m, 0, sizeof *m);
     char e2[PL_ERRLEN];
     st_file *f = st_load(path, e2, sizeof e2);
-    if (!f) return pl_err(err, errlen, "%s: %s", path, e2);
+    if (!f) return pl_err(err, errlen, "%s", e2); /* st_load's messages name the path already */
     model_config cfg;
     if (config_from_file(&cfg, f, dataset_hint, e2, sizeof e2) != 0 || model_alloc(m, &cfg, e2, sizeof e2) != 0) {
         st_free(f);

@@ -232,6 +232,7 @@ static json_t *upload_inspect(http_request *req, api_ctx *ctx, const char *tmp, 
         engine_message(errtext, status, msg, sizeof msg);
         /* the engine names the temp file; say "the upload" instead */
         message_replace(msg, sizeof msg, tmp, "the upload");
+        message_replace(msg, sizeof msg, "inspect: not a valid model: ", "");
         http_reply_error(req, 400, "invalid_model", NULL, "not a valid model: %s", msg);
     } else if (!json_is_object(info = json_loads(out, 0, NULL))) {
         json_decref(info);

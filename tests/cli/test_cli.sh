@@ -104,6 +104,8 @@ head -c 1000 "$TMP/m2.safetensors" >"$TMP/trunc.safetensors"
 must_fail "inspect refuses a truncated file" "not a valid model" "$BIN" inspect "$TMP/trunc.safetensors"
 printf 'hello' >"$TMP/tiny.safetensors"
 must_fail "inspect refuses a 5-byte file" "not a valid model" "$BIN" inspect "$TMP/tiny.safetensors"
+n=$(grep -o "tiny.safetensors" "$TMP/err" | wc -l)
+[ "$n" = 1 ] && ok "the refusal names the file once" || bad "the refusal names the file $n times: $(head -c 300 "$TMP/err")"
 must_fail "inspect needs a file" "missing" "$BIN" inspect
 
 # --- bench ----------------------------------------------------------------------------------
