@@ -23,7 +23,12 @@
  * decoded the same way ('+' is a space), '/' allowed.
  *
  * The listening socket is opened here (close-on-exec, so spawned cells never hold the port)
- * and handed to MHD with MHD_OPTION_LISTEN_SOCKET; that gives a precise bind error. */
+ * and handed to MHD with MHD_OPTION_LISTEN_SOCKET; that gives a precise bind error.
+ *
+ * Slow clients (header deadline, body minimum rate, pending-connection pool with a reserve,
+ * per-address shares, rate-limited refusal log): see that section. The client address used
+ * for the caps and the access log is always the TCP peer; X-Forwarded-For, X-Real-IP and
+ * Forwarded are never read, so behind a reverse proxy every client has the proxy's address. */
 #define _GNU_SOURCE /* mkostemp */
 #include "http.h"
 #include "errbuf.h"
