@@ -27,7 +27,7 @@
 set -euo pipefail
 
 PACKAGES=(build-essential autoconf automake libtool pkg-config libopenblas-dev libjansson-dev
-          libmicrohttpd-dev libsqlite3-dev sqlite3 check zlib1g-dev jq curl)
+          libmicrohttpd-dev libsqlite3-dev sqlite3 check zlib1g-dev jq curl python3)
 
 build_only=0
 fresh=0

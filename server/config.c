@@ -89,6 +89,16 @@ static const cfg_key config_keys[] = {
      65536, "simultaneous connections from one address (0 = no limit)"},
     {"connection_timeout", CFG_TYPE_INT, offsetof(pl_config, connection_timeout_s), 1, 86400,
      "idle connection timeout, seconds"},
+    {"header_timeout", CFG_TYPE_INT, offsetof(pl_config, header_timeout_s), 1, 3600,
+     "seconds to send a request's complete headers (from accept, or from the previous "
+     "response on a kept-alive connection); also the grace before body_min_rate applies"},
+    {"body_min_rate", CFG_TYPE_SIZE, offsetof(pl_config, body_min_rate), 0, GIB,
+     "slowest accepted request body, bytes per second averaged (K/M/G suffix, 0 = no minimum)"},
+    {"max_pending_connections", CFG_TYPE_INT, offsetof(pl_config, max_pending_connections), 0,
+     65536, "connections still sending headers or idle between requests (0 = three quarters of "
+     "max_connections; the rest is kept for requests being answered)"},
+    {"max_pending_per_ip", CFG_TYPE_INT, offsetof(pl_config, max_pending_per_ip), 0, 65536,
+     "pending connections from one address (0 = half of max_connections_per_ip)"},
     {"log_requests", CFG_TYPE_BOOL, offsetof(pl_config, log_requests), 0, 0,
      "access-log line per request on stderr"},
 };
@@ -131,8 +141,10 @@ void config_init(pl_config *c) {
     c->upload_max = (size_t)(512 * MIB);
     c->uploads_per_user = 2;
     c->max_connections = 256;
-    c->max_connections_per_ip = 128;
+    c->max_connections_per_ip = 64;
     c->connection_timeout_s = 60;
+    c->header_timeout_s = 10;
+    c->body_min_rate = 1024;
     c->log_requests = true;
     c->data_dir = strdup("./var");
     c->anonymous_reads = true;
@@ -402,6 +414,10 @@ int config_validate(const pl_config *c, char *err, size_t errlen) {
         return errbuf_set(err, errlen,
                        "max_connections_per_ip (%d) must not exceed max_connections (%d)",
                        c->max_connections_per_ip, c->max_connections);
+    if (c->max_pending_connections > c->max_connections)
+        return errbuf_set(err, errlen,
+                       "max_pending_connections (%d) must not exceed max_connections (%d)",
+                       c->max_pending_connections, c->max_connections);
     if (c->owner_running_cap > c->workers)
         return errbuf_set(err, errlen,
                        "owner_running_cap (%d) exceeds workers (%d): it would never bind; use 0 "

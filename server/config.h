@@ -33,8 +33,12 @@ typedef struct {
     size_t upload_max;         /* cap for routes that stream to a file (model upload, 512 MiB) */
     int uploads_per_user;      /* model uploads one user may stream at once (2; 0 = no limit) */
     int max_connections;       /* simultaneous connections (256) */
-    int max_connections_per_ip;/* simultaneous connections from one address (128) */
+    int max_connections_per_ip;/* simultaneous connections from one address (64) */
     int connection_timeout_s;  /* idle connection timeout, seconds (60) */
+    int header_timeout_s;      /* to send a request's complete headers, seconds (10) */
+    size_t body_min_rate;      /* slowest body, bytes/s after header_timeout_s (1K; 0 = none) */
+    int max_pending_connections;/* headers not complete yet (0 = 3/4 of max_connections) */
+    int max_pending_per_ip;    /* of those, from one address (0 = max_connections_per_ip / 2) */
     bool log_requests;         /* one access-log line per request on stderr (true) */
     /* storage */
     char *data_dir;            /* "./var": prunelab.db, models/, tmp/, prunelabd.port */

@@ -23,7 +23,12 @@
  * decoded the same way ('+' is a space), '/' allowed.
  *
  * The listening socket is opened here (close-on-exec, so spawned cells never hold the port)
- * and handed to MHD with MHD_OPTION_LISTEN_SOCKET; that gives a precise bind error. */
+ * and handed to MHD with MHD_OPTION_LISTEN_SOCKET; that gives a precise bind error.
+ *
+ * Slow clients (header deadline, body minimum rate, pending-connection pool with a reserve,
+ * per-address shares, rate-limited refusal log): see that section. The client address used
+ * for the caps and the access log is always the TCP peer; X-Forwarded-For, X-Real-IP and
+ * Forwarded are never read, so behind a reverse proxy every client has the proxy's address. */
 #define _GNU_SOURCE /* mkostemp */
 #include "http.h"
 #include "errbuf.h"
@@ -34,6 +39,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,11 +84,24 @@ struct http_server {
     int stopping;            /* atomic flag */
     int quiesced;            /* listen socket handed back and closed */
     int64_t in_flight;       /* atomic gauge */
+    /* slow clients (see that section) */
+    pthread_mutex_t conn_lock;   /* conns, reaper_stop */
+    pthread_cond_t reaper_cond;
+    pthread_mutex_t log_lock;    /* glog */
+    int locks_ready;
+    struct conn_slot *conns;     /* n_conns = MHD's connection limit */
+    size_t n_conns;
+    int total_cap, per_ip_cap, pending_cap, pending_ip_cap, header_timeout_s;
+    size_t body_min_rate;
+    pthread_t reaper;
+    int reaper_started, reaper_stop;
+    struct glog_bucket *glog;    /* GLOG_BUCKETS */
 };
 
 struct http_request {
     http_server *srv;
     struct MHD_Connection *conn;
+    struct conn_slot *slot;            /* the connection's, or NULL */
     char *method;
     char *path;                        /* raw */
     char *segbuf;                      /* decoded segments, NUL-separated */
@@ -592,6 +611,22 @@ static int request_route(http_request *req) {
     return -1;
 }
 
+struct length_scan {
+    int n;              /* Content-Length headers seen */
+    int differ;         /* two of them disagree */
+    const char *first;
+};
+
+static enum MHD_Result length_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+    struct length_scan *ls = cls;
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0) return MHD_YES;
+    if (ls->n++ == 0) ls->first = value ? value : "";
+    else if (strcmp(ls->first, value ? value : "") != 0) ls->differ = 1;
+    return MHD_YES;
+}
+
 /* Validate, route, decode the query and check Content-Length. Returns 0 when the request goes
  * on to its body and handler, -1 when a response is already set. */
 static int request_prepare(http_request *req) {
@@ -620,6 +655,21 @@ static int request_prepare(http_request *req) {
     req->body_limit = route->body_max ? route->body_max
                       : route->body == HTTP_BODY_FILE ? req->srv->opt.upload_max
                                                       : req->srv->opt.body_max;
+    /* Content-Length. A value that is not a number (`abc`, `-1`) or too large for MHD never
+     * reaches this point: libmicrohttpd 0.9.75 parses the header itself, before it calls the
+     * access handler, and answers 400 (or 413) with its built-in HTML page
+     * (transmit_error_response in connection.c), with no option or callback to replace that
+     * body. Two Content-Length headers that disagree do reach us (MHD reads the body by the
+     * first one): a request-smuggling shape (RFC 9112 section 6.3), refused here and the
+     * connection closed, since where its body ends is unknown. Equal repeats are accepted. */
+    struct length_scan ls = {0, 0, NULL};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, length_collect, &ls);
+    if (ls.differ) {
+        if (http_reply_error(req, MHD_HTTP_BAD_REQUEST, "bad_header", "Content-Length",
+                             "%d Content-Length headers with different values", ls.n) == 0)
+            http_reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        return -1;
+    }
     const char *cl = http_request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
@@ -732,6 +782,328 @@ static void request_run(http_request *req) {
     }
 }
 
+/* ------------------------------------------------------------------ slow clients
+ *
+ * Every connection has a slot in s->conns (registered by MHD_CONNECTION_NOTIFY_STARTED on the
+ * accepting thread, cleared by MHD_CONNECTION_NOTIFY_CLOSED before MHD closes the socket) with
+ * its address, socket and phase:
+ *   CONN_PENDING  headers not complete: just accepted, or idle after a response (keep-alive)
+ *   CONN_BODY     headers in, body being received (bytes counted)
+ *   CONN_ANSWER   the handler runs or the response is being sent (no deadline here)
+ * Policy, applied in on_accept (MHD's accept policy callback, same thread as STARTED, so a
+ * decision and the registration it leads to never interleave with another accept):
+ *   - pending connections are capped at pending_cap (max_connections minus a reserve), and at
+ *     pending_ip_cap per address; all connections at max_connections and per_ip_cap per address.
+ *   - when a cap is reached and a pending connection counts against it, the oldest such is
+ *     closed (shutdown) and the new one admitted: a new connection has sent nothing yet, while
+ *     the oldest unfinished one has had the longest time to send its headers and has not, so it
+ *     is the best evidence of a slow client. A /healthz whose headers arrive at once therefore
+ *     always gets in and leaves the pending pool within a round trip. When no pending one
+ *     counts against the full cap (every connection is being answered), the new one is refused.
+ * A reaper thread closes pending connections past header_timeout_s and bodies averaging under
+ * body_min_rate once header_timeout_s has passed. It and on_accept call shutdown() only on a
+ * slot still registered, under conn_lock, which the CLOSED notification also takes: a socket
+ * number reused after close is never touched. A closed slot stays counted until CLOSED, but
+ * not against the caps (`closing`), so MHD's own limit is set above max_connections by a slack
+ * that absorbs connections being torn down.
+ * Refusals, evictions and MHD's own messages are logged at most once a second per kind, with
+ * the count of the ones suppressed (the reaper prints the counts left over). */
+
+enum conn_phase { CONN_PENDING = 0, CONN_BODY, CONN_ANSWER };
+
+struct conn_slot {
+    int used, closing;
+    int fd;
+    struct MHD_Connection *conn;
+    int family;                 /* AF_INET / AF_INET6, 0 = unknown (not counted per address) */
+    unsigned char addr[16];
+    enum conn_phase phase;
+    double since;               /* start of the phase */
+    uint64_t body_bytes;        /* in CONN_BODY */
+};
+
+/* Rate-limited log kinds; MHD's messages get buckets keyed by their format string. */
+enum glog_kind {
+    GLOG_REFUSE_TOTAL = 0,
+    GLOG_REFUSE_IP,
+    GLOG_EVICT_POOL,
+    GLOG_EVICT_IP,
+    GLOG_HEADER_TIMEOUT,
+    GLOG_SLOW_BODY,
+    GLOG_KIND_COUNT
+};
+#define GLOG_MHD_BUCKETS 16
+#define GLOG_BUCKETS (GLOG_KIND_COUNT + GLOG_MHD_BUCKETS + 1) /* + 1 for other MHD messages */
+
+struct glog_bucket {
+    const char *key;            /* MHD format string; NULL for our kinds */
+    double last;                /* when a line was last printed */
+    uint64_t suppressed;        /* events since then not printed */
+    char msg[256];              /* the last suppressed event */
+};
+
+static void addr_text(int family, const unsigned char *a, char *out, size_t n) {
+    if (family == AF_INET6) inet_ntop(AF_INET6, a, out, (socklen_t)n);
+    else if (family == AF_INET) inet_ntop(AF_INET, a, out, (socklen_t)n);
+    else snprintf(out, n, "-");
+}
+
+static void addr_key(const struct sockaddr *sa, int *family, unsigned char *a) {
+    memset(a, 0, 16);
+    *family = 0;
+    if (!sa) return;
+    if (sa->sa_family == AF_INET) {
+        *family = AF_INET;
+        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        *family = AF_INET6;
+        memcpy(a, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+/* Print "prunelabd: http: MSG" unless a line of this bucket was printed less than a second ago;
+ * then count it (the next printed line, or glog_flush, reports the count). */
+static void glog_emit(http_server *s, struct glog_bucket *b, const char *msg) {
+    double now = now_s();
+    pthread_mutex_lock(&s->log_lock);
+    if (b->last == 0 || now - b->last >= 1.0) {
+        if (b->suppressed)
+            fprintf(stderr, "prunelabd: http: %s (and %llu more like it in the last %.1f s)\n",
+                    msg, (unsigned long long)b->suppressed, now - b->last);
+        else
+            fprintf(stderr, "prunelabd: http: %s\n", msg);
+        b->last = now;
+        b->suppressed = 0;
+    } else {
+        b->suppressed++;
+        snprintf(b->msg, sizeof b->msg, "%s", msg);
+    }
+    pthread_mutex_unlock(&s->log_lock);
+}
+
+__attribute__((format(printf, 3, 4))) static void glog(http_server *s, enum glog_kind k,
+                                                       const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    glog_emit(s, &s->glog[k], msg);
+}
+
+/* Report the events suppressed more than a second ago that no later line reported. */
+static void glog_flush(http_server *s) {
+    double now = now_s();
+    pthread_mutex_lock(&s->log_lock);
+    for (size_t i = 0; i < GLOG_BUCKETS; i++) {
+        struct glog_bucket *b = &s->glog[i];
+        if (!b->suppressed || now - b->last < 1.0) continue;
+        fprintf(stderr, "prunelabd: http: %llu more in the last %.1f s like: %s\n",
+                (unsigned long long)b->suppressed, now - b->last, b->msg);
+        b->last = now;
+        b->suppressed = 0;
+    }
+    pthread_mutex_unlock(&s->log_lock);
+}
+
+/* Close a registered connection (conn_lock held): its thread sees the end of the stream and
+ * MHD closes it; the slot goes on CLOSED. */
+static void conn_shut(struct conn_slot *c) {
+    shutdown(c->fd, SHUT_RDWR);
+    c->closing = 1;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t salen) {
+    http_server *s = cls;
+    int family;
+    unsigned char a[16];
+    (void)salen;
+    addr_key(sa, &family, a);
+    int total = 0, pending = 0, ip_total = 0, ip_pending = 0;
+    struct conn_slot *oldest = NULL, *oldest_ip = NULL;
+    pthread_mutex_lock(&s->conn_lock);
+    for (size_t i = 0; i < s->n_conns; i++) {
+        struct conn_slot *c = &s->conns[i];
+        if (!c->used || c->closing) continue;
+        int same = family && c->family == family && memcmp(c->addr, a, 16) == 0;
+        total++;
+        ip_total += same;
+        if (c->phase != CONN_PENDING) continue;
+        pending++;
+        if (!oldest || c->since < oldest->since) oldest = c;
+        if (same) {
+            ip_pending++;
+            if (!oldest_ip || c->since < oldest_ip->since) oldest_ip = c;
+        }
+    }
+    struct conn_slot *evict = NULL;
+    enum glog_kind why = GLOG_REFUSE_TOTAL;
+    int cap = 0, refuse = 0;
+    if (family && s->per_ip_cap && ip_total >= s->per_ip_cap) {
+        cap = s->per_ip_cap;
+        if (oldest_ip) evict = oldest_ip, why = GLOG_EVICT_IP;
+        else refuse = 1, why = GLOG_REFUSE_IP;
+    } else if (family && s->pending_ip_cap && ip_pending >= s->pending_ip_cap) {
+        cap = s->pending_ip_cap;
+        evict = oldest_ip, why = GLOG_EVICT_IP;
+    } else if (total >= s->total_cap) {
+        cap = s->total_cap;
+        if (oldest) evict = oldest, why = GLOG_EVICT_POOL;
+        else refuse = 1, why = GLOG_REFUSE_TOTAL;
+    } else if (pending >= s->pending_cap) {
+        cap = s->pending_cap;
+        evict = oldest, why = GLOG_EVICT_POOL;
+    }
+    char ip[INET6_ADDRSTRLEN], old_ip[INET6_ADDRSTRLEN] = "-";
+    double age = 0;
+    if (evict) {
+        addr_text(evict->family, evict->addr, old_ip, sizeof old_ip);
+        age = now_s() - evict->since;
+        conn_shut(evict);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    addr_text(family, a, ip, sizeof ip);
+    switch (why) {
+    case GLOG_REFUSE_IP:
+        if (refuse)
+            glog(s, why, "refused a connection from %s: max_connections_per_ip (%d) reached, all "
+                 "of them being answered", ip, cap);
+        break;
+    case GLOG_REFUSE_TOTAL:
+        if (refuse)
+            glog(s, why, "refused a connection from %s: max_connections (%d) reached, all of "
+                 "them being answered", ip, cap);
+        break;
+    case GLOG_EVICT_IP:
+        glog(s, why, "closed a connection from %s that had not completed its request headers in "
+             "%.1f s, to admit a new one (per-address cap of %d reached)", old_ip, age, cap);
+        break;
+    case GLOG_EVICT_POOL:
+        glog(s, why, "closed a connection from %s that had not completed its request headers in "
+             "%.1f s, to admit one from %s (cap of %d reached)", old_ip, age, ip, cap);
+        break;
+    default:
+        break;
+    }
+    return refuse ? MHD_NO : MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn_slot *c = *socket_context;
+        if (!c) return;
+        pthread_mutex_lock(&s->conn_lock);
+        memset(c, 0, sizeof *c);
+        c->fd = -1;
+        pthread_mutex_unlock(&s->conn_lock);
+        *socket_context = NULL;
+        return;
+    }
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = NULL;
+    if (!fi) return;
+    pthread_mutex_lock(&s->conn_lock);
+    for (size_t i = 0; i < s->n_conns; i++) {
+        struct conn_slot *c = &s->conns[i];
+        if (c->used) continue;
+        c->used = 1;
+        c->closing = 0;
+        c->fd = fi->connect_fd;
+        c->conn = conn;
+        addr_key(ai ? ai->client_addr : NULL, &c->family, c->addr);
+        c->phase = CONN_PENDING;
+        c->since = now_s();
+        c->body_bytes = 0;
+        *socket_context = c;
+        break;
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+/* The slot of req's connection, or NULL (none free at STARTED: not tracked). */
+static struct conn_slot *conn_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void conn_phase_set(http_server *s, struct conn_slot *c, struct MHD_Connection *conn,
+                           enum conn_phase phase) {
+    if (!c) return;
+    pthread_mutex_lock(&s->conn_lock);
+    if (c->used && c->conn == conn) {
+        c->phase = phase;
+        c->since = now_s();
+        c->body_bytes = 0;
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+static void conn_body_count(http_server *s, struct conn_slot *c, size_t n) {
+    if (!c) return;
+    pthread_mutex_lock(&s->conn_lock);
+    c->body_bytes += n;
+    pthread_mutex_unlock(&s->conn_lock);
+}
+
+static void *reaper_main(void *arg) {
+    http_server *s = arg;
+    pthread_mutex_lock(&s->conn_lock);
+    while (!s->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 200 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->reaper_cond, &s->conn_lock, &ts);
+        if (s->reaper_stop) break;
+        double now = now_s(), limit = (double)s->header_timeout_s;
+        for (size_t i = 0; i < s->n_conns; i++) {
+            struct conn_slot *c = &s->conns[i];
+            if (!c->used || c->closing) continue;
+            double age = now - c->since;
+            if (age <= limit) continue;
+            char ip[INET6_ADDRSTRLEN];
+            addr_text(c->family, c->addr, ip, sizeof ip);
+            if (c->phase == CONN_PENDING) {
+                conn_shut(c);
+                glog(s, GLOG_HEADER_TIMEOUT, "closed a connection from %s: no complete request "
+                     "headers within header_timeout (%d s)", ip, s->header_timeout_s);
+            } else if (c->phase == CONN_BODY && s->body_min_rate &&
+                       (double)c->body_bytes < (double)s->body_min_rate * age) {
+                conn_shut(c);
+                glog(s, GLOG_SLOW_BODY, "closed a connection from %s: its request body came at "
+                     "%.0f bytes/s, under body_min_rate (%zu)", ip, (double)c->body_bytes / age,
+                     s->body_min_rate);
+            }
+        }
+        pthread_mutex_unlock(&s->conn_lock);
+        glog_flush(s);
+        pthread_mutex_lock(&s->conn_lock);
+    }
+    pthread_mutex_unlock(&s->conn_lock);
+    return NULL;
+}
+
+static void reaper_stop(http_server *s) {
+    if (!s->reaper_started) return;
+    pthread_mutex_lock(&s->conn_lock);
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reaper_cond);
+    pthread_mutex_unlock(&s->conn_lock);
+    pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
+    glog_flush(s);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
@@ -751,8 +1123,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->path = strdup(url);
         *req_cls = req;
         __atomic_fetch_add(&s->in_flight, 1, __ATOMIC_RELAXED);
+        req->slot = conn_of(conn);
+        conn_phase_set(s, req->slot, conn, CONN_BODY);
         if (!req->method || !req->path) return MHD_NO;
-        if (request_prepare(req) != 0) return request_send(req);
+        if (request_prepare(req) != 0) {
+            conn_phase_set(s, req->slot, conn, CONN_ANSWER);
+            return request_send(req);
+        }
         return MHD_YES;
     }
     if (req->responded) {
@@ -760,10 +1137,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_data_size) {
+        conn_body_count(s, req->slot, *upload_data_size);
         request_body_append(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
+    conn_phase_set(s, req->slot, conn, CONN_ANSWER);
     request_run(req);
     return request_send(req);
 }
@@ -805,7 +1184,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
     http_server *s = cls;
     http_request *req = *req_cls;
-    (void)conn;
     if (!req) return;
     double secs = now_s() - req->t0;
     if (req->status >= CODE_MIN && req->status <= CODE_MAX && req->responded) {
@@ -818,18 +1196,32 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         __atomic_fetch_add(&st->count, 1, __ATOMIC_RELAXED);
     }
     if (s->opt.log_requests) access_log(req, secs * 1e3, toe);
+    /* a kept-alive connection now waits for its next request's headers */
+    conn_phase_set(s, req->slot, conn, CONN_PENDING);
     __atomic_fetch_sub(&s->in_flight, 1, __ATOMIC_RELAXED);
     request_free(req);
     *req_cls = NULL;
 }
 
+/* MHD's messages (e.g. "Server reached connection limit") are rate-limited per format string,
+ * like the guard's own lines. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
-    char msg[512];
+    http_server *s = cls;
+    char msg[256];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && msg[n - 1] == '\n') msg[--n] = '\0';
-    fprintf(stderr, "prunelabd: http: %s\n", msg);
+    struct glog_bucket *b = &s->glog[GLOG_BUCKETS - 1];
+    pthread_mutex_lock(&s->log_lock);
+    for (size_t i = GLOG_KIND_COUNT; i < GLOG_BUCKETS - 1; i++) {
+        if (s->glog[i].key == fmt || !s->glog[i].key) {
+            s->glog[i].key = fmt;
+            b = &s->glog[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->log_lock);
+    glog_emit(s, b, msg);
 }
 
 /* ------------------------------------------------------------------ metrics */
@@ -961,7 +1353,44 @@ static void server_release(http_server *s) {
     free(s->stats);
     free(s->host);
     free(s->tmp_dir);
+    free(s->conns);
+    free(s->glog);
+    if (s->locks_ready) {
+        pthread_mutex_destroy(&s->conn_lock);
+        pthread_mutex_destroy(&s->log_lock);
+        pthread_cond_destroy(&s->reaper_cond);
+    }
     free(s);
+}
+
+/* Caps from the options (0 = derived, see http.h) and the locks, slots and log buckets. */
+static int guard_init(http_server *s, const http_options *opt, char *err, size_t errlen) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_mutex_init(&s->log_lock, NULL);
+    pthread_cond_init(&s->reaper_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->locks_ready = 1;
+    s->total_cap = opt->max_connections > 0 ? opt->max_connections : 1;
+    s->per_ip_cap = opt->max_connections_per_ip > 0 ? opt->max_connections_per_ip : 0;
+    s->pending_cap = opt->max_pending_connections > 0 ? opt->max_pending_connections
+                                                      : s->total_cap - s->total_cap / 4;
+    if (s->pending_cap > s->total_cap) s->pending_cap = s->total_cap;
+    s->pending_ip_cap = opt->max_pending_per_ip > 0 ? opt->max_pending_per_ip
+                        : s->per_ip_cap ? (s->per_ip_cap + 1) / 2 : 0;
+    if (s->per_ip_cap && s->pending_ip_cap > s->per_ip_cap) s->pending_ip_cap = s->per_ip_cap;
+    s->header_timeout_s = opt->header_timeout_s > 0 ? opt->header_timeout_s
+                                                    : opt->connection_timeout_s;
+    s->body_min_rate = opt->body_min_rate;
+    /* room for the connections being torn down after a shutdown (see the section comment) */
+    s->n_conns = (size_t)s->total_cap + (size_t)s->total_cap / 4 + 8;
+    s->conns = calloc(s->n_conns, sizeof *s->conns);
+    s->glog = calloc(GLOG_BUCKETS, sizeof *s->glog);
+    if (!s->conns || !s->glog) return errbuf_set(err, errlen, "out of memory");
+    for (size_t i = 0; i < s->n_conns; i++) s->conns[i].fd = -1;
+    return 0;
 }
 
 int http_server_start(http_server **out, const http_options *opt, const http_route *routes,
@@ -984,6 +1413,7 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     }
     s->opt.host = s->host;
     s->opt.tmp_dir = s->tmp_dir;
+    if (guard_init(s, opt, err, errlen) != 0) goto cleanup;
     for (size_t i = 0; i < n_routes; i++) {
         s->routes[i] = routes[i];
         if (!routes[i].method || !routes[i].method[0] || !routes[i].handler) {
@@ -998,14 +1428,15 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (family == AF_INET6) flags |= MHD_USE_IPv6;
+    /* The caps live in on_accept; MHD's own limit is the slot count (max_connections plus the
+     * slack for connections being closed) and it has no per-address limit of its own. */
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        flags, 0, on_accept, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)opt->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)opt->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->n_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)opt->connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK,
-        unescape_none, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, s, MHD_OPTION_END);
     if (!s->mhd) {
         char where[300];
         addr_format(where, sizeof where, s->host, opt->port);
@@ -1014,6 +1445,12 @@ int http_server_start(http_server **out, const http_options *opt, const http_rou
         goto cleanup;
     }
     fd = -1; /* MHD owns it now */
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        errbuf_set(err, errlen, "cannot start the connection reaper thread");
+        MHD_stop_daemon(s->mhd);
+        goto cleanup;
+    }
+    s->reaper_started = 1;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : 0;
     if (!s->port) {
@@ -1060,6 +1497,7 @@ int http_server_drain(http_server *s, double timeout_s) {
 void http_server_free(http_server *s) {
     if (!s) return;
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELAXED);
+    reaper_stop(s);
     MHD_stop_daemon(s->mhd);
     server_release(s);
 }

@@ -8,8 +8,8 @@
  * (thread-per-connection), so they may block (long-poll) without stalling other clients.
  *
  * Error bodies everywhere are {"error": {"code": C, "message": M, "field": F-or-null}}.
- * Codes produced here: bad_path, bad_query, bad_json, not_found, method_not_allowed,
- * body_too_large, internal. */
+ * Codes produced here: bad_path, bad_query, bad_json, bad_header, not_found,
+ * method_not_allowed, body_too_large, internal. */
 #ifndef PL_SERVER_HTTP_H
 #define PL_SERVER_HTTP_H
 
@@ -57,9 +57,13 @@ typedef struct {
 typedef struct {
     const char *host;          /* numeric address or name; "127.0.0.1" */
     int port;                  /* 0 = any free port; see http_server_port */
-    int max_connections;       /* MHD_OPTION_CONNECTION_LIMIT */
-    int max_connections_per_ip;/* MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0 = none */
+    int max_connections;       /* simultaneous connections (see "Slow clients" in http.c) */
+    int max_connections_per_ip;/* from one address, 0 = none */
     int connection_timeout_s;  /* MHD_OPTION_CONNECTION_TIMEOUT (idle) */
+    int header_timeout_s;      /* to complete a request's headers; 0 = connection_timeout_s */
+    size_t body_min_rate;      /* bytes/s a body must average after header_timeout_s; 0 = none */
+    int max_pending_connections;/* connections without complete headers; 0 = 3/4 of the max */
+    int max_pending_per_ip;    /* of those, from one address; 0 = max_connections_per_ip / 2 */
     size_t body_max;           /* default cap of HTTP_BODY_MEMORY routes */
     size_t upload_max;         /* default cap of HTTP_BODY_FILE routes */
     const char *tmp_dir;       /* where HTTP_BODY_FILE bodies land; must exist */
