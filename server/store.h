@@ -308,6 +308,19 @@ int store_cell_progress(store *st, int64_t cell_id, int attempt, double progress
  * result is never thrown away, even a late one from a lost lease. STORE_NOOP when the cell is
  * already done (the first result stays), STORE_NOTFOUND for no such cell. */
 int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char *err, size_t errlen);
+/* store_cell_finish that may also register the model a train cell made: model (NULL = none) is
+ * inserted in the same durable transaction, so a result and its model land together or not at
+ * all. STORE_EXISTS (err names the model) when model's name is taken: nothing is written.
+ * STORE_NOOP when the cell is already done (model is not inserted). STORE_ERR when SQLite could
+ * not write (a full disk among others: SQLITE_FULL); nothing is written and the same call may be
+ * repeated later. */
+int store_cell_commit(store *st, int64_t cell_id, const char *result_json, const store_model *model, char *err,
+                      size_t errlen);
+/* Cap the database at max_pages pages (PRAGMA max_page_count on the writer; <= 0 lifts the cap).
+ * A write that would grow the file past it fails with STORE_ERR ("database or disk is full"), as
+ * on a full disk; SQLite never lowers the cap below the current size. *pages (may be NULL) gets
+ * the current page count. Used by tests to make commits fail for real. */
+int store_page_limit_set(store *st, int64_t max_pages, int64_t *pages, char *err, size_t errlen);
 
 typedef enum { STORE_FAIL_REQUEUED, STORE_FAIL_FAILED, STORE_FAIL_CANCELLED } store_fail_outcome;
 /* The attempt failed: record code, message and stderr tail (any may be NULL). The cell goes

@@ -4,7 +4,8 @@
  * receives (one line each in specs.log) and behaves by the cell spec's "mode": ok (progress +
  * a result with baseline fields), fail (stderr text, exit 3 without a result), sleep (progress,
  * then sleeps), count (records how many fake cells run at once, then a result), train (writes
- * the "out" file, then a result). Tests wait on store state with a deadline, never on timings. */
+ * the "out" file, then a result), big (progress, waits for the file "go", then a result of about
+ * 60 KB, too big for a database capped at its current size). Tests wait on store state with a deadline, never on timings. */
 #define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <dirent.h>
@@ -55,6 +56,10 @@ static const char *FAKE_ENGINE =
     "  echo \"$prog\"; printf 'weights' > \"$out\" || exit 1\n"
     "  echo '{\"event\":\"result\",\"metrics\":{\"recipe\":\"train\",\"accuracy\":0.8,\"loss\":0.6,"
     "\"params\":4321}}';;\n"
+    "*'\"mode\":\"big\"'*)\n"
+    "  echo \"$prog\"; i=0; while [ ! -e \"$D/go\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  big=$(head -c 60000 /dev/zero | tr '\\0' x)\n"
+    "  echo \"{\\\"event\\\":\\\"result\\\",\\\"metrics\\\":{\\\"accuracy\\\":0.75,\\\"pad\\\":\\\"$big\\\"}}\";;\n"
     "*) echo \"$prog\"; echo \"$res\";;\n"
     "esac\n";
 
@@ -81,6 +86,8 @@ static void setup(void) {
     g_cfg.threads_per_cell = 1;
     g_cfg.lease_s = 30;
     g_cfg.owner_running_cap = 0;
+    free(g_cfg.data_dir);
+    g_cfg.data_dir = strdup(g_dir); /* the spool lives in data_dir/spool */
 }
 
 static void teardown(void) {
@@ -472,6 +479,116 @@ START_TEST(test_train_name_taken_fails) {
 }
 END_TEST
 
+/* Wait (up to 20 s) until the job's first cell is running in phase "committing": its result
+ * could not be committed and is being retried. */
+static void cell_wait_committing(int64_t job_id, store_cell *c) {
+    for (int i = 0; i < 2000; i++) {
+        first_cell(job_id, c);
+        if (c->state == STORE_STATE_RUNNING && c->phase && strcmp(c->phase, "committing") == 0) return;
+        store_cell_free(c);
+        sleep_ms(10);
+    }
+    ck_abort_msg("job %lld: the cell never waited for its commit", (long long)job_id);
+}
+
+/* A "big" cell runs; the database is capped at its size (SQLITE_FULL for real) before the result
+ * arrives, so the result's commit fails. Returns the job id with the cell waiting. */
+static int64_t big_cell_blocked(scheduler **out, store_cell *c) {
+    g_cfg.lease_s = 5; /* short, so that a cell left without its lease would be re-run */
+    int64_t id = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                         "{\"recipe\":\"ablation\",\"mode\":\"big\"}", 1, 3);
+    *out = sched_start();
+    cell_wait_running(id, c);
+    store_cell_free(c);
+    char err[512], go[4300];
+    int64_t pages = 0;
+    ck_assert_int_eq(store_page_limit_set(g_st, 1, &pages, err, sizeof err), STORE_OK);
+    ck_assert_int_gt(pages, 0);
+    snprintf(go, sizeof go, "%s/go", g_dir);
+    FILE *f = fopen(go, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    cell_wait_committing(id, c);
+    return id;
+}
+
+START_TEST(test_commit_retried_when_full) {
+    scheduler *s = NULL;
+    store_cell c;
+    int64_t id = big_cell_blocked(&s, &c);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_null(c.result_json);
+    char spool[4400];
+    snprintf(spool, sizeof spool, "%s/spool/cell-%lld.json", g_dir, (long long)c.id);
+    store_cell_free(&c);
+    struct stat sb;
+    ck_assert_int_eq(stat(spool, &sb), 0); /* the result waits on disk too */
+    /* longer than the lease: the cell keeps it while its commit is retried */
+    sleep_ms(6000);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_RUNNING);
+    ck_assert_int_eq(c.attempts, 1);
+    store_cell_free(&c);
+    char err[512];
+    ck_assert_int_eq(store_page_limit_set(g_st, 0, NULL, err, sizeof err), STORE_OK); /* space again */
+    job_wait(id, STORE_STATE_DONE);
+    scheduler_stats_t st;
+    ck_assert_int_eq(scheduler_stats(s, &st), 0);
+    scheduler_stop(s, 1.0);
+    ck_assert_int_eq(st.started, 1);
+    ck_assert_int_eq(st.failed, 0);
+    ck_assert_int_eq(st.done, 1);
+    ck_assert_int_eq(st.committing, 0);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_DONE);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_nonnull(c.result_json);
+    ck_assert_ptr_nonnull(strstr(c.result_json, "\"pad\":\"xxxx"));
+    store_cell_free(&c);
+    ck_assert_int_eq(stat(spool, &sb), -1);
+    char *log = file_read("specs.log");
+    ck_assert_int_eq(count_substr(log, "\"mode\":\"big\""), 1); /* ran once */
+    free(log);
+}
+END_TEST
+
+START_TEST(test_spooled_result_replayed_at_start) {
+    /* the daemon stops while the result waits for its commit: the next start commits it from
+     * the spool instead of running the cell again */
+    scheduler *s = NULL;
+    store_cell c;
+    int64_t id = big_cell_blocked(&s, &c);
+    int64_t cell_id = c.id;
+    store_cell_free(&c);
+    scheduler_stop(s, 1.0); /* its last try fails too: the database is still full */
+    char spool[4400];
+    snprintf(spool, sizeof spool, "%s/spool/cell-%lld.json", g_dir, (long long)cell_id);
+    struct stat sb;
+    ck_assert_int_eq(stat(spool, &sb), 0);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_RUNNING);
+    store_cell_free(&c);
+    /* a new daemon: a fresh connection has no cap */
+    store_close(g_st);
+    char db[4300], err[512];
+    snprintf(db, sizeof db, "%s/prunelab.db", g_dir);
+    ck_assert_int_eq(store_open(db, g_sql_dir, &g_st, err, sizeof err), STORE_OK);
+    s = sched_start();
+    first_cell(id, &c); /* committed during scheduler_start, before recovery */
+    ck_assert_int_eq(c.state, STORE_STATE_DONE);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_nonnull(c.result_json);
+    ck_assert_ptr_nonnull(strstr(c.result_json, "\"accuracy\":0.75"));
+    store_cell_free(&c);
+    ck_assert_int_eq(job_state(id), STORE_STATE_DONE);
+    scheduler_stop(s, 1.0);
+    ck_assert_int_eq(stat(spool, &sb), -1);
+    char *log = file_read("specs.log");
+    ck_assert_int_eq(count_substr(log, "\"mode\":\"big\""), 1);
+    free(log);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("scheduler");
     TCase *tc = tcase_create("scheduler");
@@ -486,6 +603,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_recovery_requeues);
     tcase_add_test(tc, test_train_registers_model);
     tcase_add_test(tc, test_train_name_taken_fails);
+    tcase_add_test(tc, test_commit_retried_when_full);
+    tcase_add_test(tc, test_spooled_result_replayed_at_start);
     suite_add_tcase(s, tc);
     return s;
 }
