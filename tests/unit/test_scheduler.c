@@ -3,7 +3,9 @@
  * The fake engine is a shell script written into a temp directory; it records every spec it
  * receives (one line each in specs.log) and behaves by the cell spec's "mode": ok (progress +
  * a result with baseline fields), fail (stderr text, exit 3 without a result), sleep (progress,
- * then sleeps), count (records how many fake cells run at once, then a result), train (writes
+ * then sleeps), count (records how many fake cells run at once, then a result), pair (waits,
+ * up to 15 s, until two pair cells have started, writes "met" or "alone" to pair.log, then waits
+ * until both have met: two that both write "met" ran at the same time), train (writes
  * the "out" file, then a result), big (progress, waits for the file "go", then a result of about
  * 60 KB, too big for a database capped at its current size). Tests wait on store state with a deadline, never on timings. */
 #define _GNU_SOURCE /* memmem */
@@ -56,6 +58,13 @@ static const char *FAKE_ENGINE =
     "  echo \"$prog\"; printf 'weights' > \"$out\" || exit 1\n"
     "  echo '{\"event\":\"result\",\"metrics\":{\"recipe\":\"train\",\"accuracy\":0.8,\"loss\":0.6,"
     "\"params\":4321}}';;\n"
+    "*'\"mode\":\"pair\"'*)\n"
+    "  touch \"$D/pair.$$\"; i=0\n"
+    "  while [ $(ls \"$D\" | grep -c '^pair\\.') -lt 2 ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  if [ $i -lt 300 ]; then echo met >> \"$D/pair.log\"; else echo alone >> \"$D/pair.log\"; fi\n"
+    "  touch \"$D/met.$$\"; i=0\n"
+    "  while [ $(ls \"$D\" | grep -c '^met\\.') -lt 2 ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  echo \"$res\";;\n"
     "*'\"mode\":\"big\"'*)\n"
     "  echo \"$prog\"; i=0; while [ ! -e \"$D/go\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n"
     "  big=$(head -c 60000 /dev/zero | tr '\\0' x)\n"
@@ -271,7 +280,11 @@ START_TEST(test_failure_retried_then_failed) {
 END_TEST
 
 START_TEST(test_worker_cap) {
+    /* two workers: the two pair cells run at the same time (each sees the other start), and
+     * the six count cells never more than two at once */
     g_cfg.workers = 2;
+    int64_t pair = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                           "{\"recipe\":\"ablation\",\"mode\":\"pair\"}", 2, 1);
     int64_t id = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
                          "{\"recipe\":\"ablation\",\"mode\":\"count\"}", 6, 2);
     scheduler *s = sched_start();
@@ -284,9 +297,14 @@ START_TEST(test_worker_cap) {
         sleep_ms(10);
     }
     job_wait(id, STORE_STATE_DONE);
+    job_wait(pair, STORE_STATE_DONE);
     scheduler_stop(s, 1.0);
     ck_assert_int_le(max_running, 2);
     ck_assert_int_ge(max_running, 1);
+    char *met = file_read("pair.log");
+    ck_assert_ptr_nonnull(met);
+    ck_assert_str_eq(met, "met\nmet\n");
+    free(met);
     char *conc = file_read("conc.log");
     ck_assert_ptr_nonnull(conc);
     int lines = 0;
