@@ -621,11 +621,21 @@ static void on_exit_cb(void *user, const executor_outcome *o) {
 
 /* Claim and start one cell. Returns 1 when a cell started (or was failed at once), 0 when
  * nothing is claimable, -1 on a store error. */
+/* The per-owner running cap of the next claim: cfg->owner_running_cap when set, else a fair
+ * share: ceil(workers / owners with queued cells) while there are several, no cap for one. */
+static int owner_cap(scheduler *s) {
+    if (s->cfg->owner_running_cap > 0) return s->cfg->owner_running_cap;
+    int n = 0;
+    char err[ERRLEN];
+    if (store_owners_queued(s->st, &n, err, sizeof err) != STORE_OK || n <= 1) return 0;
+    return (s->cfg->workers + n - 1) / n;
+}
+
 static int claim_one(scheduler *s) {
     char err[ERRLEN];
     store_cell c;
     memset(&c, 0, sizeof c);
-    int rc = store_cell_claim(s->st, s->lease_owner, s->cfg->owner_running_cap,
+    int rc = store_cell_claim(s->st, s->lease_owner, owner_cap(s),
                               (int64_t)s->cfg->lease_s * 1000, &c, err, sizeof err);
     if (rc == STORE_NOTFOUND) return 0;
     if (rc != STORE_OK) {

@@ -2022,6 +2022,19 @@ int store_recover(store *st, int *n_requeued, int *n_failed, char *err, size_t e
 
 /* ------------------------------------------------------------------ metrics */
 
+int store_owners_queued(store *st, int *n, char *err, size_t errlen)
+{
+    *n = 0;
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int64_t v = 0;
+    int rc = query_i64(db, &v, err, errlen,
+                       "SELECT COUNT(DISTINCT owner) FROM jobs WHERE n_queued > 0 AND state <> 'cancelled'", NULL);
+    rd_put(st, db);
+    if (rc == STORE_OK) *n = (int)v;
+    return rc;
+}
+
 int store_metrics_get(store *st, store_metrics *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);

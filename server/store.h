@@ -297,6 +297,8 @@ int store_cell_get(store *st, int64_t cell_id, store_cell *c, char *err, size_t 
  * calls below take it so a stale worker cannot touch a later attempt. */
 int store_cell_claim(store *st, const char *lease_owner, int per_owner_cap, int64_t lease_ms,
                      store_cell *c, char *err, size_t errlen);
+/* How many owners have claimable (queued) cells, for the fair per-owner cap. */
+int store_owners_queued(store *st, int *n, char *err, size_t errlen);
 /* Record the process of the attempt. STORE_NOTFOUND when that attempt is no longer running. */
 int store_cell_set_pid(store *st, int64_t cell_id, int attempt, pid_t pid, char *err, size_t errlen);
 /* Progress / heartbeat: progress in [0, 1] (clamped), phase (may be NULL = unchanged), and the

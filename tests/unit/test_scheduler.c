@@ -33,6 +33,7 @@ static char g_models[4200];
 static char g_engine[4200];
 static store *g_st;
 static pl_config g_cfg;
+static const char *g_owner = "alice"; /* owner of the jobs job_add creates */
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -95,6 +96,7 @@ static void setup(void) {
     g_cfg.threads_per_cell = 1;
     g_cfg.lease_s = 30;
     g_cfg.owner_running_cap = 0;
+    g_owner = "alice";
     free(g_cfg.data_dir);
     g_cfg.data_dir = strdup(g_dir); /* the spool lives in data_dir/spool */
 }
@@ -128,7 +130,7 @@ static int64_t job_add(store_job_type type, const char *job_spec, const char *mo
         int mrc = store_model_insert(g_st, &m, NULL, merr, sizeof merr);
         ck_assert_msg(mrc == STORE_OK || mrc == STORE_EXISTS, "model insert: %s", merr);
     }
-    store_job_new nj = {.owner = "alice", .type = type, .spec_json = job_spec, .model = model,
+    store_job_new nj = {.owner = g_owner, .type = type, .spec_json = job_spec, .model = model,
                         .max_attempts = max_attempts, .cell_specs = specs, .n_cells = n};
     int64_t id = 0;
     char err[512];
@@ -335,6 +337,70 @@ START_TEST(test_owner_cap) {
     ck_assert_ptr_nonnull(conc);
     ck_assert_str_eq(conc, "1\n1\n1\n");
     free(conc);
+}
+END_TEST
+
+/* Running cells of a job, and (with pids) how many have a process. */
+static int job_running(int64_t job_id) {
+    store_cell *cells;
+    size_t n;
+    char err[512];
+    ck_assert_int_eq(store_cells_list(g_st, job_id, STORE_STATE_RUNNING, &cells, &n, err, sizeof err), STORE_OK);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += cells[i].pid > 0;
+    store_cells_free(cells, n);
+    return k;
+}
+
+/* Wait (up to 20 s) until the jobs run want_a and want_b cells with a process. */
+static void running_wait(int64_t a, int want_a, int64_t b, int want_b) {
+    for (int i = 0; i < 2000; i++) {
+        if (job_running(a) == want_a && (b == 0 || job_running(b) == want_b)) return;
+        sleep_ms(10);
+    }
+    ck_abort_msg("running: %d and %d, want %d and %d", job_running(a), b ? job_running(b) : 0, want_a, want_b);
+}
+
+/* Kill one running cell of job_id (the executor then reports it dead). */
+static void kill_one(int64_t job_id) {
+    store_cell *cells;
+    size_t n;
+    char err[512];
+    ck_assert_int_eq(store_cells_list(g_st, job_id, STORE_STATE_RUNNING, &cells, &n, err, sizeof err), STORE_OK);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_int_gt(cells[0].pid, 0);
+    ck_assert_int_eq(kill(cells[0].pid, SIGKILL), 0);
+    store_cells_free(cells, n);
+}
+
+START_TEST(test_owner_fair_share) {
+    /* owner_running_cap 0: alice alone takes all four workers; once bob queues too, each owner
+     * may run ceil(4 / 2) = 2, so both slots that alice's dying cells free go to bob (plain round
+     * robin would give the second back to alice) */
+    g_cfg.workers = 4;
+    int64_t a = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                        "{\"recipe\":\"ablation\",\"mode\":\"sleep\"}", 8, 1);
+    scheduler *s = sched_start();
+    running_wait(a, 4, 0, 0);
+    g_owner = "bob";
+    int64_t b = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                        "{\"recipe\":\"ablation\",\"mode\":\"sleep\"}", 4, 1);
+    scheduler_wake(s);
+    kill_one(a);
+    running_wait(a, 3, b, 1);
+    kill_one(a);
+    running_wait(a, 2, b, 2);
+    char err[512];
+    store_running *r = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(store_job_cancel(g_st, a, &r, &n, err, sizeof err), STORE_OK);
+    store_running_free(r, n);
+    ck_assert_int_eq(store_job_cancel(g_st, b, &r, &n, err, sizeof err), STORE_OK);
+    store_running_free(r, n);
+    scheduler_cancel_job(s, a);
+    scheduler_cancel_job(s, b);
+    job_wait(a, STORE_STATE_CANCELLED);
+    scheduler_stop(s, 1.0);
 }
 END_TEST
 
@@ -616,6 +682,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_failure_retried_then_failed);
     tcase_add_test(tc, test_worker_cap);
     tcase_add_test(tc, test_owner_cap);
+    tcase_add_test(tc, test_owner_fair_share);
     tcase_add_test(tc, test_cancel_kills_cell);
     tcase_add_test(tc, test_stop_releases_running);
     tcase_add_test(tc, test_recovery_requeues);
