@@ -49,6 +49,7 @@
 
 #include <jansson.h>
 
+#include "cell_memory.h"
 #include "executor.h"
 
 #define POLL_MS 500
@@ -807,6 +808,7 @@ scheduler *scheduler_start(store *st, const pl_config *cfg, const char *engine_b
     ec.threads = cfg->threads_per_cell;
     ec.grace_s = CANCEL_GRACE_S;
     ec.nice = cfg->cell_nice;
+    ec.mem_limit = cfg->max_cell_memory ? cell_memory_rlimit(cfg->max_cell_memory) : 0;
     executor_callbacks cb = {.user = s, .on_progress = on_progress, .on_exit = on_exit_cb};
     char xerr[EXECUTOR_ERRLEN];
     s->ex = executor_new(cfg->executor ? cfg->executor : "local", &ec, &cb, xerr, sizeof xerr);

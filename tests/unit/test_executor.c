@@ -783,6 +783,39 @@ START_TEST(test_env_overrides)
 END_TEST
 
 /* cfg.nice lowers the priority of every cell (and what it execs); 0 leaves the daemon's. */
+START_TEST(test_cell_mem_limit)
+{
+    /* cfg.mem_limit becomes the cell's RLIMIT_AS (read after the spec arrives, which the executor
+     * writes after setting it); a cell that runs out of memory under it fails for good, naming
+     * the limit */
+    rec r;
+    memset(&r, 0, sizeof r);
+    executor_config cfg;
+    executor_config_default(&cfg);
+    cfg.mem_limit = 512ULL << 20;
+    executor_callbacks cb = {&r, cb_progress, cb_result, cb_error, cb_exit};
+    char err[EXECUTOR_ERRLEN];
+    r.ex = executor_local_init(&cfg, &cb, err, sizeof err);
+    ck_assert_msg(r.ex != NULL, "%s", err);
+    const char *bin = script("aslimit", "cat > /dev/null; printf '{\"event\":\"result\",\"metrics\":{\"kib\":%s}}\\n' "
+                                        "\"$(ulimit -v)\"");
+    executor_request req = {.cell_id = 1, .spec = "{}", .bin = bin};
+    ck_assert_msg(executor_start(r.ex, &req, err, sizeof err) == 0, "%s", err);
+    const char *oom = script("oom", "cat > /dev/null; echo 'prunelab: out of memory allocating 99 bytes at x.c:1' >&2; "
+                                    "exit 1");
+    executor_request req2 = {.cell_id = 2, .spec = "{}", .bin = oom};
+    ck_assert_msg(executor_start(r.ex, &req2, err, sizeof err) == 0, "%s", err);
+    run_until_exits(&r, 2, 30);
+    ck_assert_msg(r.cell[1].status == EXECUTOR_DONE, "%s; %s", r.cell[1].message, r.cell[1].stderr_tail);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.cell[1].metrics, "kib")), 512 * 1024);
+    ck_assert_int_eq(r.cell[2].status, EXECUTOR_FAILED);
+    ck_assert_str_eq(r.cell[2].code, "memory_limit");
+    ck_assert_int_eq(r.cell[2].retriable, 0);
+    ck_assert_msg(strstr(r.cell[2].message, "RLIMIT_AS 512 MiB"), "%s", r.cell[2].message);
+    rec_free(&r);
+}
+END_TEST
+
 START_TEST(test_cell_nice)
 {
     int base = getpriority(PRIO_PROCESS, 0);
@@ -994,6 +1027,7 @@ int main(void)
     tcase_add_test(tc, test_no_fd_leak);
     tcase_add_test(tc, test_env_overrides);
     tcase_add_test(tc, test_cell_nice);
+    tcase_add_test(tc, test_cell_mem_limit);
     tcase_add_test(tc, test_start_errors);
     suite_add_tcase(s, tc);
 
