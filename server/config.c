@@ -62,7 +62,10 @@ static const cfg_key config_keys[] = {
     {"max_attempts", CFG_TYPE_INT, offsetof(pl_config, max_attempts), 1, 100,
      "runs of a cell before it is marked failed"},
     {"owner_running_cap", CFG_TYPE_INT, offsetof(pl_config, owner_running_cap), 0, 1024,
-     "running cells per owner (0 = no cap beyond workers)"},
+     "running cells per owner (0 = fair share: ceil(workers / owners with queued cells))"},
+    {"max_cell_memory", CFG_TYPE_SIZE, offsetof(pl_config, max_cell_memory), 64 * MIB, 1024 * GIB,
+     "largest estimated memory of one cell (K/M/G suffix); cells run under an address-space limit "
+     "of twice this plus 1 GiB"},
     {"lease_seconds", CFG_TYPE_INT, offsetof(pl_config, lease_s), 5, 86400,
      "lease of a claimed cell, renewed while it runs"},
     {"grace_seconds", CFG_TYPE_INT, offsetof(pl_config, grace_s), 0, 3600,
@@ -153,6 +156,7 @@ void config_init(pl_config *c) {
     c->workers = default_workers(c);
     c->max_attempts = 2;
     c->owner_running_cap = 0;
+    c->max_cell_memory = (size_t)(4 * GIB);
     c->lease_s = 30;
     c->grace_s = 20;
     c->cell_nice = 10;

@@ -52,7 +52,12 @@ typedef struct {
     int workers;               /* cells running at once (cores / threads_per_cell) */
     bool workers_explicit;     /* workers came from the file or the flags */
     int max_attempts;          /* runs of a cell before it is failed (2) */
-    int owner_running_cap;     /* running cells per owner, 0 = no cap beyond workers (0) */
+    int owner_running_cap;     /* running cells per owner; 0 = fair share: while several owners
+                                  have queued cells each gets ceil(workers / owners), a lone
+                                  owner every worker (0) */
+    size_t max_cell_memory;    /* estimated memory one cell may ask for, bytes (4 GiB): larger
+                                  jobs are refused at submission; cells run under RLIMIT_AS of
+                                  twice this plus 1 GiB */
     int lease_s;               /* cell lease, renewed while the cell runs (30) */
     int cell_nice;             /* cells run this many nice steps below the daemon (10) */
     int grace_s;               /* SIGTERM / cancel: seconds before SIGKILL or requeue (20) */

@@ -117,6 +117,8 @@ typedef struct {
     int nice;                /* each cell runs this many nice steps below the daemon (capped at
                               * 19; 0 = same priority): numerics yield the CPU to the daemon's
                               * request threads */
+    unsigned long long mem_limit; /* RLIMIT_AS of each cell process, bytes (0 = none); a cell that
+                              * dies after hitting it is reported with the limit in its message */
 } executor_config;
 
 void executor_config_default(executor_config *c);

@@ -551,6 +551,17 @@ static void cell_report(local_executor *ex, local_cell *c)
         o.retriable = 1;
         snprintf(msg, sizeof msg, "%s %s", how, c->metrics ? "after its result" : "without a result");
     }
+    /* a cell that ran out of address space under the cap fails for good, naming the cap */
+    unsigned long long lim = ex->base.cfg.mem_limit;
+    if (lim && (o.status == EXECUTOR_DIED || o.status == EXECUTOR_FAILED) && tail &&
+        (strstr(tail, "out of memory") || strstr(tail, "Cannot allocate memory"))) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof msg - n, "; the cell ran out of memory under its limit (RLIMIT_AS %llu MiB, "
+                 "from max_cell_memory)", lim >> 20);
+        o.status = EXECUTOR_FAILED;
+        o.code = "memory_limit";
+        o.retriable = 0;
+    }
     utf8_sanitize((unsigned char *)msg, strlen(msg));
     o.message = msg;
     if (cb->on_exit) cb->on_exit(cb->user, &o);
@@ -733,6 +744,18 @@ static int cell_spawn(const local_executor *ex, local_cell *c, const char *bin, 
     if (ex->base.cfg.nice > 0) {
         int v = getpriority(PRIO_PROCESS, 0) + ex->base.cfg.nice;
         (void)setpriority(PRIO_PROCESS, (id_t)pid, v > 19 ? 19 : v);
+    }
+    /* the address-space cap: set before the spec is written (from the poll loop, later), so the
+     * cell cannot allocate its model before it holds */
+    if (ex->base.cfg.mem_limit > 0) {
+        struct rlimit rl = {(rlim_t)ex->base.cfg.mem_limit, (rlim_t)ex->base.cfg.mem_limit};
+        if (prlimit(pid, RLIMIT_AS, &rl, NULL) != 0) {
+            errbuf_set(err, errlen, "executor: cannot limit the cell's memory: %s", strerror(errno));
+            proc_kill(pid, SIGKILL);
+            int st;
+            proc_reap(pid, 0, &st);
+            return -1;
+        }
     }
     c->started = c->last_line = executor_clock();
     return 0;

@@ -65,7 +65,8 @@ static int submit_model(const jobs_env *env, json_t *body, store_model *m, jobs_
 static int submit_expand(const jobs_env *env, json_t *body, const store_model *m, jobspec *js, jobs_error *e)
 {
     jobspec_limits lim = {m ? m->dataset : NULL, m ? jobspec_info_layers(m->info_json) : 0,
-                          env->cfg ? env->cfg->max_cells_per_job : 0, m ? m->info_json : NULL};
+                          env->cfg ? env->cfg->max_cells_per_job : 0, m ? m->info_json : NULL,
+                          env->cfg ? env->cfg->max_cell_memory : 0, env->cfg ? env->cfg->threads_per_cell : 1};
     jobspec_error je;
     if (jobspec_expand(body, &lim, js, &je) != 0)
         return jobs_error_set(e, strcmp(je.code, "internal") == 0 ? 500 : 400, je.code, je.field, "%s", je.message);

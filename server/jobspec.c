@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cell_memory.h"
 #include "spec.h"
 #include "vocab.h"
 
@@ -279,6 +280,21 @@ static int check_layer_count(const expansion *x, const cell_spec *cs, spec_error
     return spec_fail(se, "invalid_value", "layer", "%d is out of range (the model has %d layers)", cs->layer, n);
 }
 
+/* The cell's memory estimate against the cap (cell_memory.h); a refusal names the field that
+ * drives the estimate and gives the estimate and the cap. */
+static int check_memory(const expansion *x, const cell_spec *cs, spec_error *se)
+{
+    size_t cap = x->lim->max_cell_memory ? x->lim->max_cell_memory : CELL_MEMORY_DEFAULT_MAX;
+    cell_memory cm;
+    cell_memory_estimate(cs, &x->shape, x->lim->threads, &cm);
+    if (cm.total <= (double)cap) return 0;
+    const double mib = 1024.0 * 1024.0;
+    return spec_fail(se, "too_large", cm.field,
+                     "the cell would need about %.0f MiB (estimate: %.0f MiB parameters and optimizer state, "
+                     "%.0f MiB activations, %.0f MiB data), above max_cell_memory %.0f MiB",
+                     cm.total / mib, cm.state / mib, cm.activations / mib, cm.data / mib, (double)cap / mib);
+}
+
 /* Parse cell as the engine will and check it against the model; a refusal names the value by
  * its job-level path (origins o[0..n-1]). */
 static int check_cell(const expansion *x, json_t *cell, const cell_origin *o, int n)
@@ -288,6 +304,7 @@ static int check_cell(const expansion *x, json_t *cell, const cell_origin *o, in
     int rc = spec_cell_parse(cell, &cs, &se);
     if (rc == 0 && x->shape.n_layers > 0) rc = spec_cell_check(&cs, &x->shape, &se);
     if (rc == 0) rc = check_layer_count(x, &cs, &se);
+    if (rc == 0) rc = check_memory(x, &cs, &se);
     cell_spec_free(&cs);
     if (rc == 0) return 0;
     char field[sizeof se.field];
@@ -550,7 +567,7 @@ static void model_shape(const char *info_json, spec_shape *sh)
 
 int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, jobspec_error *e)
 {
-    jobspec_limits dflt = {NULL, 0, 0, NULL};
+    jobspec_limits dflt = {NULL, 0, 0, NULL, 0, 1};
     if (!lim) lim = &dflt;
     memset(out, 0, sizeof *out);
     memset(e, 0, sizeof *e);

@@ -43,11 +43,15 @@ typedef struct {
     int max_cells;             /* grid cap; <= 0 means JOBSPEC_MAX_CELLS_DEFAULT */
     const char *model_info;    /* the model's info JSON (prunelab inspect output): its dims, against
                                 * which every expanded cell is checked; NULL = checked without a model */
+    size_t max_cell_memory;    /* a cell whose estimated memory (cell_memory.h) is above this is refused
+                                * ("too_large", naming the field that drives it); 0 = CELL_MEMORY_DEFAULT_MAX */
+    int threads;               /* threads per cell, for the estimate; <= 0 = 1 */
 } jobspec_limits;
 
 typedef struct {
     char code[32];       /* "unknown_field", "missing_field", "invalid_value",
-                          * "unknown_component", "empty_grid", "grid_too_large" */
+                          * "unknown_component", "empty_grid", "grid_too_large", "too_large"
+                          * (a cell's memory estimate is above max_cell_memory) */
     char field[128];     /* path of the offending field, e.g. "rates[2]", "configs[1].mlp" */
     char message[256];   /* starts with the field path */
 } jobspec_error;

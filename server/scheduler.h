@@ -6,6 +6,9 @@
  * registration for train cells). Every function below except scheduler_start/scheduler_stop
  * may be called from any thread (HTTP handlers). The store must outlive the scheduler.
  *
+ * A result whose commit fails (full disk) is retried without re-running the cell, and spooled
+ * under cfg->data_dir/spool so a restart commits it (scheduler.c, "Results").
+ *
  * Runtime fields added to a cell's spec (the stored cell spec is left as is):
  *   "model"    a model NAME in the cell or job spec -> models_dir/NAME.safetensors (a value
  *              containing '/' is kept as a path)
@@ -27,7 +30,8 @@
 
 typedef struct scheduler scheduler;
 
-/* Recover cells left running by a dead daemon (store_recover), create the local executor and
+/* Commit the results spooled by an earlier run, recover cells left running by a dead daemon
+ * (store_recover), create the local executor and
  * start the scheduler thread. cfg, engine_bin and models_dir are copied where needed (cfg must
  * stay valid until scheduler_stop). Returns the scheduler, or NULL with err. */
 scheduler *scheduler_start(store *st, const pl_config *cfg, const char *engine_bin,
@@ -47,6 +51,7 @@ void scheduler_stop(scheduler *s, double grace_s);
 
 typedef struct {
     int running;          /* cells running now */
+    int committing;       /* finished cells whose result commit failed and is being retried */
     int workers;          /* the worker cap */
     int64_t started;      /* cells started since scheduler_start */
     int64_t done;         /* ... finished with a result */

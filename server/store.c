@@ -1051,6 +1051,8 @@ static void model_from_row(sqlite3_stmt *s, store_model *m, int *oom)
     m->created_ms = col_i64(s, 8);
 }
 
+static int model_insert_tx(store *st, const store_model *m, int64_t *id_out, char *err, size_t errlen);
+
 int store_model_insert(store *st, const store_model *m, int64_t *id_out, char *err, size_t errlen)
 {
     if (!store_name_valid(m->name)) {
@@ -1061,17 +1063,24 @@ int store_model_insert(store *st, const store_model *m, int64_t *id_out, char *e
         errbuf_set(err, errlen, "model: path and owner are required");
         return STORE_INVALID;
     }
-    int64_t id = 0;
     int rc = wr_begin(st, 1, err, errlen);
     if (rc != STORE_OK) return rc;
-    rc = query_i64(st->w, &id, err, errlen, "SELECT id FROM models WHERE name = ?1", "t", m->name);
-    if (rc == STORE_OK) { rc = STORE_EXISTS; goto done; }
-    if (rc != STORE_NOTFOUND) goto done;
+    rc = model_insert_tx(st, m, id_out, err, errlen);
+    return wr_end(st, rc, err, errlen);
+}
+
+/* The insert of store_model_insert, inside the caller's write transaction (m checked). */
+static int model_insert_tx(store *st, const store_model *m, int64_t *id_out, char *err, size_t errlen)
+{
+    int64_t id = 0;
+    int rc = query_i64(st->w, &id, err, errlen, "SELECT id FROM models WHERE name = ?1", "t", m->name);
+    if (rc == STORE_OK) return STORE_EXISTS;
+    if (rc != STORE_NOTFOUND) return rc;
     sqlite3_stmt *s = stmt_new(st->w, err, errlen,
                                "INSERT INTO models(name, path, dataset, params, accuracy, info, owner, created_ms) "
                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                                "ttt", m->name, m->path, m->dataset);
-    if (!s) { rc = STORE_ERR; goto done; }
+    if (!s) return STORE_ERR;
     if (m->params >= 0) sqlite3_bind_int64(s, 4, m->params);
     if (isfinite(m->accuracy)) sqlite3_bind_double(s, 5, m->accuracy);
     if (m->info_json) sqlite3_bind_text(s, 6, m->info_json, -1, SQLITE_STATIC);
@@ -1080,8 +1089,7 @@ int store_model_insert(store *st, const store_model *m, int64_t *id_out, char *e
     rc = stmt_run(s, st->w, err, errlen);
     sqlite3_finalize(s);
     if (rc == STORE_OK && id_out) *id_out = sqlite3_last_insert_rowid(st->w);
-done:
-    return wr_end(st, rc, err, errlen);
+    return rc;
 }
 
 int store_model_get(store *st, const char *name, store_model *m, char *err, size_t errlen)
@@ -1804,19 +1812,18 @@ int store_cell_progress(store *st, int64_t cell_id, int attempt, double progress
     return wr_end(st, rc, err, errlen);
 }
 
-int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char *err, size_t errlen)
+/* The state check and update of store_cell_finish, inside the caller's write transaction; when
+ * model is not NULL it is inserted first (STORE_EXISTS: its name is taken, nothing written). */
+static int cell_finish_tx(store *st, int64_t cell_id, const char *result_json, const store_model *model,
+                          char *err, size_t errlen)
 {
-    if (!result_json) {
-        errbuf_set(err, errlen, "result: required");
-        return STORE_INVALID;
-    }
     char *state = NULL;
     int64_t job_id = 0;
-    int rc = wr_begin(st, 1, err, errlen);
-    if (rc != STORE_OK) return rc;
-    rc = query_text(st->w, &state, err, errlen, "SELECT state FROM cells WHERE id = ?1", "i", cell_id);
+    int rc = query_text(st->w, &state, err, errlen, "SELECT state FROM cells WHERE id = ?1", "i", cell_id);
     if (rc != STORE_OK) goto done;
     if (state && !strcmp(state, "done")) { rc = STORE_NOOP; goto done; }
+    if (model) rc = model_insert_tx(st, model, NULL, err, errlen);
+    if (rc != STORE_OK) goto done;
     rc = query_i64(st->w, &job_id, err, errlen, "SELECT job_id FROM cells WHERE id = ?1", "i", cell_id);
     if (rc == STORE_OK)
         rc = exec_sql(st->w, err, errlen,
@@ -1827,7 +1834,51 @@ int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char 
     if (rc == STORE_OK) rc = job_rollup(st, job_id, 1, err, errlen);
 done:
     free(state);
+    return rc;
+}
+
+int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char *err, size_t errlen)
+{
+    return store_cell_commit(st, cell_id, result_json, NULL, err, errlen);
+}
+
+int store_cell_commit(store *st, int64_t cell_id, const char *result_json, const store_model *model, char *err,
+                      size_t errlen)
+{
+    if (!result_json) {
+        errbuf_set(err, errlen, "result: required");
+        return STORE_INVALID;
+    }
+    if (model && !store_name_valid(model->name)) {
+        errbuf_set(err, errlen, "name: must match [A-Za-z0-9._-]{1,64}");
+        return STORE_INVALID;
+    }
+    if (model && (!model->path || !model->owner)) {
+        errbuf_set(err, errlen, "model: path and owner are required");
+        return STORE_INVALID;
+    }
+    int rc = wr_begin(st, 1, err, errlen);
+    if (rc != STORE_OK) return rc;
+    rc = cell_finish_tx(st, cell_id, result_json, model, err, errlen);
+    if (rc == STORE_EXISTS) { /* nothing was written: end the transaction, report the name */
+        wr_end(st, STORE_NOOP, NULL, 0);
+        errbuf_set(err, errlen, "model %s: the name is taken", model->name);
+        return STORE_EXISTS;
+    }
     return wr_end(st, rc, err, errlen);
+}
+
+int store_page_limit_set(store *st, int64_t max_pages, int64_t *pages, char *err, size_t errlen)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)(max_pages > 0 ? max_pages : 4294967294LL));
+    pthread_mutex_lock(&st->wmu);
+    int rc = exec_sql(st->w, err, errlen, sql, NULL);
+    int64_t n = 0;
+    if (rc == STORE_OK) rc = query_i64(st->w, &n, err, errlen, "PRAGMA page_count", NULL);
+    pthread_mutex_unlock(&st->wmu);
+    if (rc == STORE_OK && pages) *pages = n;
+    return rc;
 }
 
 /* Move one running cell off its attempt: cancelled when its job is cancelled, queued when retry
@@ -1982,6 +2033,19 @@ int store_recover(store *st, int *n_requeued, int *n_failed, char *err, size_t e
 }
 
 /* ------------------------------------------------------------------ metrics */
+
+int store_owners_queued(store *st, int *n, char *err, size_t errlen)
+{
+    *n = 0;
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int64_t v = 0;
+    int rc = query_i64(db, &v, err, errlen,
+                       "SELECT COUNT(DISTINCT owner) FROM jobs WHERE n_queued > 0 AND state <> 'cancelled'", NULL);
+    rd_put(st, db);
+    if (rc == STORE_OK) *n = (int)v;
+    return rc;
+}
 
 int store_metrics_get(store *st, store_metrics *m, char *err, size_t errlen)
 {

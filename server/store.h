@@ -300,6 +300,8 @@ int store_cell_get(store *st, int64_t cell_id, store_cell *c, char *err, size_t 
  * calls below take it so a stale worker cannot touch a later attempt. */
 int store_cell_claim(store *st, const char *lease_owner, int per_owner_cap, int64_t lease_ms,
                      store_cell *c, char *err, size_t errlen);
+/* How many owners have claimable (queued) cells, for the fair per-owner cap. */
+int store_owners_queued(store *st, int *n, char *err, size_t errlen);
 /* Record the process of the attempt. STORE_NOTFOUND when that attempt is no longer running. */
 int store_cell_set_pid(store *st, int64_t cell_id, int attempt, pid_t pid, char *err, size_t errlen);
 /* Progress / heartbeat: progress in [0, 1] (clamped), phase (may be NULL = unchanged), and the
@@ -311,6 +313,19 @@ int store_cell_progress(store *st, int64_t cell_id, int attempt, double progress
  * result is never thrown away, even a late one from a lost lease. STORE_NOOP when the cell is
  * already done (the first result stays), STORE_NOTFOUND for no such cell. */
 int store_cell_finish(store *st, int64_t cell_id, const char *result_json, char *err, size_t errlen);
+/* store_cell_finish that may also register the model a train cell made: model (NULL = none) is
+ * inserted in the same durable transaction, so a result and its model land together or not at
+ * all. STORE_EXISTS (err names the model) when model's name is taken: nothing is written.
+ * STORE_NOOP when the cell is already done (model is not inserted). STORE_ERR when SQLite could
+ * not write (a full disk among others: SQLITE_FULL); nothing is written and the same call may be
+ * repeated later. */
+int store_cell_commit(store *st, int64_t cell_id, const char *result_json, const store_model *model, char *err,
+                      size_t errlen);
+/* Cap the database at max_pages pages (PRAGMA max_page_count on the writer; <= 0 lifts the cap).
+ * A write that would grow the file past it fails with STORE_ERR ("database or disk is full"), as
+ * on a full disk; SQLite never lowers the cap below the current size. *pages (may be NULL) gets
+ * the current page count. Used by tests to make commits fail for real. */
+int store_page_limit_set(store *st, int64_t max_pages, int64_t *pages, char *err, size_t errlen);
 
 typedef enum { STORE_FAIL_REQUEUED, STORE_FAIL_FAILED, STORE_FAIL_CANCELLED } store_fail_outcome;
 /* The attempt failed: record code, message and stderr tail (any may be NULL). The cell goes

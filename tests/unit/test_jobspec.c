@@ -437,6 +437,38 @@ START_TEST(test_info_layers)
 }
 END_TEST
 
+START_TEST(test_memory_cap)
+{
+    /* a train job whose cell would need tens of GiB is refused, naming the field that drives it */
+    const char *huge = "{\"type\":\"train\",\"name\":\"huge\",\"dataset\":\"fashion-mnist\","
+                       "\"dims\":{\"d_model\":4096,\"layers\":8}}";
+    refused(huge, "too_large", "dims.d_model");
+    refused("{\"type\":\"train\",\"name\":\"wide\",\"dataset\":\"fashion-mnist\",\"d_model\":4096}", "too_large",
+            "d_model");
+    refused("{\"type\":\"train\",\"name\":\"big\",\"dataset\":\"fashion-mnist\",\"preset\":\"base\",\"batch\":65536}",
+            "too_large", "batch");
+    jobspec js;
+    jobspec_error e;
+    ck_assert_int_eq(expand(huge, &js, &e), -1);
+    ck_assert_msg(strstr(e.message, "above max_cell_memory 4096 MiB"), "%s", e.message);
+    /* the presets at their default batch fit the default cap */
+    const char *ok = "{\"type\":\"train\",\"name\":\"b\",\"dataset\":\"fashion-mnist\",\"preset\":\"base\"}";
+    ck_assert_int_eq(expand(ok, &js, &e), 0);
+    jobspec_free(&js);
+    /* a configured cap binds */
+    jobspec_limits small = LIM;
+    small.max_cell_memory = (size_t)64 << 20;
+    refused_in(&small, ok, "too_large", "batch"); /* activations of the batch dominate */
+    /* a pruning cell is estimated from the model's dims and its fine-tuning batch */
+    jobspec_limits lim = {"synthetic", 2, 0,
+                          "{\"config\":{\"d_model\":32,\"n_layers\":2},\"layers\":[" LAYER_INFO(64) "," LAYER_INFO(64) "]}",
+                          (size_t)64 << 20, 1};
+    refused_in(&lim, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"mlp\"],\"rates\":[0.5],"
+                     "\"finetune\":{\"steps\":1,\"batch\":60000}}",
+               "too_large", "finetune.batch");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jobspec");
@@ -452,6 +484,7 @@ int main(void)
     tcase_add_test(tc, test_cell_errors_name_the_job_path);
     tcase_add_test(tc, test_grid_cap);
     tcase_add_test(tc, test_info_layers);
+    tcase_add_test(tc, test_memory_cap);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,8 +3,11 @@
  * The fake engine is a shell script written into a temp directory; it records every spec it
  * receives (one line each in specs.log) and behaves by the cell spec's "mode": ok (progress +
  * a result with baseline fields), fail (stderr text, exit 3 without a result), sleep (progress,
- * then sleeps), count (records how many fake cells run at once, then a result), train (writes
- * the "out" file, then a result). Tests wait on store state with a deadline, never on timings. */
+ * then sleeps), count (records how many fake cells run at once, then a result), pair (waits,
+ * up to 15 s, until two pair cells have started, writes "met" or "alone" to pair.log, then waits
+ * until both have met: two that both write "met" ran at the same time), train (writes
+ * the "out" file, then a result), big (progress, waits for the file "go", then a result of about
+ * 60 KB, too big for a database capped at its current size). Tests wait on store state with a deadline, never on timings. */
 #define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <dirent.h>
@@ -30,6 +33,7 @@ static char g_models[4200];
 static char g_engine[4200];
 static store *g_st;
 static pl_config g_cfg;
+static const char *g_owner = "alice"; /* owner of the jobs job_add creates */
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -55,6 +59,17 @@ static const char *FAKE_ENGINE =
     "  echo \"$prog\"; printf 'weights' > \"$out\" || exit 1\n"
     "  echo '{\"event\":\"result\",\"metrics\":{\"recipe\":\"train\",\"accuracy\":0.8,\"loss\":0.6,"
     "\"params\":4321}}';;\n"
+    "*'\"mode\":\"pair\"'*)\n"
+    "  touch \"$D/pair.$$\"; i=0\n"
+    "  while [ $(ls \"$D\" | grep -c '^pair\\.') -lt 2 ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  if [ $i -lt 300 ]; then echo met >> \"$D/pair.log\"; else echo alone >> \"$D/pair.log\"; fi\n"
+    "  touch \"$D/met.$$\"; i=0\n"
+    "  while [ $(ls \"$D\" | grep -c '^met\\.') -lt 2 ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  echo \"$res\";;\n"
+    "*'\"mode\":\"big\"'*)\n"
+    "  echo \"$prog\"; i=0; while [ ! -e \"$D/go\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n"
+    "  big=$(head -c 60000 /dev/zero | tr '\\0' x)\n"
+    "  echo \"{\\\"event\\\":\\\"result\\\",\\\"metrics\\\":{\\\"accuracy\\\":0.75,\\\"pad\\\":\\\"$big\\\"}}\";;\n"
     "*) echo \"$prog\"; echo \"$res\";;\n"
     "esac\n";
 
@@ -81,6 +96,9 @@ static void setup(void) {
     g_cfg.threads_per_cell = 1;
     g_cfg.lease_s = 30;
     g_cfg.owner_running_cap = 0;
+    g_owner = "alice";
+    free(g_cfg.data_dir);
+    g_cfg.data_dir = strdup(g_dir); /* the spool lives in data_dir/spool */
 }
 
 static void teardown(void) {
@@ -112,7 +130,7 @@ static int64_t job_add(store_job_type type, const char *job_spec, const char *mo
         int mrc = store_model_insert(g_st, &m, NULL, merr, sizeof merr);
         ck_assert_msg(mrc == STORE_OK || mrc == STORE_EXISTS, "model insert: %s", merr);
     }
-    store_job_new nj = {.owner = "alice", .type = type, .spec_json = job_spec, .model = model,
+    store_job_new nj = {.owner = g_owner, .type = type, .spec_json = job_spec, .model = model,
                         .max_attempts = max_attempts, .cell_specs = specs, .n_cells = n};
     int64_t id = 0;
     char err[512];
@@ -264,7 +282,11 @@ START_TEST(test_failure_retried_then_failed) {
 END_TEST
 
 START_TEST(test_worker_cap) {
+    /* two workers: the two pair cells run at the same time (each sees the other start), and
+     * the six count cells never more than two at once */
     g_cfg.workers = 2;
+    int64_t pair = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                           "{\"recipe\":\"ablation\",\"mode\":\"pair\"}", 2, 1);
     int64_t id = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
                          "{\"recipe\":\"ablation\",\"mode\":\"count\"}", 6, 2);
     scheduler *s = sched_start();
@@ -277,9 +299,14 @@ START_TEST(test_worker_cap) {
         sleep_ms(10);
     }
     job_wait(id, STORE_STATE_DONE);
+    job_wait(pair, STORE_STATE_DONE);
     scheduler_stop(s, 1.0);
     ck_assert_int_le(max_running, 2);
     ck_assert_int_ge(max_running, 1);
+    char *met = file_read("pair.log");
+    ck_assert_ptr_nonnull(met);
+    ck_assert_str_eq(met, "met\nmet\n");
+    free(met);
     char *conc = file_read("conc.log");
     ck_assert_ptr_nonnull(conc);
     int lines = 0;
@@ -310,6 +337,70 @@ START_TEST(test_owner_cap) {
     ck_assert_ptr_nonnull(conc);
     ck_assert_str_eq(conc, "1\n1\n1\n");
     free(conc);
+}
+END_TEST
+
+/* Running cells of a job, and (with pids) how many have a process. */
+static int job_running(int64_t job_id) {
+    store_cell *cells;
+    size_t n;
+    char err[512];
+    ck_assert_int_eq(store_cells_list(g_st, job_id, STORE_STATE_RUNNING, &cells, &n, err, sizeof err), STORE_OK);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += cells[i].pid > 0;
+    store_cells_free(cells, n);
+    return k;
+}
+
+/* Wait (up to 20 s) until the jobs run want_a and want_b cells with a process. */
+static void running_wait(int64_t a, int want_a, int64_t b, int want_b) {
+    for (int i = 0; i < 2000; i++) {
+        if (job_running(a) == want_a && (b == 0 || job_running(b) == want_b)) return;
+        sleep_ms(10);
+    }
+    ck_abort_msg("running: %d and %d, want %d and %d", job_running(a), b ? job_running(b) : 0, want_a, want_b);
+}
+
+/* Kill one running cell of job_id (the executor then reports it dead). */
+static void kill_one(int64_t job_id) {
+    store_cell *cells;
+    size_t n;
+    char err[512];
+    ck_assert_int_eq(store_cells_list(g_st, job_id, STORE_STATE_RUNNING, &cells, &n, err, sizeof err), STORE_OK);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_int_gt(cells[0].pid, 0);
+    ck_assert_int_eq(kill(cells[0].pid, SIGKILL), 0);
+    store_cells_free(cells, n);
+}
+
+START_TEST(test_owner_fair_share) {
+    /* owner_running_cap 0: alice alone takes all four workers; once bob queues too, each owner
+     * may run ceil(4 / 2) = 2, so both slots that alice's dying cells free go to bob (plain round
+     * robin would give the second back to alice) */
+    g_cfg.workers = 4;
+    int64_t a = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                        "{\"recipe\":\"ablation\",\"mode\":\"sleep\"}", 8, 1);
+    scheduler *s = sched_start();
+    running_wait(a, 4, 0, 0);
+    g_owner = "bob";
+    int64_t b = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                        "{\"recipe\":\"ablation\",\"mode\":\"sleep\"}", 4, 1);
+    scheduler_wake(s);
+    kill_one(a);
+    running_wait(a, 3, b, 1);
+    kill_one(a);
+    running_wait(a, 2, b, 2);
+    char err[512];
+    store_running *r = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(store_job_cancel(g_st, a, &r, &n, err, sizeof err), STORE_OK);
+    store_running_free(r, n);
+    ck_assert_int_eq(store_job_cancel(g_st, b, &r, &n, err, sizeof err), STORE_OK);
+    store_running_free(r, n);
+    scheduler_cancel_job(s, a);
+    scheduler_cancel_job(s, b);
+    job_wait(a, STORE_STATE_CANCELLED);
+    scheduler_stop(s, 1.0);
 }
 END_TEST
 
@@ -472,6 +563,116 @@ START_TEST(test_train_name_taken_fails) {
 }
 END_TEST
 
+/* Wait (up to 20 s) until the job's first cell is running in phase "committing": its result
+ * could not be committed and is being retried. */
+static void cell_wait_committing(int64_t job_id, store_cell *c) {
+    for (int i = 0; i < 2000; i++) {
+        first_cell(job_id, c);
+        if (c->state == STORE_STATE_RUNNING && c->phase && strcmp(c->phase, "committing") == 0) return;
+        store_cell_free(c);
+        sleep_ms(10);
+    }
+    ck_abort_msg("job %lld: the cell never waited for its commit", (long long)job_id);
+}
+
+/* A "big" cell runs; the database is capped at its size (SQLITE_FULL for real) before the result
+ * arrives, so the result's commit fails. Returns the job id with the cell waiting. */
+static int64_t big_cell_blocked(scheduler **out, store_cell *c) {
+    g_cfg.lease_s = 5; /* short, so that a cell left without its lease would be re-run */
+    int64_t id = job_add(STORE_JOB_ABLATION, "{\"type\":\"ablation\"}", "m1",
+                         "{\"recipe\":\"ablation\",\"mode\":\"big\"}", 1, 3);
+    *out = sched_start();
+    cell_wait_running(id, c);
+    store_cell_free(c);
+    char err[512], go[4300];
+    int64_t pages = 0;
+    ck_assert_int_eq(store_page_limit_set(g_st, 1, &pages, err, sizeof err), STORE_OK);
+    ck_assert_int_gt(pages, 0);
+    snprintf(go, sizeof go, "%s/go", g_dir);
+    FILE *f = fopen(go, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    cell_wait_committing(id, c);
+    return id;
+}
+
+START_TEST(test_commit_retried_when_full) {
+    scheduler *s = NULL;
+    store_cell c;
+    int64_t id = big_cell_blocked(&s, &c);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_null(c.result_json);
+    char spool[4400];
+    snprintf(spool, sizeof spool, "%s/spool/cell-%lld.json", g_dir, (long long)c.id);
+    store_cell_free(&c);
+    struct stat sb;
+    ck_assert_int_eq(stat(spool, &sb), 0); /* the result waits on disk too */
+    /* longer than the lease: the cell keeps it while its commit is retried */
+    sleep_ms(6000);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_RUNNING);
+    ck_assert_int_eq(c.attempts, 1);
+    store_cell_free(&c);
+    char err[512];
+    ck_assert_int_eq(store_page_limit_set(g_st, 0, NULL, err, sizeof err), STORE_OK); /* space again */
+    job_wait(id, STORE_STATE_DONE);
+    scheduler_stats_t st;
+    ck_assert_int_eq(scheduler_stats(s, &st), 0);
+    scheduler_stop(s, 1.0);
+    ck_assert_int_eq(st.started, 1);
+    ck_assert_int_eq(st.failed, 0);
+    ck_assert_int_eq(st.done, 1);
+    ck_assert_int_eq(st.committing, 0);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_DONE);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_nonnull(c.result_json);
+    ck_assert_ptr_nonnull(strstr(c.result_json, "\"pad\":\"xxxx"));
+    store_cell_free(&c);
+    ck_assert_int_eq(stat(spool, &sb), -1);
+    char *log = file_read("specs.log");
+    ck_assert_int_eq(count_substr(log, "\"mode\":\"big\""), 1); /* ran once */
+    free(log);
+}
+END_TEST
+
+START_TEST(test_spooled_result_replayed_at_start) {
+    /* the daemon stops while the result waits for its commit: the next start commits it from
+     * the spool instead of running the cell again */
+    scheduler *s = NULL;
+    store_cell c;
+    int64_t id = big_cell_blocked(&s, &c);
+    int64_t cell_id = c.id;
+    store_cell_free(&c);
+    scheduler_stop(s, 1.0); /* its last try fails too: the database is still full */
+    char spool[4400];
+    snprintf(spool, sizeof spool, "%s/spool/cell-%lld.json", g_dir, (long long)cell_id);
+    struct stat sb;
+    ck_assert_int_eq(stat(spool, &sb), 0);
+    first_cell(id, &c);
+    ck_assert_int_eq(c.state, STORE_STATE_RUNNING);
+    store_cell_free(&c);
+    /* a new daemon: a fresh connection has no cap */
+    store_close(g_st);
+    char db[4300], err[512];
+    snprintf(db, sizeof db, "%s/prunelab.db", g_dir);
+    ck_assert_int_eq(store_open(db, g_sql_dir, &g_st, err, sizeof err), STORE_OK);
+    s = sched_start();
+    first_cell(id, &c); /* committed during scheduler_start, before recovery */
+    ck_assert_int_eq(c.state, STORE_STATE_DONE);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_ptr_nonnull(c.result_json);
+    ck_assert_ptr_nonnull(strstr(c.result_json, "\"accuracy\":0.75"));
+    store_cell_free(&c);
+    ck_assert_int_eq(job_state(id), STORE_STATE_DONE);
+    scheduler_stop(s, 1.0);
+    ck_assert_int_eq(stat(spool, &sb), -1);
+    char *log = file_read("specs.log");
+    ck_assert_int_eq(count_substr(log, "\"mode\":\"big\""), 1);
+    free(log);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("scheduler");
     TCase *tc = tcase_create("scheduler");
@@ -481,11 +682,14 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_failure_retried_then_failed);
     tcase_add_test(tc, test_worker_cap);
     tcase_add_test(tc, test_owner_cap);
+    tcase_add_test(tc, test_owner_fair_share);
     tcase_add_test(tc, test_cancel_kills_cell);
     tcase_add_test(tc, test_stop_releases_running);
     tcase_add_test(tc, test_recovery_requeues);
     tcase_add_test(tc, test_train_registers_model);
     tcase_add_test(tc, test_train_name_taken_fails);
+    tcase_add_test(tc, test_commit_retried_when_full);
+    tcase_add_test(tc, test_spooled_result_replayed_at_start);
     suite_add_tcase(s, tc);
     return s;
 }
