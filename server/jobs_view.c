@@ -151,6 +151,22 @@ json_t *jobs_view_results(const store_job *j, const store_cell *cells, size_t n)
                      "baseline", jobs_view_stored(j->baseline_json), "rows", rows);
 }
 
+static json_t *next_or_null(const char *next) { return next && next[0] ? json_string(next) : json_null(); }
+
+json_t *jobs_view_cells_page(int64_t job_id, const store_cell *cells, size_t n, const char *next)
+{
+    json_t *o = jobs_view_cells(job_id, cells, n);
+    if (o) json_object_set_new(o, "next_page_token", next_or_null(next));
+    return o;
+}
+
+json_t *jobs_view_results_page(const store_job *j, const store_cell *cells, size_t n, const char *next)
+{
+    json_t *o = jobs_view_results(j, cells, n);
+    if (o) json_object_set_new(o, "next_page_token", next_or_null(next));
+    return o;
+}
+
 static void csv_field(FILE *f, const char *s)
 {
     int quote = strpbrk(s, ",\"\r\n") != NULL;
@@ -175,6 +191,11 @@ static const char *csv_text(json_t *v, char *num, size_t numlen)
 
 char *jobs_view_results_csv(const store_cell *cells, size_t n, size_t *len)
 {
+    return jobs_view_results_csv_part(cells, n, 1, len);
+}
+
+char *jobs_view_results_csv_part(const store_cell *cells, size_t n, int with_header, size_t *len)
+{
     const char *cols[N_FIXED + N_COORD + N_METRIC + 1];
     size_t nc = 0;
     for (size_t i = 0; i < N_FIXED; i++) cols[nc++] = FIXED_COLS[i];
@@ -185,11 +206,11 @@ char *jobs_view_results_csv(const store_cell *cells, size_t n, size_t *len)
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) return NULL;
-    for (size_t i = 0; i < nc; i++) {
+    for (size_t i = 0; with_header && i < nc; i++) {
         if (i) fputc(',', f);
         csv_field(f, cols[i]);
     }
-    fputc('\n', f);
+    if (with_header) fputc('\n', f);
     for (size_t r = 0; r < n; r++) {
         json_t *row = jobs_view_result_row(&cells[r]);
         for (size_t i = 0; i < nc; i++) {
