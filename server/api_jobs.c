@@ -375,8 +375,11 @@ static int cells_page_handle(http_request *req, api_ctx *ctx, cells_view view)
     } else if (src != STORE_OK) {
         rc = api_reply_store(req, src, "cells", err);
     } else {
-        rc = http_reply_json(req, 200, view == CELLS_JSON ? jobs_view_cells_page(j.id, cells, n, next)
-                                                          : jobs_view_results_page(&j, cells, n, next));
+        size_t len = 0;
+        char *text = view == CELLS_JSON ? jobs_view_cells_page_text(j.id, cells, n, next, &len)
+                                        : jobs_view_results_page_text(&j, cells, n, next, &len);
+        rc = text ? http_reply_json_text(req, 200, text, len)
+                  : http_reply_error(req, 500, "internal", NULL, "out of memory rendering the page");
     }
 cleanup:
     store_cells_free(cells, n);

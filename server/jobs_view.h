@@ -48,6 +48,13 @@ json_t *jobs_view_cells_page(int64_t job_id, const store_cell *cells, size_t n, 
  * for the last page). */
 json_t *jobs_view_results_page(const store_job *j, const store_cell *cells, size_t n, const char *next);
 
+/* The same two pages as text, exactly as http_reply_json would write them (compact JSON and
+ * "\n"), built one item at a time so only one cell's jansson tree is alive at once. Returns the
+ * text (caller frees) with *len, or NULL when memory runs out. */
+char *jobs_view_cells_page_text(int64_t job_id, const store_cell *cells, size_t n, const char *next, size_t *len);
+char *jobs_view_results_page_text(const store_job *j, const store_cell *cells, size_t n, const char *next,
+                                  size_t *len);
+
 /* Part of the results CSV: the header line when with_header, then one line per cell, exactly as
  * jobs_view_results_csv writes them (so the parts of consecutive pages concatenate to it).
  * Returns the text (caller frees) with *len, or NULL when memory runs out. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "jobs_view.h"
 
 static char *dump(json_t *v)
@@ -205,6 +206,31 @@ START_TEST(test_cells_and_results_pages)
     j.id = 9;
     j.type = STORE_JOB_RSST;
     j.baseline_json = "{\"accuracy\":0.5}";
+    /* the page texts are the bytes http_reply_json writes for the page objects */
+    store_cell two[2] = {c, cell_of(6, 1, "{\"config\":{\"a\":0.5}}", "{\"sparsity\":{\"overall\":{\"sparsity\":0.5}}}")};
+    two[1].error_code = "runtime";
+    two[1].error_message = "it \"broke\"\n";
+    for (size_t k = 0; k <= 2; k++) {
+        const char *nexts[] = {"", "c1"};
+        for (size_t t = 0; t < 2; t++) {
+            size_t la = 0, lb = 0;
+            char *a = http_json_text(jobs_view_cells_page(9, two, k, nexts[t]), &la);
+            char *b = jobs_view_cells_page_text(9, two, k, nexts[t], &lb);
+            ck_assert_ptr_nonnull(a);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_str_eq(a, b);
+            ck_assert_uint_eq(la, lb);
+            free(a);
+            free(b);
+            a = http_json_text(jobs_view_results_page(&j, two, k, nexts[t]), &la);
+            b = jobs_view_results_page_text(&j, two, k, nexts[t], &lb);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_str_eq(a, b);
+            ck_assert_uint_eq(la, lb);
+            free(a);
+            free(b);
+        }
+    }
     s = dump(jobs_view_results_page(&j, &c, 1, ""));
     ck_assert_msg(strstr(s, "\"baseline\":{\"accuracy\":0.5}") && strstr(s, "\"type\":\"rsst\"") &&
                       strstr(s, "\"next_page_token\":null") && strstr(s, "\"rows\":[{"),
