@@ -19,11 +19,17 @@
 #
 # Usage: bench/api_pages.sh [PRUNELABD...]   (default ./prunelabd)
 #   e.g. bench/api_pages.sh /tmp/pl_old/prunelabd ./prunelabd
-# Env:   CELLS (10000), PAR (16), REPS (3), PRUNELAB_SQL_DIR (./sql), KEEP=1 keeps the temp dir.
+# Env:   CELLS (10000), PAR (16), REPS (3), PATHS (the request paths, space-separated: a cells
+#        page, the same with limit=1000, a results.json page, the same with limit=1000,
+#        results.csv), PRUNELAB_SQL_DIR (./sql), KEEP=1 keeps the temp dir.
+# Careful with a tree that builds the whole job per request: on 10,000 such cells one request
+# of /cells peaks near 1 GB, so PAR=16 there needs ~15 GB (run it with CELLS=1000 or PAR=1).
 set -u
 CELLS=${CELLS:-10000}
 PAR=${PAR:-16}
 REPS=${REPS:-3}
+PATHS=${PATHS:-/api/v1/jobs/1/cells /api/v1/jobs/1/cells?limit=1000 /api/v1/jobs/1/results.json \
+/api/v1/jobs/1/results.json?limit=1000 /api/v1/jobs/1/results.csv}
 export PRUNELAB_SQL_DIR=${PRUNELAB_SQL_DIR:-$PWD/sql}
 [ $# -gt 0 ] || set -- ./prunelabd
 die() { echo "api_pages.sh: $*" >&2; exit 1; }
@@ -155,8 +161,7 @@ echo
 echo "| binary | request | daemon VmHWM idle (MiB) | VmHWM after the burst (MiB) | bytes per answer | burst wall (s) |"
 echo "|---|---|---|---|---|---|"
 for bin in "$@"; do
-    for path in "/api/v1/jobs/1/cells" "/api/v1/jobs/1/cells?limit=1000" "/api/v1/jobs/1/results.json" \
-                "/api/v1/jobs/1/results.json?limit=1000" "/api/v1/jobs/1/results.csv"; do
+    for path in $PATHS; do
         : >"$TMP/runs"
         for _ in $(seq $REPS); do run "$bin" "$path" >>"$TMP/runs"; done
         idle=$(cut -d' ' -f1 "$TMP/runs" | median)

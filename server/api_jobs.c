@@ -496,7 +496,8 @@ int api_job_results_csv(http_request *req, void *app)
     }
     *cs = (csv_stream){.st = ctx->st, .job_id = j.id, .state = state};
     rc = http_reply_stream(req, 200, "text/csv; charset=utf-8", MHD_SIZE_UNKNOWN, csv_stream_read, cs,
-                           csv_stream_free); /* cs is the response's now, even on failure */
+                           csv_stream_free); /* cs is the response's now; only when MHD cannot
+                                                 allocate the response at all is it not freed */
 cleanup:
     store_job_free(&j);
     return rc < 0 ? -1 : 0;
