@@ -85,6 +85,7 @@ int api_job_delete(http_request *req, void *app);
 int api_job_cancel(http_request *req, void *app);
 int api_job_retry(http_request *req, void *app);
 int api_job_cells(http_request *req, void *app);
+int api_job_cell(http_request *req, void *app);
 int api_job_results_json(http_request *req, void *app);
 int api_job_results_csv(http_request *req, void *app);
 

@@ -13,6 +13,11 @@
  * GET /api/v1/jobs is served from a read cache keyed by the commit counter (jobs_page.c); the
  * other reads go to the store each time.
  *
+ * A job's cells and results.json are pages (?limit, page_token, state), keyset-paged on the cell
+ * idx like the job list, so a request costs one page whatever the job's size; a page's results
+ * carry their sparsity report cut to its summaries (?include=sparsity, or GET .../cells/{idx},
+ * for the whole report). results.csv is the whole table, streamed a page at a time.
+ *
  * Long-poll: GET /api/v1/jobs/{id}?wait=S[&since=V] returns at once when the store's commit
  * counter differs from V, else sleeps in store_wait slices (so a stopping server is noticed
  * within half a second) until the job's visible state changes or S seconds pass. The response
@@ -308,8 +313,31 @@ int api_job_delete(http_request *req, void *app) { return job_change_handle(req,
 
 /* ------------------------------------------------------------------ cells and results */
 
-/* Load the job's cells for a read (auth, id, optional ?state=). Returns 0 or -1 after replying. */
-static int load_cells(http_request *req, api_ctx *ctx, store_job *j, store_cell **cells, size_t *n)
+/* ?include=: "" or absent -> 0, "sparsity" -> 1; -1 after replying 400. */
+static int include_parse(http_request *req)
+{
+    const char *q = http_request_query(req, "include");
+    if (!q || !*q) return 0;
+    if (strcmp(q, "sparsity") == 0) return 1;
+    http_reply_error(req, 400, "bad_query", "include", "include: must be sparsity");
+    return -1;
+}
+
+/* ?state=: -1 when absent, the state, or -2 after replying 400. */
+static int cell_state_parse(http_request *req)
+{
+    const char *q = http_request_query(req, "state");
+    int state = -1;
+    if (q && *q && (state = store_state_parse(q)) < 0) {
+        http_reply_error(req, 400, "bad_query", "state", "state: unknown state '%s'", q);
+        return -2;
+    }
+    return state;
+}
+
+/* The start of every cells / results read: auth, the {id}, the job (*j, free it). 0, or -1
+ * after replying (401/403, 404). */
+static int job_for_read(http_request *req, api_ctx *ctx, store_job *j)
 {
     store_user u;
     char err[256] = "", what[64];
@@ -319,14 +347,7 @@ static int load_cells(http_request *req, api_ctx *ctx, store_job *j, store_cell 
     int64_t id = path_job_id(req);
     if (id < 0) return -1;
     snprintf(what, sizeof what, "job %" PRId64, id);
-    int state = -1;
-    const char *q = http_request_query(req, "state");
-    if (q && *q && (state = store_state_parse(q)) < 0) {
-        http_reply_error(req, 400, "bad_query", "state", "state: unknown state '%s'", q);
-        return -1;
-    }
     int src = store_job_get(ctx->st, id, j, err, sizeof err);
-    if (src == STORE_OK) src = store_cells_list(ctx->st, id, state, cells, n, err, sizeof err);
     if (src != STORE_OK) {
         store_job_free(j);
         api_reply_store(req, src, what, err);
@@ -335,30 +356,152 @@ static int load_cells(http_request *req, api_ctx *ctx, store_job *j, store_cell 
     return 0;
 }
 
-typedef enum { CELLS_JSON, RESULTS_JSON, RESULTS_CSV } cells_view;
+typedef enum { CELLS_JSON, RESULTS_JSON } cells_view;
 
-static int cells_handle(http_request *req, api_ctx *ctx, cells_view view)
+/* GET .../cells and .../results.json: one page (?state, limit, page_token; cells also
+ * ?include=sparsity), keyset-paged like the job list. */
+static int cells_page_handle(http_request *req, api_ctx *ctx, cells_view view)
 {
     store_job j;
     store_cell *cells = NULL;
-    size_t n = 0, len = 0;
-    if (load_cells(req, ctx, &j, &cells, &n) < 0) return 0;
-    int rc;
-    if (view == CELLS_JSON) {
-        rc = http_reply_json(req, 200, jobs_view_cells(j.id, cells, n));
-    } else if (view == RESULTS_JSON) {
-        rc = http_reply_json(req, 200, jobs_view_results(&j, cells, n));
+    size_t n = 0;
+    char err[256] = "", next[STORE_PAGE_TOKEN_LEN] = "";
+    if (job_for_read(req, ctx, &j) < 0) return 0;
+    store_cell_filter f = {.state = cell_state_parse(req), .limit = 50, .page_token = NULL, .with_sparsity = 0};
+    int rc = 0;
+    if (f.state < -1 || limit_parse(req, &f.limit) < 0) goto cleanup;
+    if (view == CELLS_JSON && (f.with_sparsity = include_parse(req)) < 0) goto cleanup;
+    f.page_token = http_request_query(req, "page_token");
+    int src = store_cells_page(ctx->st, j.id, &f, &cells, &n, next, err, sizeof err);
+    if (src == STORE_INVALID) {
+        rc = http_reply_error(req, 400, "bad_query", "page_token", "%s", err);
+    } else if (src != STORE_OK) {
+        rc = api_reply_store(req, src, "cells", err);
     } else {
-        char *csv = jobs_view_results_csv(cells, n, &len);
-        if (!csv) rc = http_reply_error(req, 500, "internal", NULL, "out of memory building the CSV");
-        else rc = http_reply_text(req, 200, "text/csv; charset=utf-8", csv, len);
-        free(csv);
+        size_t len = 0;
+        char *text = view == CELLS_JSON ? jobs_view_cells_page_text(j.id, cells, n, next, &len)
+                                        : jobs_view_results_page_text(&j, cells, n, next, &len);
+        rc = text ? http_reply_json_text(req, 200, text, len)
+                  : http_reply_error(req, 500, "internal", NULL, "out of memory rendering the page");
     }
+cleanup:
     store_cells_free(cells, n);
     store_job_free(&j);
     return rc < 0 ? -1 : 0;
 }
 
-int api_job_cells(http_request *req, void *app) { return cells_handle(req, app, CELLS_JSON); }
-int api_job_results_json(http_request *req, void *app) { return cells_handle(req, app, RESULTS_JSON); }
-int api_job_results_csv(http_request *req, void *app) { return cells_handle(req, app, RESULTS_CSV); }
+int api_job_cells(http_request *req, void *app) { return cells_page_handle(req, app, CELLS_JSON); }
+int api_job_results_json(http_request *req, void *app) { return cells_page_handle(req, app, RESULTS_JSON); }
+
+/* GET .../cells/{idx}: one cell, whole (its result with the full sparsity report). */
+int api_job_cell(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_job j;
+    store_cell c;
+    memset(&c, 0, sizeof c);
+    char err[256] = "", what[96];
+    if (job_for_read(req, ctx, &j) < 0) return 0;
+    const char *s = http_request_param(req, "idx");
+    char *end = NULL;
+    errno = 0;
+    long v = s && (strcmp(s, "0") == 0 || (*s >= '1' && *s <= '9')) ? strtol(s, &end, 10) : -1;
+    int rc;
+    if (v < 0 || v > INT32_MAX || *end || errno) {
+        rc = http_reply_error(req, 404, "not_found", "idx", "job %" PRId64 " has no cell %s", j.id, s ? s : "");
+        goto cleanup;
+    }
+    snprintf(what, sizeof what, "cell %ld of job %" PRId64, v, j.id);
+    int src = store_cell_get_idx(ctx->st, j.id, (int)v, &c, err, sizeof err);
+    if (src == STORE_NOTFOUND)
+        rc = http_reply_error(req, 404, "not_found", "idx", "job %" PRId64 " has no cell %ld", j.id, v);
+    else if (src != STORE_OK) rc = api_reply_store(req, src, what, err);
+    else rc = http_reply_json(req, 200, jobs_view_cell(&c));
+cleanup:
+    store_cell_free(&c);
+    store_job_free(&j);
+    return rc < 0 ? -1 : 0;
+}
+
+/* GET .../results.csv, streamed: the reader renders one keyset page of cells at a time (each
+ * page its own short read, so the writer and WAL checkpoints never wait on a slow client) and
+ * hands it to MHD in pieces. The stream owns its state (the store outlives the HTTP server);
+ * MHD calls csv_stream_free when the response is done, sent or not. A store error after the
+ * header went out ends the response early (MHD closes the connection). */
+#define CSV_STREAM_PAGE 256
+
+typedef struct {
+    store *st;
+    int64_t job_id;
+    int state;                       /* -1: all cells */
+    char token[STORE_PAGE_TOKEN_LEN]; /* where the next page starts */
+    int header_sent, last_page;      /* last_page: no page after the one in buf */
+    char *buf;                       /* rendered rows not yet handed out */
+    size_t len, off;
+} csv_stream;
+
+static void csv_stream_free(void *cls)
+{
+    csv_stream *cs = cls;
+    if (!cs) return;
+    free(cs->buf);
+    free(cs);
+}
+
+/* The next page into cs->buf. 0, or -1 on a store error or out of memory. */
+static int csv_stream_fill(csv_stream *cs)
+{
+    store_cell *cells = NULL;
+    size_t n = 0;
+    char err[256] = "", next[STORE_PAGE_TOKEN_LEN] = "";
+    store_cell_filter f = {.state = cs->state, .limit = CSV_STREAM_PAGE, .page_token = cs->token, .with_sparsity = 0};
+    int src = store_cells_page(cs->st, cs->job_id, &f, &cells, &n, next, err, sizeof err);
+    if (src != STORE_OK) {
+        fprintf(stderr, "prunelabd: results.csv of job %" PRId64 ": %s\n", cs->job_id, err);
+        return -1;
+    }
+    free(cs->buf);
+    cs->buf = jobs_view_results_csv_part(cells, n, !cs->header_sent, &cs->len);
+    store_cells_free(cells, n);
+    if (!cs->buf) return -1;
+    cs->off = 0;
+    cs->header_sent = 1;
+    cs->last_page = next[0] == '\0';
+    memcpy(cs->token, next, sizeof cs->token);
+    return 0;
+}
+
+static ssize_t csv_stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    csv_stream *cs = cls;
+    (void)pos;
+    while (cs->off == cs->len) { /* never 0: MHD would call again at once */
+        if (cs->header_sent && cs->last_page) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (csv_stream_fill(cs) != 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t k = cs->len - cs->off < max ? cs->len - cs->off : max;
+    memcpy(out, cs->buf + cs->off, k);
+    cs->off += k;
+    return (ssize_t)k;
+}
+
+int api_job_results_csv(http_request *req, void *app)
+{
+    api_ctx *ctx = app;
+    store_job j;
+    if (job_for_read(req, ctx, &j) < 0) return 0;
+    int state = cell_state_parse(req), rc = 0;
+    if (state < -1) goto cleanup;
+    csv_stream *cs = calloc(1, sizeof *cs);
+    if (!cs) {
+        rc = http_reply_error(req, 500, "internal", NULL, "out of memory starting the CSV");
+        goto cleanup;
+    }
+    *cs = (csv_stream){.st = ctx->st, .job_id = j.id, .state = state};
+    rc = http_reply_stream(req, 200, "text/csv; charset=utf-8", MHD_SIZE_UNKNOWN, csv_stream_read, cs,
+                           csv_stream_free); /* cs is the response's now; only when MHD cannot
+                                                 allocate the response at all is it not freed */
+cleanup:
+    store_job_free(&j);
+    return rc < 0 ? -1 : 0;
+}

@@ -151,6 +151,87 @@ json_t *jobs_view_results(const store_job *j, const store_cell *cells, size_t n)
                      "baseline", jobs_view_stored(j->baseline_json), "rows", rows);
 }
 
+static json_t *next_or_null(const char *next) { return next && next[0] ? json_string(next) : json_null(); }
+
+json_t *jobs_view_cells_page(int64_t job_id, const store_cell *cells, size_t n, const char *next)
+{
+    json_t *o = jobs_view_cells(job_id, cells, n);
+    if (o) json_object_set_new(o, "next_page_token", next_or_null(next));
+    return o;
+}
+
+json_t *jobs_view_results_page(const store_job *j, const store_cell *cells, size_t n, const char *next)
+{
+    json_t *o = jobs_view_results(j, cells, n);
+    if (o) json_object_set_new(o, "next_page_token", next_or_null(next));
+    return o;
+}
+
+/* Append v's compact text to f (steals v). 0, or -1 when memory runs out. */
+static int dump_to(FILE *f, json_t *v)
+{
+    char *t = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    if (!t) return -1;
+    fputs(t, f);
+    free(t);
+    return 0;
+}
+
+/* head (an object's text without its closing brace, e.g. {"job":1), then ,"key":[item...],
+ * "next_page_token":next} and "\n". item(i) gives item i. */
+static char *page_text(char *head, const char *key, json_t *(*item)(const store_cell *c), const store_cell *cells,
+                       size_t n, const char *next, size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = head ? open_memstream(&buf, &size) : NULL;
+    if (!f) {
+        free(head);
+        return NULL;
+    }
+    int bad = 0;
+    fprintf(f, "%s,\"%s\":[", head, key);
+    free(head);
+    for (size_t i = 0; !bad && i < n; i++) {
+        if (i) fputc(',', f);
+        bad = dump_to(f, item(&cells[i]));
+    }
+    fputs("],\"next_page_token\":", f);
+    if (!bad) bad = dump_to(f, next_or_null(next));
+    fputs("}\n", f);
+    bad |= ferror(f);
+    if (fclose(f) != 0 || bad) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+/* The compact text of object o without its closing brace (steals o). */
+static char *object_head(json_t *o)
+{
+    char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (t && strlen(t) >= 2) t[strlen(t) - 1] = '\0';
+    return t;
+}
+
+char *jobs_view_cells_page_text(int64_t job_id, const store_cell *cells, size_t n, const char *next, size_t *len)
+{
+    return page_text(object_head(json_pack("{s:I}", "job", (json_int_t)job_id)), "cells", jobs_view_cell, cells, n,
+                     next, len);
+}
+
+char *jobs_view_results_page_text(const store_job *j, const store_cell *cells, size_t n, const char *next,
+                                  size_t *len)
+{
+    json_t *o = json_pack("{s:I, s:s, s:o}", "job", (json_int_t)j->id, "type", store_job_type_name(j->type),
+                          "baseline", jobs_view_stored(j->baseline_json));
+    return page_text(object_head(o), "rows", jobs_view_result_row, cells, n, next, len);
+}
+
 static void csv_field(FILE *f, const char *s)
 {
     int quote = strpbrk(s, ",\"\r\n") != NULL;
@@ -175,6 +256,11 @@ static const char *csv_text(json_t *v, char *num, size_t numlen)
 
 char *jobs_view_results_csv(const store_cell *cells, size_t n, size_t *len)
 {
+    return jobs_view_results_csv_part(cells, n, 1, len);
+}
+
+char *jobs_view_results_csv_part(const store_cell *cells, size_t n, int with_header, size_t *len)
+{
     const char *cols[N_FIXED + N_COORD + N_METRIC + 1];
     size_t nc = 0;
     for (size_t i = 0; i < N_FIXED; i++) cols[nc++] = FIXED_COLS[i];
@@ -185,11 +271,11 @@ char *jobs_view_results_csv(const store_cell *cells, size_t n, size_t *len)
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) return NULL;
-    for (size_t i = 0; i < nc; i++) {
+    for (size_t i = 0; with_header && i < nc; i++) {
         if (i) fputc(',', f);
         csv_field(f, cols[i]);
     }
-    fputc('\n', f);
+    if (with_header) fputc('\n', f);
     for (size_t r = 0; r < n; r++) {
         json_t *row = jobs_view_result_row(&cells[r]);
         for (size_t i = 0; i < nc; i++) {

@@ -40,6 +40,26 @@ json_t *jobs_view_results(const store_job *j, const store_cell *cells, size_t n)
  * *len, or NULL when memory runs out. */
 char *jobs_view_results_csv(const store_cell *cells, size_t n, size_t *len);
 
+/* A page of GET /api/v1/jobs/{id}/cells: {"job": id, "cells": [cell...], "next_page_token": next
+ * or null} (next "" for the last page). */
+json_t *jobs_view_cells_page(int64_t job_id, const store_cell *cells, size_t n, const char *next);
+
+/* A page of results.json: jobs_view_results of the page's cells with "next_page_token" (next ""
+ * for the last page). */
+json_t *jobs_view_results_page(const store_job *j, const store_cell *cells, size_t n, const char *next);
+
+/* The same two pages as text, exactly as http_reply_json would write them (compact JSON and
+ * "\n"), built one item at a time so only one cell's jansson tree is alive at once. Returns the
+ * text (caller frees) with *len, or NULL when memory runs out. */
+char *jobs_view_cells_page_text(int64_t job_id, const store_cell *cells, size_t n, const char *next, size_t *len);
+char *jobs_view_results_page_text(const store_job *j, const store_cell *cells, size_t n, const char *next,
+                                  size_t *len);
+
+/* Part of the results CSV: the header line when with_header, then one line per cell, exactly as
+ * jobs_view_results_csv writes them (so the parts of consecutive pages concatenate to it).
+ * Returns the text (caller frees) with *len, or NULL when memory runs out. */
+char *jobs_view_results_csv_part(const store_cell *cells, size_t n, int with_header, size_t *len);
+
 /* A GET /api/v1/jobs page: {"jobs": [job without spec...], "next_page_token": next or null},
  * compact, ending in "\n" (as http_reply_json writes it). next is "" for the last page. Returns
  * 0 with *out (caller frees) and *len, or -1 when memory runs out. */

@@ -1595,10 +1595,19 @@ done:
 
 /* ------------------------------------------------------------------ cells */
 
-#define CELL_COLS                                                                                          \
+#define CELL_COLS_HEAD                                                                                     \
     "c.id, c.job_id, c.idx, j.owner, j.type, c.spec, c.state, c.attempts, c.max_attempts, c.lease_owner, " \
-    "c.lease_expires_ms, c.pid, c.progress, c.phase, c.result, c.error_code, c.error_message, "           \
-    "c.stderr_tail, c.created_ms, c.started_ms, c.finished_ms FROM cells c JOIN jobs j ON j.id = c.job_id"
+    "c.lease_expires_ms, c.pid, c.progress, c.phase, "
+#define CELL_COLS_TAIL                                                                                     \
+    ", c.error_code, c.error_message, c.stderr_tail, c.created_ms, c.started_ms, c.finished_ms "          \
+    "FROM cells c JOIN jobs j ON j.id = c.job_id"
+#define CELL_COLS CELL_COLS_HEAD "c.result" CELL_COLS_TAIL
+/* The result with its sparsity report (an object) cut down to the "overall" and "weights"
+ * summaries: what a page of cells shows unless asked for the whole report. */
+#define CELL_RESULT_BRIEF                                                                          \
+    "CASE WHEN json_type(c.result, '$.sparsity') = 'object' THEN json_set(c.result, '$.sparsity', " \
+    "(SELECT json_group_object(key, json(value)) FROM json_each(c.result, '$.sparsity') "            \
+    "WHERE key IN ('overall', 'weights'))) ELSE c.result END"
 
 void store_cell_free(store_cell *c)
 {
@@ -1710,6 +1719,104 @@ cleanup:
         *cells = NULL;
         *n = 0;
     }
+    return rc;
+}
+
+/* Cell page tokens: 'c' and the last idx of the page in hex ("c31"). Returns the idx after
+ * which the page starts, -1 for the first page, -2 when malformed. */
+static int64_t cell_token_parse(const char *tok)
+{
+    if (!tok || !*tok) return -1;
+    size_t len = strlen(tok + 1);
+    if (tok[0] != 'c' || len < 1 || len > 8) return -2;
+    int64_t v = 0;
+    for (const char *p = tok + 1; *p; p++) {
+        int d = isdigit((unsigned char)*p) ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
+        if (d < 0) return -2;
+        v = v * 16 + d;
+    }
+    return v <= INT32_MAX ? v : -2;
+}
+
+int store_cells_page(store *st, int64_t job_id, const store_cell_filter *f, store_cell **cells, size_t *n,
+                     char next_token[STORE_PAGE_TOKEN_LEN], char *err, size_t errlen)
+{
+    *cells = NULL;
+    *n = 0;
+    next_token[0] = '\0';
+    int limit = f->limit <= 0 ? 50 : f->limit > STORE_PAGE_MAX ? STORE_PAGE_MAX : f->limit;
+    int64_t after = cell_token_parse(f->page_token);
+    if (after < -1) {
+        errbuf_set(err, errlen, "page_token: not a token of this listing");
+        return STORE_INVALID;
+    }
+    if (f->state != -1 && !store_state_name((store_state)f->state)) {
+        errbuf_set(err, errlen, "state: unknown");
+        return STORE_INVALID;
+    }
+    /* [with the whole report][filtered by state]: each keyset query walks one index,
+     * (job_id, idx) or cells_job_state (job_id, state, idx) */
+#define CELLS_PAGE(result, where)                                                               \
+    "SELECT " CELL_COLS_HEAD result CELL_COLS_TAIL " WHERE c.job_id = ?1 " where                 \
+    "AND c.idx > ?3 ORDER BY c.idx LIMIT ?4"
+    static const char *const sqls[2][2] = {
+        {CELLS_PAGE(CELL_RESULT_BRIEF, "AND ?2 IS NULL "), CELLS_PAGE(CELL_RESULT_BRIEF, "AND c.state = ?2 ")},
+        {CELLS_PAGE("c.result", "AND ?2 IS NULL "), CELLS_PAGE("c.result", "AND c.state = ?2 ")},
+    };
+#undef CELLS_PAGE
+    const char *sql = sqls[f->with_sparsity ? 1 : 0][f->state == -1 ? 0 : 1];
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int rc = STORE_OK, oom = 0, step;
+    sqlite3_stmt *s = stmt_new(db, err, errlen, sql, "itin", job_id, f->state == -1 ? NULL : STATE_NAMES[f->state],
+                               after, limit + 1);
+    if (!s) { rc = STORE_ERR; goto cleanup; }
+    *cells = calloc((size_t)limit + 1, sizeof **cells);
+    if (!*cells) { rc = errbuf_set(err, errlen, "out of memory"); sqlite3_finalize(s); goto cleanup; }
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == (size_t)limit) { /* one more row exists: there is a next page */
+            snprintf(next_token, STORE_PAGE_TOKEN_LEN, "c%x", (unsigned)(*cells)[*n - 1].idx);
+            step = SQLITE_DONE;
+            break;
+        }
+        cell_from_row(s, &(*cells)[(*n)++], &oom);
+    }
+    if (oom) rc = errbuf_set(err, errlen, "out of memory");
+    else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
+    sqlite3_finalize(s);
+cleanup:
+    rd_put(st, db);
+    if (rc != STORE_OK) {
+        store_cells_free(*cells, *n);
+        *cells = NULL;
+        *n = 0;
+        next_token[0] = '\0';
+    }
+    return rc;
+}
+
+int store_cell_get_idx(store *st, int64_t job_id, int idx, store_cell *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int rc, oom = 0;
+    sqlite3_stmt *s = stmt_new(db, err, errlen, "SELECT " CELL_COLS " WHERE c.job_id = ?1 AND c.idx = ?2", "in",
+                               job_id, idx);
+    if (!s) {
+        rd_put(st, db);
+        return STORE_ERR;
+    }
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        cell_from_row(s, c, &oom);
+        rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
+    }
+    sqlite3_finalize(s);
+    rd_put(st, db);
+    if (rc != STORE_OK) store_cell_free(c);
     return rc;
 }
 

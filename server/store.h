@@ -291,6 +291,24 @@ int store_cells_list(store *st, int64_t job_id, int state, store_cell **cells, s
                      char *err, size_t errlen);
 int store_cell_get(store *st, int64_t cell_id, store_cell *c, char *err, size_t errlen);
 
+typedef struct {
+    int state;              /* store_state, or -1 = all */
+    int limit;              /* 1..STORE_PAGE_MAX; <= 0 means 50 */
+    const char *page_token; /* NULL or "" = first page; else a next_token of a cell page */
+    int with_sparsity;      /* 0: a result's "sparsity" report (an object) keeps only its "overall"
+                               and "weights" members; 1: the whole result */
+} store_cell_filter;
+
+/* One page of a job's cells in idx order (an unknown job gives an empty page). next_token
+ * receives the token of the following page, or "" after the last. Keyset pagination on idx,
+ * each page its own read: cells that change state between pages never make a page skip or
+ * repeat a cell (with a state filter a cell may leave or enter the pages not yet read).
+ * STORE_INVALID for a malformed token or an unknown state. */
+int store_cells_page(store *st, int64_t job_id, const store_cell_filter *f, store_cell **cells, size_t *n,
+                     char next_token[STORE_PAGE_TOKEN_LEN], char *err, size_t errlen);
+/* The cell at idx of job job_id, whole. STORE_NOTFOUND when the job has no such cell. */
+int store_cell_get_idx(store *st, int64_t job_id, int idx, store_cell *c, char *err, size_t errlen);
+
 /* Claim the next cell atomically: the owner who least recently had a cell started goes first
  * (owners never served first, oldest job first among them), skipping owners with
  * per_owner_cap (> 0) cells running; within the owner the job with the highest priority, then

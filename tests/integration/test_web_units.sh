@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_web_units.sh — the dashboard's pure JavaScript helpers (web/js/charts.js) under node:test:
 # heatmap grid, rate lines, sensitivity bars, Pareto front (against a brute-force reference),
-# RSST / train series, cell table rows, sort comparator and number formatting.
+# RSST / train series, cell table rows, sort comparator and number formatting; and apiAll
+# (web/js/api.js), the walk through a paged listing.
 # Env: PRUNELAB_SRCDIR (default: the directory two levels above this script). Needs node >= 18;
 # exits 77 (skipped) when node is not installed.
 NAME=test_web_units

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "jobs_view.h"
 
 static char *dump(json_t *v)
@@ -162,6 +163,82 @@ START_TEST(test_page)
 }
 END_TEST
 
+/* The parts of consecutive pages (the header with the first) concatenate to the whole CSV. */
+START_TEST(test_results_csv_parts)
+{
+    store_cell c[3] = {cell_of(5, 0, "{\"component\":\"a\\nb\",\"rate\":0.5}", "{\"accuracy\":0.25}"),
+                       cell_of(6, 1, "{\"component\":\"mlp\",\"rate\":0.7}", NULL),
+                       cell_of(7, 2, "{\"config\":{\"mlp\":0.3,\"dt\":0.5}}",
+                               "{\"sparsity\":{\"overall\":{\"sparsity\":0.125}}}")};
+    size_t len = 0, l1 = 0, l2 = 0, l3 = 0;
+    char *whole = jobs_view_results_csv(c, 3, &len);
+    char *p1 = jobs_view_results_csv_part(c, 1, 1, &l1);
+    char *p2 = jobs_view_results_csv_part(c + 1, 2, 0, &l2);
+    char *p3 = jobs_view_results_csv_part(NULL, 0, 0, &l3);
+    ck_assert_ptr_nonnull(whole);
+    ck_assert_ptr_nonnull(p1);
+    ck_assert_ptr_nonnull(p2);
+    ck_assert_ptr_nonnull(p3);
+    ck_assert_uint_eq(l3, 0);
+    ck_assert_uint_eq(l1 + l2, len);
+    ck_assert(memcmp(whole, p1, l1) == 0 && memcmp(whole + l1, p2, l2) == 0);
+    ck_assert_msg(strstr(whole, ",0.125,") != NULL, "%s", whole);
+    ck_assert_ptr_null(strstr(p2, "idx,cell_id"));
+    free(whole);
+    free(p1);
+    free(p2);
+    free(p3);
+}
+END_TEST
+
+START_TEST(test_cells_and_results_pages)
+{
+    store_cell c = cell_of(5, 0, "{\"rate\":0.5}", "{\"accuracy\":0.25}");
+    char *s = dump(jobs_view_cells_page(9, &c, 1, "c0"));
+    ck_assert_msg(strstr(s, "\"job\":9") && strstr(s, "\"next_page_token\":\"c0\"") && strstr(s, "\"idx\":0"),
+                  "%s", s);
+    free(s);
+    s = dump(jobs_view_cells_page(9, NULL, 0, ""));
+    ck_assert_str_eq(s, "{\"cells\":[],\"job\":9,\"next_page_token\":null}");
+    free(s);
+    store_job j;
+    memset(&j, 0, sizeof j);
+    j.id = 9;
+    j.type = STORE_JOB_RSST;
+    j.baseline_json = "{\"accuracy\":0.5}";
+    /* the page texts are the bytes http_reply_json writes for the page objects */
+    store_cell two[2] = {c, cell_of(6, 1, "{\"config\":{\"a\":0.5}}", "{\"sparsity\":{\"overall\":{\"sparsity\":0.5}}}")};
+    two[1].error_code = "runtime";
+    two[1].error_message = "it \"broke\"\n";
+    for (size_t k = 0; k <= 2; k++) {
+        const char *nexts[] = {"", "c1"};
+        for (size_t t = 0; t < 2; t++) {
+            size_t la = 0, lb = 0;
+            char *a = http_json_text(jobs_view_cells_page(9, two, k, nexts[t]), &la);
+            char *b = jobs_view_cells_page_text(9, two, k, nexts[t], &lb);
+            ck_assert_ptr_nonnull(a);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_str_eq(a, b);
+            ck_assert_uint_eq(la, lb);
+            free(a);
+            free(b);
+            a = http_json_text(jobs_view_results_page(&j, two, k, nexts[t]), &la);
+            b = jobs_view_results_page_text(&j, two, k, nexts[t], &lb);
+            ck_assert_ptr_nonnull(b);
+            ck_assert_str_eq(a, b);
+            ck_assert_uint_eq(la, lb);
+            free(a);
+            free(b);
+        }
+    }
+    s = dump(jobs_view_results_page(&j, &c, 1, ""));
+    ck_assert_msg(strstr(s, "\"baseline\":{\"accuracy\":0.5}") && strstr(s, "\"type\":\"rsst\"") &&
+                      strstr(s, "\"next_page_token\":null") && strstr(s, "\"rows\":[{"),
+                  "%s", s);
+    free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jobs_view");
@@ -171,6 +248,8 @@ int main(void)
     tcase_add_test(tc, test_result_row_flattening);
     tcase_add_test(tc, test_results_csv);
     tcase_add_test(tc, test_page);
+    tcase_add_test(tc, test_results_csv_parts);
+    tcase_add_test(tc, test_cells_and_results_pages);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -1619,6 +1620,149 @@ START_TEST(test_job_list_cache_invalidation)
 }
 END_TEST
 
+/* A result with a sparsity report as the engine writes it: summaries plus per-tensor detail. */
+static const char CELL_RESULT[] =
+    "{\"accuracy\": 0.5, \"sparsity\": {\"overall\": {\"params\": 10, \"zeros\": 5, \"sparsity\": 0.5}, "
+    "\"weights\": {\"params\": 8, \"zeros\": 5, \"sparsity\": 0.625}, "
+    "\"tensors\": {\"head.weight\": {\"params\": 2, \"zeros\": 0, \"sparsity\": 0}}, \"layers\": [{\"layer\": 0}]}}";
+
+/* Walk the pages of job's cells with filter f; seen[idx] counts each cell; cells are in idx
+ * order. A hook runs after the first page. Returns the number of pages. */
+static int walk_cells(store *st, int64_t job, store_cell_filter f, int *seen, int n_max,
+                      void (*after_first)(store *st, int64_t job))
+{
+    char tok[STORE_PAGE_TOKEN_LEN] = "";
+    int pages = 0, last = -1;
+    for (;;) {
+        store_cell *cs;
+        size_t n;
+        char next[STORE_PAGE_TOKEN_LEN];
+        f.page_token = tok;
+        ck_assert_msg(store_cells_page(st, job, &f, &cs, &n, next, err, sizeof err) == STORE_OK, "page: %s", err);
+        pages++;
+        ck_assert_int_le(n, (size_t)f.limit);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_gt(cs[i].idx, last);
+            last = cs[i].idx;
+            ck_assert_int_lt(cs[i].idx, n_max);
+            ck_assert_int_eq(cs[i].job_id, job);
+            if (f.state != -1) ck_assert_int_eq(cs[i].state, f.state);
+            seen[cs[i].idx]++;
+        }
+        store_cells_free(cs, n);
+        if (!next[0]) break;
+        ck_assert_int_eq(n, (size_t)f.limit);
+        snprintf(tok, sizeof tok, "%s", next);
+        if (pages == 1 && after_first) after_first(st, job);
+    }
+    return pages;
+}
+
+/* Between pages: the last cell finishes (a write while a client pages through). */
+static void finish_last(store *st, int64_t job)
+{
+    store_cell c;
+    ck_assert_int_eq(store_cell_get_idx(st, job, 9, &c, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_cell_finish(st, c.id, CELL_RESULT, err, sizeof err), STORE_OK);
+    store_cell_free(&c);
+}
+
+START_TEST(test_cell_pages)
+{
+    store *st = open_db();
+    int64_t job = make_job(st, "alice", 0, 10, 0, NULL);
+    int64_t other = make_job(st, "bob", 0, 3, 0, NULL);
+    store_cell *all;
+    size_t n_all;
+    ck_assert_int_eq(store_cells_list(st, job, -1, &all, &n_all, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(n_all, 10);
+    for (size_t i = 0; i < n_all; i += 2) /* even cells done */
+        ck_assert_int_eq(store_cell_finish(st, all[i].id, CELL_RESULT, err, sizeof err), STORE_OK);
+    store_cells_free(all, n_all);
+
+    /* every cell exactly once, in order, across pages of 3, 1 and the maximum; a cell that
+     * changes state between pages is still listed once */
+    int seen[10] = {0};
+    store_cell_filter f = {.state = -1, .limit = 3};
+    ck_assert_int_eq(walk_cells(st, job, f, seen, 10, finish_last), 4);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[i], 1);
+    memset(seen, 0, sizeof seen);
+    f.limit = 1;
+    ck_assert_int_eq(walk_cells(st, job, f, seen, 10, NULL), 10);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[i], 1);
+    memset(seen, 0, sizeof seen);
+    f.limit = 5000; /* clamped to STORE_PAGE_MAX: one page */
+    ck_assert_int_eq(walk_cells(st, job, f, seen, 10, NULL), 1);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[i], 1);
+
+    /* the state filter pages too: done = the even cells and 9 */
+    memset(seen, 0, sizeof seen);
+    f = (store_cell_filter){.state = STORE_STATE_DONE, .limit = 2};
+    ck_assert_int_eq(walk_cells(st, job, f, seen, 10, NULL), 3);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[i], i % 2 == 0 || i == 9);
+    memset(seen, 0, sizeof seen);
+    f.state = STORE_STATE_QUEUED;
+    ck_assert_int_eq(walk_cells(st, job, f, seen, 10, NULL), 2);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[i], i % 2 == 1 && i != 9);
+
+    /* a page cuts the sparsity report to its summaries; with_sparsity and the single cell keep it */
+    store_cell *cs;
+    size_t n;
+    char next[STORE_PAGE_TOKEN_LEN];
+    f = (store_cell_filter){.state = -1, .limit = 1};
+    ck_assert_int_eq(store_cells_page(st, job, &f, &cs, &n, next, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(next, "c0");
+    json_t *r = json_loads(cs[0].result_json, 0, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert(json_real_value(json_object_get(r, "accuracy")) == 0.5);
+    json_t *sp = json_object_get(r, "sparsity");
+    ck_assert_int_eq(json_object_size(sp), 2);
+    ck_assert(json_real_value(json_object_get(json_object_get(sp, "overall"), "sparsity")) == 0.5);
+    ck_assert(json_real_value(json_object_get(json_object_get(sp, "weights"), "sparsity")) == 0.625);
+    json_decref(r);
+    store_cells_free(cs, n);
+    f.with_sparsity = 1;
+    ck_assert_int_eq(store_cells_page(st, job, &f, &cs, &n, next, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(n, 1);
+    r = json_loads(cs[0].result_json, 0, NULL);
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(json_object_get(r, "sparsity"), "tensors"), "head.weight"));
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(r, "sparsity"), "layers"));
+    json_decref(r);
+    store_cells_free(cs, n);
+    store_cell c;
+    ck_assert_int_eq(store_cell_get_idx(st, job, 4, &c, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(c.idx, 4);
+    ck_assert_str_eq(c.result_json, CELL_RESULT);
+    store_cell_free(&c);
+    ck_assert_int_eq(store_cell_get_idx(st, job, 10, &c, err, sizeof err), STORE_NOTFOUND);
+    ck_assert_int_eq(store_cell_get_idx(st, other + 1, 0, &c, err, sizeof err), STORE_NOTFOUND);
+
+    /* a token walks one job only: another job's page after idx 0 */
+    f = (store_cell_filter){.state = -1, .limit = 5, .page_token = "c0"};
+    ck_assert_int_eq(store_cells_page(st, other, &f, &cs, &n, next, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(cs[0].idx, 1);
+    ck_assert_int_eq(cs[0].job_id, other);
+    ck_assert_str_eq(next, "");
+    store_cells_free(cs, n);
+
+    /* malformed tokens and a job-list token are refused */
+    const char *bad[] = {"c", "cz", "C1", "c-1", "c123456789", "n1", "o1", "1", "c 1", "c1 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f.page_token = bad[i];
+        ck_assert_msg(store_cells_page(st, job, &f, &cs, &n, next, err, sizeof err) == STORE_INVALID, "token %s",
+                      bad[i]);
+        ck_assert_ptr_null(cs);
+        ck_assert_ptr_nonnull(strstr(err, "page_token"));
+    }
+    f = (store_cell_filter){.state = STORE_STATE_COUNT, .limit = 5};
+    ck_assert_int_eq(store_cells_page(st, job, &f, &cs, &n, next, err, sizeof err), STORE_INVALID);
+    assert_integrity(st);
+    store_close(st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1643,6 +1787,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_recover_after_crash);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_pagination);
+    tcase_add_test(tc, test_cell_pages);
     tcase_add_test(tc, test_killed_writer_mid_transaction);
     tcase_add_test(tc, test_killed_writer_sigkill);
     tcase_add_test(tc, test_readers_see_commits_and_wait);

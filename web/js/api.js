@@ -6,7 +6,7 @@
 // .message from the server's {"error": {code, message, field}} body. Network failures throw
 // with status 0 and code "network"; an aborted request rethrows the AbortError unchanged so
 // callers can ignore it. upload() does the same for a raw file body with progress events
-// (fetch cannot report upload progress, XMLHttpRequest can).
+// (fetch cannot report upload progress, XMLHttpRequest can). apiAll() walks a paged listing.
 //
 // Nothing here touches the DOM.
 
@@ -100,6 +100,27 @@ export async function api(path, { method = 'GET', body, headers, signal } = {}) 
   const data = parseBody(res.headers.get('Content-Type'), text);
   if (!res.ok) throw httpError(res.status, res.statusText, data);
   return data;
+}
+
+// Every item of a paged listing (GET /api/v1/jobs/{id}/cells, results.json, /api/v1/jobs):
+// requests path with limit (default the maximum, 1000) and each next_page_token as page_token
+// until it is null, and returns the items under key of every page in order. opts as api()'s
+// (signal); opts.limit sets the page size, opts.maxPages (default 10000) bounds the walk. get is
+// the request function (api by default; the pages pass the ctx.api they were given).
+export async function apiAll(path, key, opts = {}, get = api) {
+  const { limit = 1000, maxPages = 10000, ...rest } = opts;
+  const sep = path.includes('?') ? '&' : '?';
+  const items = [];
+  let token = '';
+  for (let page = 0; page < maxPages; page++) {
+    const q = `${sep}limit=${limit}${token ? `&page_token=${encodeURIComponent(token)}` : ''}`;
+    const data = await get(path + q, rest);
+    const got = data && Array.isArray(data[key]) ? data[key] : [];
+    for (const it of got) items.push(it);
+    token = data && typeof data.next_page_token === 'string' ? data.next_page_token : '';
+    if (!token) return items;
+  }
+  throw new Error(`${path}: more than ${maxPages} pages`);
 }
 
 // PUT/POST a Blob (a File) with upload progress: onProgress(fraction 0..1) as bytes leave.

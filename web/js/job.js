@@ -1,7 +1,7 @@
 // job.js — the job page (#/jobs/{id}): title, summary, per-type charts, the cell table, live updates.
 //
 // What: render(root, params, ctx) loads GET /api/v1/jobs/{id} (spec, state, per-state counts,
-// progress, version) and GET /api/v1/jobs/{id}/cells, then draws by job type — ablation: a
+// progress, version) and every page of GET /api/v1/jobs/{id}/cells, then draws by job type — ablation: a
 // component x rate heatmap (accuracy <-> delta accuracy toggle, values in the cells, seeds
 // averaged) and accuracy-vs-rate lines; sensitivity: grouped bars per layer per component;
 // joint / lite: accuracy against a chosen cost with the Pareto front as its own trace; rsst:
@@ -16,6 +16,7 @@
 // render aborts the long-poll, stops the loop and purges the Plotly graphs (their resize
 // listeners), so nothing outlives the route.
 
+import { apiAll } from './api.js';
 import * as C from './charts.js';
 import { el, fmtTime, replace, stateBadge } from './dom.js';
 
@@ -549,10 +550,10 @@ export async function render(root, params, ctx) {
   async function refresh(j) {
     const seq = ++fetchSeq;
     const jj = j || await api(`/api/v1/jobs/${encodeURIComponent(id)}`, { signal });
-    const cs = await api(`/api/v1/jobs/${encodeURIComponent(id)}/cells`, { signal });
+    const cs = await apiAll(`/api/v1/jobs/${encodeURIComponent(id)}/cells`, 'cells', { signal }, api);
     if (seq !== fetchSeq || signal.aborted) return;
     job = jj;
-    cells = (cs && Array.isArray(cs.cells)) ? cs.cells : [];
+    cells = cs;
     cellsAt = Date.now();
     draw();
   }
