@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data.h"
 #include "tokens.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -463,6 +464,22 @@ START_TEST(test_synthetic_learnable)
         ck_assert_int_le(k, 4);
     }
     free(bi);
+    /* held-out proxy for a model: a bigram table counted on the first 8192 train ids (add-0.1
+     * smoothing) scores the val split far below the uniform log V */
+    double *cnt = calloc((size_t)V * V, sizeof *cnt), *row = calloc((size_t)V, sizeof *row);
+    for (size_t i = 0; i + 1 < 8192; i++) {
+        cnt[tokens_id(&ts.train, i) * V + tokens_id(&ts.train, i + 1)] += 1;
+        row[tokens_id(&ts.train, i)] += 1;
+    }
+    double ce = 0;
+    for (size_t i = 0; i + 1 < ts.val.n; i++) {
+        uint32_t a = tokens_id(&ts.val, i), b = tokens_id(&ts.val, i + 1);
+        ce -= log((cnt[a * V + b] + 0.1) / (row[a] + 0.1 * V));
+    }
+    ce /= (double)(ts.val.n - 1);
+    printf("synthetic-lm: val cross-entropy of a bigram table from 8192 train ids %.3f nats\n", ce);
+    ck_assert_double_lt(ce, 1.5);
+    free(cnt), free(row);
     tokens_free(&ts);
 }
 END_TEST
@@ -493,6 +510,12 @@ START_TEST(test_name_info)
     ck_assert_int_eq(tokens_is_name("synthetic-lm"), 1);
     ck_assert_int_eq(tokens_is_name("synthetic-lmx"), 0);
     ck_assert_int_eq(tokens_is_name("cifar10"), 0);
+    /* the image loader tells a token dataset name from an unknown one */
+    dataset ds;
+    err[0] = 0;
+    ck_assert_int_eq(dataset_load(&ds, "text:/x.txt", NULL, "train", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "'text:/x.txt' is a token dataset for causal language models, not an image dataset"), "%s", err);
+    ck_assert_int_eq(dataset_shape("synthetic-lm:vocab=8", NULL, NULL, NULL, NULL), -1);
     struct {
         const char *name, *msg;
     } bad[] = {
