@@ -279,32 +279,47 @@ static int bin_layout(const char *label, const char *path, const uint8_t *p, siz
     return 0;
 }
 
-/* Largest id in a split (one pass). */
-static uint32_t split_max(const tokens_split *s)
+/* One pass over a split read from a mapping (base, len): *max_out = the largest id, and the
+ * first index whose id is >= V is returned (n when there is none; V = 0 checks nothing). The
+ * pass stops at the first such id. Every SCAN_CHUNK ids the pages already read are dropped
+ * from this process (MADV_DONTNEED: the kernel keeps them in its page cache and faults them
+ * back when a window needs them), so validating a GB file does not leave it resident. */
+#define SCAN_CHUNK ((size_t)1 << 22)
+static size_t split_scan(const tokens_split *s, uint8_t *base, size_t len, uint32_t V, uint32_t *max_out)
 {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pg = page > 0 ? (size_t)page : 4096;
+    uint8_t *released = base;
     uint32_t mx = 0;
-    if (s->width == 2) {
-        for (size_t i = 0; i < s->n; i++) {
-            uint32_t v = (uint32_t)s->p[2 * i] | (uint32_t)s->p[2 * i + 1] << 8;
-            if (v > mx) mx = v;
+    size_t bad = s->n;
+    for (size_t i0 = 0; i0 < s->n && bad == s->n; i0 += SCAN_CHUNK) {
+        size_t i1 = s->n - i0 < SCAN_CHUNK ? s->n : i0 + SCAN_CHUNK;
+        if (s->width == 2) {
+            for (size_t i = i0; i < i1; i++) {
+                uint32_t v = (uint32_t)s->p[2 * i] | (uint32_t)s->p[2 * i + 1] << 8;
+                if (v > mx) mx = v;
+            }
+        } else {
+            for (size_t i = i0; i < i1; i++) {
+                uint32_t v = tokens_id(s, i);
+                if (v > mx) mx = v;
+            }
         }
-    } else {
-        for (size_t i = 0; i < s->n; i++) {
-            uint32_t v = tokens_id(s, i);
-            if (v > mx) mx = v;
+        if (V && mx >= V)
+            for (size_t i = i0; i < i1; i++)
+                if (tokens_id(s, i) >= V) {
+                    bad = i;
+                    break;
+                }
+        uint8_t *end = base + ((size_t)(s->p + i1 * (size_t)s->width - base) / pg) * pg;
+        if (end > released) {
+            madvise(released, (size_t)(end - released), MADV_DONTNEED);
+            released = end;
         }
     }
-    return mx;
-}
-
-/* First index with id >= V, or n. */
-static size_t split_first_out_of_range(const tokens_split *s, uint32_t V)
-{
-    if (s->width == 1 && V >= 256) return s->n;
-    if (s->width == 2 && V >= 65536) return s->n;
-    for (size_t i = 0; i < s->n; i++)
-        if (tokens_id(s, i) >= V) return i;
-    return s->n;
+    if (base + len > released) madvise(released, (size_t)(base + len - released), MADV_DONTNEED);
+    *max_out = mx;
+    return bad;
 }
 
 static int dir_open(tokens_set *ts, const char *arg, char *err, size_t errlen)
@@ -335,27 +350,27 @@ static int dir_open(tokens_set *ts, const char *arg, char *err, size_t errlen)
         if (bin_layout(label, sp[k]->path, ts->map[k], ts->map_len[k], &m, sp[k], err, errlen) != 0) return -1;
     }
     ts->bytes_per_token = m.bytes_per_token;
-    if (m.vocab) {
-        ts->vocab = (int)m.vocab;
-        for (int k = 0; k < 2; k++) {
-            size_t i = split_first_out_of_range(sp[k], (uint32_t)m.vocab);
-            if (i < sp[k]->n)
+    /* without vocab_size, V = max id + 1 must still fit an int */
+    uint32_t limit = m.vocab ? (uint32_t)m.vocab : (uint32_t)INT_MAX, mx = 0;
+    for (int k = 0; k < 2; k++) {
+        uint32_t v = 0;
+        size_t i = sp[k]->n;
+        if (!(m.vocab && sp[k]->width == 2 && limit >= 65536)) /* else no id can be out of range */
+            i = split_scan(sp[k], ts->map[k], ts->map_len[k], limit, &v);
+        if (i < sp[k]->n) {
+            if (m.vocab)
                 return pl_err(err, errlen,
                               "%s: %s: token %zu (byte offset %zu) is %u, not below vocab_size %ld from meta.json",
                               label, sp[k]->path, i, sp[k]->offset + i * (size_t)sp[k]->width, tokens_id(sp[k], i),
                               m.vocab);
-        }
-        return 0;
-    }
-    uint32_t mx = 0;
-    for (int k = 0; k < 2; k++) {
-        uint32_t v = split_max(sp[k]);
-        if (v >= (uint32_t)INT_MAX) {
-            size_t i = split_first_out_of_range(sp[k], (uint32_t)INT_MAX);
             return pl_err(err, errlen, "%s: %s: token %zu (byte offset %zu) is %u, beyond the largest vocabulary (%d)",
-                          label, sp[k]->path, i, sp[k]->offset + i * (size_t)sp[k]->width, v, INT_MAX);
+                          label, sp[k]->path, i, sp[k]->offset + i * (size_t)sp[k]->width, tokens_id(sp[k], i), INT_MAX);
         }
         if (v > mx) mx = v;
+    }
+    if (m.vocab) {
+        ts->vocab = (int)m.vocab;
+        return 0;
     }
     ts->vocab = (int)mx + 1;
     return 0;
@@ -507,13 +522,15 @@ int tokens_eval_batch(const tokens_split *s, int T, size_t first, int B, int *ou
     return rows;
 }
 
-void tokens_random_batch(const tokens_split *s, int T, int B, pl_rng *rng, int *out)
+int tokens_random_batch(const tokens_split *s, int T, int B, pl_rng *rng, int *out)
 {
+    if (T < 1 || s->n < (size_t)T) return -1;
     uint64_t m = (uint64_t)(s->n - (size_t)T) + 1; /* starts 0 .. n - T */
     for (int b = 0; b < B; b++) {
         size_t start = (size_t)(((unsigned __int128)pl_rng_next(rng) * m) >> 64);
         window_copy(s, start, T, out + (size_t)b * T);
     }
+    return 0;
 }
 
 double tokens_bits_per_byte(const tokens_set *ts, double loss_nats)

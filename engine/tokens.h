@@ -46,7 +46,9 @@
  *     of n % T ids is dropped); max_tokens > 0 caps it to the first ceil(max_tokens / T).
  *   training: each window starts at floor(u * (n - T + 1) / 2^64) with u = pl_rng_next(rng),
  *     one draw per window in batch order, so start is uniform in [0, n - T].
- * Files are mmap'd read-only and never copied; ids are read through tokens_id().
+ * Files are mmap'd read-only and never copied; ids are read through tokens_id(). Opening
+ * reads every id once to check it against V, releasing the pages it has read as it goes, so
+ * a large file does not stay resident after tokens_open (windows fault their pages back).
  * Errors (return -1, err names the file and what is wrong): missing directory or file (with a
  * hint), empty file, a byte count that is not a multiple of the id width, llm.c header with a
  * wrong magic or version or a count that disagrees with the size, malformed meta.json or an
@@ -116,9 +118,10 @@ size_t tokens_eval_count(const tokens_split *s, int T, size_t max_tokens);
  * returns the number of rows written. */
 int tokens_eval_batch(const tokens_split *s, int T, size_t first, int B, int *out);
 
-/* B random training windows into out (B, T), drawn from rng as described above.
- * Requires s->n >= T (tokens_open with seq_len = T guarantees it). */
-void tokens_random_batch(const tokens_split *s, int T, int B, pl_rng *rng, int *out);
+/* B random training windows into out (B, T), drawn from rng as described above. Returns 0,
+ * or -1 (out and rng untouched) when T < 1 or the split has fewer than T ids (tokens_open
+ * with seq_len = T rules that out). */
+int tokens_random_batch(const tokens_split *s, int T, int B, pl_rng *rng, int *out);
 
 /* Bits per byte for a mean loss in nats per token, or -1 when bytes_per_token is unknown. */
 double tokens_bits_per_byte(const tokens_set *ts, double loss_nats);

@@ -113,6 +113,19 @@ static void check_ids(const tokens_split *s, const uint32_t *want, size_t n)
     for (size_t i = 0; i < n; i++) ck_assert_msg(tokens_id(s, i) == want[i], "id %zu: %u != %u", i, tokens_id(s, i), want[i]);
 }
 
+/* Current resident set of this process in KiB (VmRSS), or -1. */
+static long rss_now_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
 /* ------------------------------------------------------------------ formats */
 
 START_TEST(test_nanogpt_uint16)
@@ -294,6 +307,58 @@ START_TEST(test_text_split)
 }
 END_TEST
 
+/* A large file is validated without staying resident, and an id out of range in its last
+ * chunk is still found. */
+START_TEST(test_large_file_not_resident)
+{
+    char *d = make_tmpdir();
+    const size_t n = (size_t)48 << 20; /* 48M uint16 ids = 96 MiB */
+    char p[1024];
+    snprintf(p, sizeof p, "%s/train.bin", d);
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    enum { CH = 1 << 19 };
+    static uint8_t buf[2 * CH];
+    for (size_t i0 = 0; i0 < n; i0 += CH) {
+        for (size_t i = 0; i < CH; i++) {
+            uint32_t v = (uint32_t)((i0 + i) * 2654435761u) % 50000;
+            buf[2 * i] = (uint8_t)v, buf[2 * i + 1] = (uint8_t)(v >> 8);
+        }
+        ck_assert_uint_eq(fwrite(buf, 1, sizeof buf, f), sizeof buf);
+    }
+    ck_assert_int_eq(fclose(f), 0);
+    uint32_t *va = seq_ids(1000, 1, 0, 100);
+    write_ids(d, "val.bin", va, 1000, 2, 0, 0, 0);
+    long before = rss_now_kb();
+    tokens_set ts;
+    open_ok(&ts, tokname(d), 256);
+    long after = rss_now_kb();
+    printf("large file: %zu ids, VmRSS %ld -> %ld KiB after tokens_open\n", ts.train.n, before, after);
+    ck_assert_uint_eq(ts.train.n, n);
+    ck_assert_int_le(ts.vocab, 50000);
+    ck_assert_int_gt(ts.vocab, 49990);
+    if (before > 0) ck_assert_int_lt(after - before, 32 * 1024); /* the file is 96 MiB */
+    /* windows read it back */
+    int row[256];
+    ck_assert_int_eq(tokens_eval_batch(&ts.train, 256, n / 256 - 1, 1, row), 1);
+    ck_assert_int_eq(row[255], (int)((uint32_t)((n - 1) * 2654435761u) % 50000));
+    tokens_free(&ts);
+    /* the last id out of range */
+    f = fopen(p, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, (long)(2 * (n - 1)), SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite("\xff\xff", 1, 2, f), 2);
+    ck_assert_int_eq(fclose(f), 0);
+    write_text(d, "meta.json", "{\"vocab_size\": 50000}");
+    char msg[64];
+    snprintf(msg, sizeof msg, "token %zu (byte offset %zu) is 65535", n - 1, 2 * (n - 1));
+    expect_refusal(tokname(d), 0, p, msg);
+    free(va);
+    rm_rf(d);
+    free(d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ windows */
 
 START_TEST(test_eval_windows)
@@ -369,7 +434,9 @@ START_TEST(test_random_windows)
     write_ids(d, "train.bin", ids, 32, 2, 0, 0, 0);
     write_ids(d, "val.bin", ids, 32, 2, 0, 0, 0);
     open_ok(&small, tokname(d), 32);
-    tokens_random_batch(&small.train, T, 3, &r1, c);
+    ck_assert_int_eq(tokens_random_batch(&small.train, T, 3, &r1, c), 0);
+    ck_assert_int_eq(tokens_random_batch(&small.train, T + 1, 3, &r1, c), -1); /* longer than the split */
+    ck_assert_int_eq(tokens_random_batch(&small.train, 0, 3, &r1, c), -1);
     for (int i = 0; i < 3 * T; i++) ck_assert_int_eq(c[i], i % T);
     tokens_free(&small);
     free(a), free(b), free(c);
@@ -741,6 +808,7 @@ static Suite *tokens_suite(void)
     tcase_add_test(tc, test_uint32_meta);
     tcase_add_test(tc, test_datasets_env_dir);
     tcase_add_test(tc, test_text_split);
+    tcase_add_test(tc, test_large_file_not_resident);
     tcase_add_test(tc, test_eval_windows);
     tcase_add_test(tc, test_random_windows);
     tcase_add_test(tc, test_synthetic_determinism);
