@@ -15,6 +15,7 @@
  * releases them with dataset_free. On error the struct is left zeroed (nothing to free).
  * Dimension letters: n samples, B batch, C channels, H, W image height and width. */
 #include "data.h"
+#include "tokens.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -130,6 +131,11 @@ static int ds_kind_of(const char *name, char *err, size_t errlen)
         if (strcmp(name, DS_TABLE[k].name) == 0) return k;
         if (DS_TABLE[k].alias && strcmp(name, DS_TABLE[k].alias) == 0) return k;
     }
+    if (tokens_is_name(name))
+        return pl_err(err, errlen,
+                      "'%s' is a token dataset for causal language models, not an image dataset (known: fashion-mnist, "
+                      "mnist, cifar10, cifar100, synthetic[:...])",
+                      name);
     return pl_err(err, errlen,
                   "unknown dataset '%s' (known: fashion-mnist, mnist, cifar10, cifar100, synthetic[:n=,classes=,c=,h=,w=,seed=])",
                   name);
