@@ -83,6 +83,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_ngram(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_components(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"prune", cmd_prune, "prune a model as a JSON spec says; writes the model, masks and a JSON report"},
     {"rsst", cmd_rsst, "regularised (RSST) and iterative (IMP) pruning with rewind and refill"},
     {"lite", cmd_lite, "build a smaller model with target dims from a trained one, then fine-tune"},
+    {"ngram", cmd_ngram, "the n-gram baseline of a byte-level dataset: val bits per byte (JSON)"},
     {"cell", cmd_cell, "run one experiment cell: JSON spec on stdin, JSON lines on stdout"},
 };
 
