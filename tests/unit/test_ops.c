@@ -126,7 +126,7 @@ static void setup_matmul_bias(gcase *g, pl_rng *r) { setup_matmul(g, r, 7, 5, 3,
 static void setup_matmul_nobias(gcase *g, pl_rng *r) { setup_matmul(g, r, 4, 9, 6, 0); }
 
 /* rmsnorm: dims M C; in: inp, w; aux0 rstd */
-static void rms_fwd(gcase *g) { rmsnorm_forward(g->out, g->aux[0], g->in[0], g->in[1], g->dims[0], g->dims[1]); }
+static void rms_fwd(gcase *g) { rmsnorm_forward(g->out, g->aux[0], g->in[0], g->in[1], g->dims[0], g->dims[1], PL_RMSNORM_EPS); }
 static void rms_bwd(gcase *g)
 {
     rmsnorm_backward(g->grad[0], g->grad[1], g->r, g->in[0], g->in[1], g->aux[0], g->dims[0], g->dims[1]);
@@ -658,14 +658,14 @@ START_TEST(test_rmsnorm_addbias_vs_naive)
     float *h2 = xalloc_floats(n), *h0 = xalloc_floats(n), *o1 = xalloc_floats(n), *o2 = xalloc_floats(n);
     float *o3 = xalloc_floats(n);
     memcpy(h2, h1, n * sizeof(float)), memcpy(h0, h1, n * sizeof(float));
-    rmsnorm_forward(o3, NULL, h0, w, M, C);
-    rmsnorm_addbias_forward(o1, h1, w, b, M, C);
-    rmsnorm_addbias_forward_naive(o2, h2, w, b, M, C);
+    rmsnorm_forward(o3, NULL, h0, w, M, C, PL_RMSNORM_EPS);
+    rmsnorm_addbias_forward(o1, h1, w, b, M, C, PL_RMSNORM_EPS);
+    rmsnorm_addbias_forward_naive(o2, h2, w, b, M, C, PL_RMSNORM_EPS);
     ck_assert_msg(max_err_vs(o1, o2, n) < 1e-6f, "out vs naive: %g", max_err_vs(o1, o2, n));
     ck_assert_msg(max_err_vs(o1, o3, n) == 0.0f, "out vs rmsnorm_forward");
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
     ck_assert(memcmp(h1, h2, n * sizeof(float)) == 0);
-    rmsnorm_addbias_forward(o1, h1, w, NULL, M, C); /* no bias: h unchanged */
+    rmsnorm_addbias_forward(o1, h1, w, NULL, M, C, PL_RMSNORM_EPS); /* no bias: h unchanged */
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
     free(h1), free(w), free(b), free(h2), free(h0), free(o1), free(o2), free(o3);
 }
