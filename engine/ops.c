@@ -26,6 +26,11 @@
  * - Inference-only fused kernels (conv1d_silu_forward, ssm_gate_forward, matmul_forward_acc,
  *   add_cols_forward, rmsnorm_addbias_forward) do the work of several unfused ops in one pass;
  *   they keep nothing for a backward, and their naive twins are the unfused chains of plain loops.
+ * - Causal LM: embedding_* (a row copy and a scatter-add) and lmhead_ce_* (the LM head GEMM and
+ *   the cross-entropy over chunks of rows: never more than (chunk, V) logits unless the caller
+ *   asks for all of them; the per-row log-sum-exp is pl_logsumexp_fast, the softmax in backward
+ *   pl_expf_fast, rows split over threads). The RMSNorm eps is a parameter (the checkpoint's
+ *   layer_norm_epsilon).
  * Ownership: no function keeps or frees caller memory; scratch is allocated and freed inside
  * the call (xmalloc aborts on exhaustion, so no op returns an error). */
 #include "ops.h"
