@@ -175,7 +175,7 @@ double model_flops_per_sample(const model_config *cfg);
 typedef struct model_acts model_acts;
 model_acts *model_acts_new(const model *m, int B, int training);
 /* Activations of a causal LM for up to B windows of up to T tokens. keep_logits = 1 also keeps
- * the full (B, T, V) logits (small cases: tests, `grad`); otherwise only (64.. rows, V) chunks
+ * the full (B, T, V) logits (small cases: tests, `grad`); otherwise only (128, V) logits chunks
  * exist, whatever V is. */
 model_acts *model_acts_new_lm(const model *m, int B, int T, int training, int keep_logits);
 void model_acts_free(model_acts *a);
