@@ -22,14 +22,15 @@ int cmd_inspect(int argc, char **argv)
     };
     cli_spec s = {
         .cmd = "inspect",
-        .usage = "prunelab inspect M.safetensors [--dataset NAME] [--tensors]",
-        .summary = "Validate a checkpoint and print its config, per-layer dims and parameter counts as JSON.\n"
+        .usage = "prunelab inspect M [--dataset NAME] [--tensors]",
+        .summary = "Validate a checkpoint and print its config (task; an LM's vocab, tied head and\n"
+                   "layer_norm_epsilon), per-layer dims and parameter counts as JSON.\n"
                    "Exits non-zero with a message naming the problem when the file is not a valid model.",
         .opts = opts,
         .n_opts = (int)(sizeof opts / sizeof opts[0]),
         .min_pos = 1,
         .max_pos = 1,
-        .pos_name = "M.safetensors (the checkpoint to inspect)",
+        .pos_name = "M (the checkpoint to inspect: a safetensors file or an HF directory)",
     };
     const char *pos[1] = {NULL};
     cli_parse(&s, argc, argv, pos);

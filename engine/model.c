@@ -1,5 +1,5 @@
-/* model.c — the patch-Mamba classifier: presets, parameter layout, initialisation, masks,
- * activations and the forward/backward passes (DESIGN.md section 3).
+/* model.c — the patch-Mamba classifier and the causal LM: parameter layout, initialisation,
+ * masks, activations and the forward/backward passes (DESIGN.md section 3).
  *
  * Layout: model_layout() turns a model_config into the size table m->info (checkpoint order) and
  * one float block per family (params, grads, mask). Views in m->w / m->g point into the blocks.
@@ -10,8 +10,22 @@
  * in cache); the training forward and observed forwards run the unfused ops that backward and
  * the calibration hooks rely on. Both compute the same function up to float rounding.
  *
+ * Causal LM (details DESIGN.md 3 leaves open, fixed here):
+ * - Layout (checkpoint order): backbone.embeddings.weight (V, d), the layers, norm_f, then
+ *   lm_head.weight (V, d) only when untied. Embedding and lm_head count as 2-D weight matrices
+ *   for weight decay. Init: embeddings N(0, 0.02) drawn first, the layers exactly as the
+ *   image model's, an untied head U(+-1/sqrt(d)) last; init --task lm ties by default.
+ * - T (tokens per window) is not part of the model: model_acts_new_lm sizes the activations
+ *   for B x T, and a forward may use any 2 <= T' <= T. Windows are independent samples, so the
+ *   threading below splits a batch of windows exactly as a batch of images.
+ * - The head and the cross-entropy run in chunks of MODEL_CE_ROWS rows (ops.c
+ *   lmhead_ce_forward/backward): the training forward keeps only each row's log-sum-exp; backward
+ *   recomputes each chunk's logits (one extra (rows, d) x (d, V) GEMM) instead of keeping
+ *   (B*T, V) floats. Full logits exist only with keep_logits.
+ * - Loss = sum over the B*(T-1) predicted positions / (B*(T-1)); each slice returns its sum.
+ *
  * Letters: d d_model, E d_inner, N d_state, R dt_rank, K d_conv, M MLP width, P patch,
- * L tokens, B batch, V classes, BL = B*L rows. */
+ * L tokens (image L, LM T), B batch, V classes or vocabulary, BL = B*L rows. */
 #include "model.h"
 
 #include <math.h>
@@ -58,6 +72,23 @@ int model_config_from_hparams(model_config *cfg, const model_hparams *hp, int C,
         cfg->orig_index[i] = i;
     }
     for (int c = 0; c < 3; c++) cfg->norm_mean[c] = 0.0f, cfg->norm_std[c] = 1.0f;
+    cfg->eps = PL_RMSNORM_EPS;
+    return 0;
+}
+
+const char *const model_task_names[MODEL_TASK_COUNT + 1] = {"image_classifier", "causal_lm", NULL};
+
+int model_config_lm(model_config *cfg, const model_hparams *hp, int V, int tied, char *err, size_t errlen)
+{
+    /* the backbone checks of the image path, on a dummy 1x1 image with patch 1 */
+    model_hparams h = *hp;
+    h.patch = 1;
+    if (model_config_from_hparams(cfg, &h, 1, 1, 1, 2, err, errlen) != 0) return -1;
+    if (V < 2 || V > (1 << 24)) return pl_err(err, errlen, "vocab %d out of range [2, %d]", V, 1 << 24);
+    cfg->task = MODEL_TASK_LM;
+    cfg->C = cfg->H = cfg->W = cfg->P = cfg->L = cfg->classes = 0;
+    cfg->vocab = V;
+    cfg->tied = tied ? 1 : 0;
     return 0;
 }
 
@@ -91,10 +122,14 @@ static void model_layout(model *m)
     char nm[96];
     m->n_tensors = 0;
     m->n_params = 0;
-    int cpp = c->C * c->P * c->P;
-    add_tensor(m, &cap, -1, 1, "patch_embed.weight", 2, c->d, cpp, 0);
-    add_tensor(m, &cap, -1, 0, "patch_embed.bias", 1, c->d, 0, 0);
-    add_tensor(m, &cap, -1, 0, "pos_embed", 2, c->L, c->d, 0);
+    int cpp = c->C * c->P * c->P, lm = c->task == MODEL_TASK_LM;
+    if (lm) {
+        add_tensor(m, &cap, -1, 1, "backbone.embeddings.weight", 2, c->vocab, c->d, 0);
+    } else {
+        add_tensor(m, &cap, -1, 1, "patch_embed.weight", 2, c->d, cpp, 0);
+        add_tensor(m, &cap, -1, 0, "patch_embed.bias", 1, c->d, 0, 0);
+        add_tensor(m, &cap, -1, 0, "pos_embed", 2, c->L, c->d, 0);
+    }
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *ld = &c->layers[i];
 #define LT(decay, suffix, ndim, a, b, cc)                                      \
@@ -122,8 +157,12 @@ static void model_layout(model *m)
 #undef LT
     }
     add_tensor(m, &cap, -1, 0, "backbone.norm_f.weight", 1, c->d, 0, 0);
-    add_tensor(m, &cap, -1, 1, "head.weight", 2, c->classes, c->d, 0);
-    add_tensor(m, &cap, -1, 0, "head.bias", 1, c->classes, 0, 0);
+    if (lm) {
+        if (!c->tied) add_tensor(m, &cap, -1, 1, "lm_head.weight", 2, c->vocab, c->d, 0);
+    } else {
+        add_tensor(m, &cap, -1, 1, "head.weight", 2, c->classes, c->d, 0);
+        add_tensor(m, &cap, -1, 0, "head.bias", 1, c->classes, 0, 0);
+    }
 }
 
 /* Point the named views of v into block (NULL block -> all views NULL). Relies on the order
@@ -135,9 +174,14 @@ static void model_point(const model *m, model_params *v, float *block)
     int k = 0;
     const param_info *in = m->info;
 #define NEXT() (block + in[k++].offset)
-    v->patch_w = NEXT();
-    v->patch_b = NEXT();
-    v->pos = NEXT();
+    int lm = m->cfg.task == MODEL_TASK_LM;
+    if (lm) {
+        v->embed = NEXT();
+    } else {
+        v->patch_w = NEXT();
+        v->patch_b = NEXT();
+        v->pos = NEXT();
+    }
     for (int i = 0; i < m->cfg.n_layers; i++) {
         layer_params *lp = &v->layers[i];
         lp->norm_w = NEXT();
@@ -159,8 +203,12 @@ static void model_point(const model *m, model_params *v, float *block)
         }
     }
     v->norm_f_w = NEXT();
-    v->head_w = NEXT();
-    v->head_b = NEXT();
+    if (!lm) {
+        v->head_w = NEXT();
+        v->head_b = NEXT();
+    } else if (!m->cfg.tied) {
+        v->head_w = NEXT();
+    }
 #undef NEXT
 }
 
@@ -169,8 +217,14 @@ int model_alloc(model *m, const model_config *cfg, char *err, size_t errlen)
     memset(m, 0, sizeof *m);
     if (cfg->n_layers < 0 || cfg->n_layers > MODEL_MAX_LAYERS)
         return pl_err(err, errlen, "layer count %d out of range [0, %d]", cfg->n_layers, MODEL_MAX_LAYERS);
-    if (cfg->d < 1 || cfg->L < 1 || cfg->classes < 1 || cfg->C < 1 || cfg->P < 1)
+    if ((unsigned)cfg->task >= MODEL_TASK_COUNT) return pl_err(err, errlen, "invalid model task %d", (int)cfg->task);
+    if (cfg->task == MODEL_TASK_LM) {
+        if (cfg->d < 1 || cfg->vocab < 1)
+            return pl_err(err, errlen, "invalid LM config (d %d, vocab %d)", cfg->d, cfg->vocab);
+    } else if (cfg->d < 1 || cfg->L < 1 || cfg->classes < 1 || cfg->C < 1 || cfg->P < 1) {
         return pl_err(err, errlen, "invalid model config (d %d, tokens %d, classes %d)", cfg->d, cfg->L, cfg->classes);
+    }
+    if (!(cfg->eps >= 0.0f) || cfg->eps > 1.0f) return pl_err(err, errlen, "layer_norm_epsilon %g out of range", cfg->eps);
     for (int i = 0; i < cfg->n_layers; i++) {
         const layer_dims *l = &cfg->layers[i];
         if (l->E < 1 || l->N < 1 || l->R < 1 || l->K < 1 || l->M < 0)
@@ -178,6 +232,7 @@ int model_alloc(model *m, const model_config *cfg, char *err, size_t errlen)
                           l->R, l->K, l->M);
     }
     m->cfg = *cfg;
+    if (m->cfg.eps == 0.0f) m->cfg.eps = PL_RMSNORM_EPS;
     model_layout(m);
     m->params = xalloc_floats(m->n_params);
     model_point(m, &m->w, m->params);
@@ -211,9 +266,13 @@ int model_create(model *m, const model_config *cfg, uint64_t seed, char *err, si
     pl_rng_seed(&r, seed);
     const model_config *c = &m->cfg;
     float layer_scale = 1.0f / sqrtf((float)(c->n_layers > 0 ? c->n_layers : 1));
-    int cpp = c->C * c->P * c->P;
-    fill_uniform(m->w.patch_w, (size_t)c->d * cpp, 1.0f / sqrtf((float)cpp), &r);
-    for (size_t i = 0; i < (size_t)c->L * c->d; i++) m->w.pos[i] = 0.02f * pl_rng_normal(&r);
+    int cpp = c->C * c->P * c->P, lm = c->task == MODEL_TASK_LM;
+    if (lm) {
+        for (size_t i = 0; i < (size_t)c->vocab * c->d; i++) m->w.embed[i] = 0.02f * pl_rng_normal(&r);
+    } else {
+        fill_uniform(m->w.patch_w, (size_t)c->d * cpp, 1.0f / sqrtf((float)cpp), &r);
+        for (size_t i = 0; i < (size_t)c->L * c->d; i++) m->w.pos[i] = 0.02f * pl_rng_normal(&r);
+    }
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *ld = &c->layers[i];
         layer_params *lp = &m->w.layers[i];
@@ -241,7 +300,8 @@ int model_create(model *m, const model_config *cfg, uint64_t seed, char *err, si
         }
     }
     fill_const(m->w.norm_f_w, c->d, 1.0f);
-    fill_uniform(m->w.head_w, (size_t)c->classes * c->d, 1.0f / sqrtf((float)c->d), &r);
+    if (!lm) fill_uniform(m->w.head_w, (size_t)c->classes * c->d, 1.0f / sqrtf((float)c->d), &r);
+    else if (!c->tied) fill_uniform(m->w.head_w, (size_t)c->vocab * c->d, 1.0f / sqrtf((float)c->d), &r);
     return 0;
 }
 
@@ -316,8 +376,9 @@ void model_apply_mask(model *m)
 
 double model_flops_per_sample(const model_config *c)
 {
-    double d = c->d, L = c->L, cpp = (double)c->C * c->P * c->P;
-    double f = 2.0 * L * d * cpp + L * d; /* patch embed + pos */
+    int lm = c->task == MODEL_TASK_LM;
+    double d = c->d, L = lm ? 1.0 : c->L, cpp = (double)c->C * c->P * c->P;
+    double f = lm ? d : 2.0 * L * d * cpp + L * d; /* embedding copy, or patch embed + pos */
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *l = &c->layers[i];
         double E = l->E, N = l->N, R = l->R, K = l->K, M = l->M;
@@ -333,7 +394,8 @@ double model_flops_per_sample(const model_config *c)
         if (l->M > 0) t += 4.0 * d + 4.0 * d * M + 3.0 * M + 2.0 * d; /* norm2, fc1, gelu, fc2, residual */
         f += L * t;
     }
-    f += 4.0 * L * d + L * d + 2.0 * c->classes * d; /* norm_f, mean, head */
+    if (lm) f += 4.0 * d + 2.0 * c->vocab * d + 4.0 * c->vocab; /* norm_f, head, softmax */
+    else f += 4.0 * L * d + L * d + 2.0 * c->classes * d; /* norm_f, mean, head */
     return f;
 }
 
@@ -362,11 +424,22 @@ typedef struct {
     float *xdbl;  /* (BL, R+2N) x_proj output [dt_low | B | C] of the fused inference path, else NULL */
 } layer_acts;
 
+/* Rows of the LM head per chunk (ops.c lmhead_ce_*): a (rows, V) logits chunk is 25 MB at
+ * V = 50,280, big enough for an efficient GEMM against the (V, d) head. */
+#ifndef MODEL_CE_ROWS
+#define MODEL_CE_ROWS 128
+#endif
+
 /* Activations of one slice of the batch (rows b0..b0+B of a model_acts). */
 typedef struct {
     int B, training;
+    int Lcap;        /* tokens per sample the buffers hold: image L, LM T */
+    int L;           /* tokens per sample of the current pass (<= Lcap) */
     float *block;
-    float *patches;  /* (BL, C*P*P) */
+    float *patches;  /* (BL, C*P*P), image only */
+    int *tgt;        /* (BL) LM next-token targets, -1 at each window's last token */
+    float *lse;      /* (BL) LM per-row log-sum-exp of the logits (backward's cache) */
+    float *cebuf;    /* (MODEL_CE_ROWS, V) LM logits chunk */
     layer_acts layers[MODEL_MAX_LAYERS];
     float *hL;       /* (BL, d) residual after the last layer */
     float *rstdf;    /* (BL) */
@@ -395,8 +468,9 @@ typedef struct {
 #define MODEL_MAX_SLICES 16
 struct model_acts {
     int B, training, nslices;
+    int T, keep_logits;              /* LM: window length the acts hold; full logits kept */
     slice_acts *s[MODEL_MAX_SLICES];
-    float *logits;                   /* (B, V) gathered from the slices */
+    float *logits;                   /* image (B, V) gathered from the slices; LM (B, T, V) or NULL */
     float *gblock[MODEL_MAX_SLICES]; /* (n_params) private gradients of slices 1.., lazily */
     model_layer_hook hook;
     void *hook_user;
@@ -418,14 +492,20 @@ static float *carve(carver *c, size_t n)
 static void acts_carve(slice_acts *a, const model *m, carver *cv)
 {
     const model_config *c = &m->cfg;
-    size_t BL = (size_t)a->B * c->L, d = c->d;
+    size_t BL = (size_t)a->B * a->Lcap, d = c->d;
+    int lm = c->task == MODEL_TASK_LM;
     int Emax = 1, Nmax = 1, Rmax = 1, Mmax = 1;
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *l = &c->layers[i];
         Emax = l->E > Emax ? l->E : Emax, Nmax = l->N > Nmax ? l->N : Nmax;
         Rmax = l->R > Rmax ? l->R : Rmax, Mmax = l->M > Mmax ? l->M : Mmax;
     }
-    a->patches = carve(cv, BL * c->C * c->P * c->P);
+    if (lm) {
+        a->lse = carve(cv, BL);
+        a->cebuf = carve(cv, (size_t)(BL < MODEL_CE_ROWS ? BL : MODEL_CE_ROWS) * c->vocab);
+    } else {
+        a->patches = carve(cv, BL * c->C * c->P * c->P);
+    }
     layer_acts shared;
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *l = &c->layers[i];
@@ -462,16 +542,20 @@ static void acts_carve(slice_acts *a, const model *m, carver *cv)
     a->hL = a->training || c->n_layers == 0 ? carve(cv, BL * d) : a->layers[0].h;
     a->rstdf = carve(cv, BL);
     a->hf = carve(cv, BL * d);
-    a->pooled = carve(cv, (size_t)a->B * d);
-    a->logits = carve(cv, (size_t)a->B * c->classes);
-    a->probs = carve(cv, (size_t)a->B * c->classes);
-    a->losses = carve(cv, (size_t)a->B);
+    if (!lm) {
+        a->pooled = carve(cv, (size_t)a->B * d);
+        a->logits = carve(cv, (size_t)a->B * c->classes);
+        a->probs = carve(cv, (size_t)a->B * c->classes);
+        a->losses = carve(cv, (size_t)a->B);
+    }
     a->tmp = carve(cv, BL * d);
     a->tmp2 = carve(cv, BL * d);
     a->wbuf = carve(cv, d * (size_t)Emax);
     if (a->training) {
-        a->d_logits = carve(cv, (size_t)a->B * c->classes);
-        a->d_pooled = carve(cv, (size_t)a->B * d);
+        if (!lm) {
+            a->d_logits = carve(cv, (size_t)a->B * c->classes);
+            a->d_pooled = carve(cv, (size_t)a->B * d);
+        }
         a->d_hf = carve(cv, BL * d);
         a->dh = carve(cv, BL * d);
         a->d_a = carve(cv, BL * d);
@@ -488,17 +572,19 @@ static void acts_carve(slice_acts *a, const model *m, carver *cv)
     }
 }
 
-static slice_acts *slice_new(const model *m, int B, int training)
+static slice_acts *slice_new(const model *m, int B, int L, int training)
 {
     slice_acts *a = xcalloc(1, sizeof *a);
     a->B = B;
     a->training = training;
+    a->Lcap = a->L = L;
     carver cv = {NULL, 0};
     acts_carve(a, m, &cv);
     a->block = xalloc_floats(cv.used);
     cv = (carver){a->block, 0};
     acts_carve(a, m, &cv);
     a->kept = xcalloc((size_t)m->cfg.d, sizeof(int));
+    if (m->cfg.task == MODEL_TASK_LM) a->tgt = xcalloc((size_t)B * L, sizeof(int));
     return a;
 }
 
@@ -507,10 +593,11 @@ static void slice_free(slice_acts *a)
     if (!a) return;
     free(a->block);
     free(a->kept);
+    free(a->tgt);
     free(a);
 }
 
-model_acts *model_acts_new(const model *m, int B, int training)
+static model_acts *acts_new(const model *m, int B, int L, int training)
 {
     model_acts *a = xcalloc(1, sizeof *a);
     int T = ops_get_threads();
@@ -520,8 +607,27 @@ model_acts *model_acts_new(const model *m, int B, int training)
     a->training = training;
     a->nslices = T;
     omp_set_max_active_levels(1); /* kernels inside a slice region run single-threaded */
-    for (int k = 0; k < T; k++) a->s[k] = slice_new(m, (B + T - 1) / T, training);
+    for (int k = 0; k < T; k++) a->s[k] = slice_new(m, (B + T - 1) / T, L, training);
+    return a;
+}
+
+model_acts *model_acts_new(const model *m, int B, int training)
+{
+    if (m->cfg.task != MODEL_TASK_IMAGE)
+        pl_die(NULL, "internal: model_acts_new on a causal LM (use model_acts_new_lm)");
+    model_acts *a = acts_new(m, B, m->cfg.L, training);
     a->logits = xalloc_floats((size_t)(B > 0 ? B : 1) * m->cfg.classes);
+    return a;
+}
+
+model_acts *model_acts_new_lm(const model *m, int B, int T, int training, int keep_logits)
+{
+    if (m->cfg.task != MODEL_TASK_LM) pl_die(NULL, "internal: model_acts_new_lm on an image model");
+    if (B < 1 || T < 1) pl_die(NULL, "internal: model_acts_new_lm with batch %d x %d tokens", B, T);
+    model_acts *a = acts_new(m, B, T, training);
+    a->T = T;
+    a->keep_logits = keep_logits ? 1 : 0;
+    if (keep_logits) a->logits = xalloc_floats((size_t)B * T * m->cfg.vocab);
     return a;
 }
 
@@ -622,11 +728,12 @@ static void layer_forward_infer(const model *m, slice_acts *ma, int li, int b0, 
     const layer_params *w = &m->w.layers[li];
     const layer_dims *ld = &m->cfg.layers[li];
     const model_config *c = &m->cfg;
-    int L = c->L, d = c->d, BL = B * L;
+    int L = ma->L, d = c->d, BL = B * L;
+    float eps = c->eps;
     int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M, X = R + 2 * N;
     float *h = la->h + (size_t)b0 * L * d; /* samples b0 .. b0+B of the slice; scratch from row 0 */
     /* a = h * w / sqrt(mean(h^2) + eps) */
-    rmsnorm_forward(la->a, NULL, h, w->norm_w, BL, d);
+    rmsnorm_forward(la->a, NULL, h, w->norm_w, BL, d, eps);
     /* [x | z] = in_proj(a) */
     matmul_forward(la->x, la->a, w->in_proj_w, NULL, BL, d, E);
     matmul_forward(la->z, la->a, w->in_proj_w + (size_t)E * d, NULL, BL, d, E);
@@ -640,7 +747,7 @@ static void layer_forward_infer(const model *m, slice_acts *ma, int li, int b0, 
     out_proj_residual(h, ma->tmp, ma->wbuf, ma->kept, la->g, w->out_proj_w, BL, E, d);
     if (M > 0) {
         /* h += fc2(gelu(fc1(norm2(h)))): fc2's bias joins h in the norm's pass, the GEMM adds the rest */
-        rmsnorm_addbias_forward(la->a2, h, w->norm2_w, w->fc2_b, BL, d);
+        rmsnorm_addbias_forward(la->a2, h, w->norm2_w, w->fc2_b, BL, d, eps);
         matmul_forward(la->f1, la->a2, w->fc1_w, w->fc1_b, BL, d, M);
         gelu_forward(la->f1g, la->f1, (size_t)BL * M);
         matmul_forward_acc(h, d, la->f1g, w->fc2_w, BL, M, d);
@@ -656,11 +763,12 @@ static void layer_forward(const model *m, slice_acts *ma, int li, float *hout, i
     const layer_dims *ld = &m->cfg.layers[li];
     float *tmp = ma->tmp;
     const model_config *c = &m->cfg;
-    int L = c->L, d = c->d, BL = B * L;
+    int L = ma->L, d = c->d, BL = B * L;
+    float eps = c->eps;
     int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
     size_t nd = (size_t)BL * d, ne = (size_t)BL * E;
     /* a = h * w / sqrt(mean(h^2) + eps) */
-    rmsnorm_forward(la->a, la->rstd1, la->h, w->norm_w, BL, d);
+    rmsnorm_forward(la->a, la->rstd1, la->h, w->norm_w, BL, d, eps);
     /* [x | z] = in_proj(a): weight rows 0..E-1 -> x, rows E..2E-1 -> z */
     matmul_forward(la->x, la->a, w->in_proj_w, NULL, BL, d, E);
     matmul_forward(la->z, la->a, w->in_proj_w + (size_t)E * d, NULL, BL, d, E);
@@ -688,7 +796,7 @@ static void layer_forward(const model *m, slice_acts *ma, int li, float *hout, i
     }
     if (M > 0) {
         /* hout = hmid + fc2(gelu(fc1(norm2(hmid)))) */
-        rmsnorm_forward(la->a2, la->rstd2, la->hmid, w->norm2_w, BL, d);
+        rmsnorm_forward(la->a2, la->rstd2, la->hmid, w->norm2_w, BL, d, eps);
         matmul_forward(la->f1, la->a2, w->fc1_w, w->fc1_b, BL, d, M);
         gelu_forward(la->f1g, la->f1, (size_t)BL * M);
         matmul_forward(tmp, la->f1g, w->fc2_w, w->fc2_b, BL, M, d);
@@ -700,16 +808,12 @@ static void layer_forward(const model *m, slice_acts *ma, int li, float *hout, i
     if (ma->hook) ma->hook(&v, ma->hook_user);
 }
 
-/* Forward of one slice; returns the summed (not mean) loss when labels are given. */
-static double slice_forward(const model *m, slice_acts *a, const float *images, const int *labels, int B)
+/* Every layer on the slice's B samples of a->L tokens: h0 in layers[0].h (or hL without layers)
+ * -> hL. */
+static void layers_forward(const model *m, slice_acts *a, int B)
 {
     const model_config *c = &m->cfg;
-    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
-    /* h0 = patch_embed(patches) + pos_embed */
-    float *h0 = c->n_layers > 0 ? a->layers[0].h : a->hL;
-    patchify_forward(a->patches, images, B, c->C, c->H, c->W, c->P);
-    matmul_forward(h0, a->patches, m->w.patch_w, m->w.patch_b, BL, cpp, d);
-    posembed_forward(h0, m->w.pos, B, L, d);
+    int L = a->L;
     if (!a->training && !a->hook && c->n_layers > 0 && a->hL == a->layers[0].h) {
         /* inference: every layer on a chunk of samples at a time, so the chunk's activations stay
          * in cache from one op to the next (samples are independent until the pooling) */
@@ -723,8 +827,21 @@ static double slice_forward(const model *m, slice_acts *a, const float *images, 
             layer_forward(m, a, i, hout, B);
         }
     }
+}
+
+/* Forward of one slice; returns the summed (not mean) loss when labels are given. */
+static double slice_forward(const model *m, slice_acts *a, const float *images, const int *labels, int B)
+{
+    const model_config *c = &m->cfg;
+    int L = c->L, d = c->d, BL = B * L, cpp = c->C * c->P * c->P, V = c->classes;
+    /* h0 = patch_embed(patches) + pos_embed */
+    float *h0 = c->n_layers > 0 ? a->layers[0].h : a->hL;
+    patchify_forward(a->patches, images, B, c->C, c->H, c->W, c->P);
+    matmul_forward(h0, a->patches, m->w.patch_w, m->w.patch_b, BL, cpp, d);
+    posembed_forward(h0, m->w.pos, B, L, d);
+    layers_forward(m, a, B);
     /* logits = head(mean_t(norm_f(h))) */
-    rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d);
+    rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d, c->eps);
     meanpool_forward(a->pooled, a->hf, B, L, d);
     matmul_forward(a->logits, a->pooled, m->w.head_w, m->w.head_b, B, d, V);
     if (!labels) return 0.0;
@@ -734,6 +851,7 @@ static double slice_forward(const model *m, slice_acts *a, const float *images, 
 float model_forward(const model *m, model_acts *a, const float *images, const int *labels, int B)
 {
     const model_config *c = &m->cfg;
+    if (a->T) pl_die(NULL, "internal: model_forward on causal-LM activations (use model_forward_lm)");
     if (B > a->B || B < 1)
         pl_die("use a batch no larger than the activations were sized for",
                "internal: batch %d outside the activation batch 1..%d", B, a->B);
@@ -766,7 +884,7 @@ static void layer_backward(const model *m, slice_acts *a, model_params *gv, int 
     const layer_acts *la = &a->layers[li];
     const layer_params *w = &m->w.layers[li];
     layer_params *g = &gv->layers[li];
-    int L = c->L, d = c->d, BL = B * L;
+    int L = a->L, d = c->d, BL = B * L;
     int E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;
     size_t nd = (size_t)BL * d, ne = (size_t)BL * E;
     float *dh = a->dh;
@@ -836,6 +954,7 @@ void model_backward(model *m, model_acts *a, const int *labels, int B)
 {
     if (!a->training || !m->grads)
         pl_die(NULL, "internal: model_backward needs training activations and allocated gradients");
+    if (a->T) pl_die(NULL, "internal: model_backward on causal-LM activations (use model_backward_lm)");
     int T = slices_for(a, B), par = T > 1 && !a->hook;
     model_params gv[MODEL_MAX_SLICES];
     gv[0] = m->g;
@@ -853,5 +972,105 @@ void model_backward(model *m, model_acts *a, const int *labels, int B)
     }
     if (par) blas_set_threads(bt);
     for (int k = 1; k < T; k++)
+        for (size_t i = 0; i < m->n_params; i++) m->grads[i] += a->gblock[k][i];
+}
+
+/* ------------------------------------------------------------------ causal LM */
+
+/* The head: lm_head.weight, or the embedding matrix when tied (v = weights or gradients). */
+static float *lm_head_of(const model *m, const model_params *v) { return m->cfg.tied ? v->embed : v->head_w; }
+
+/* Forward of one slice of B windows of a->L tokens; returns the summed loss of its predictions.
+ * logits (B*L, V) receives every row's logits when not NULL. */
+static double slice_forward_lm(const model *m, slice_acts *a, const int *ids, int B, float *logits)
+{
+    const model_config *c = &m->cfg;
+    int L = a->L, d = c->d, BL = B * L, V = c->vocab;
+    /* h0 = E[ids] */
+    float *h0 = c->n_layers > 0 ? a->layers[0].h : a->hL;
+    embedding_forward(h0, ids, m->w.embed, BL, d);
+    layers_forward(m, a, B);
+    /* targets: position t predicts ids[t + 1]; the window's last token predicts nothing */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < L; t++) a->tgt[b * L + t] = t + 1 < L ? ids[b * L + t + 1] : -1;
+    /* logits = norm_f(h) @ W_head^T, loss = CE(logits, targets), a chunk of rows at a time */
+    rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d, c->eps);
+    return lmhead_ce_forward(logits, a->lse, a->hf, lm_head_of(m, &m->w), a->tgt, a->cebuf, MODEL_CE_ROWS, BL, d,
+                             V);
+}
+
+static void lm_check(const model *m, const model_acts *a, const int *ids, int B, int T, const char *what)
+{
+    if (m->cfg.task != MODEL_TASK_LM || !a->T) pl_die(NULL, "internal: %s needs an LM and LM activations", what);
+    if (B < 1 || B > a->B || T < 2 || T > a->T)
+        pl_die("use windows of at least 2 tokens, no more than the activations were sized for",
+               "internal: %s on %d x %d tokens, activations hold %d x %d", what, B, T, a->B, a->T);
+    size_t n = (size_t)B * T;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab)
+            pl_die("token ids must lie in [0, vocab)", "%s: token %d at index %zu is outside [0, %d)", what, ids[i],
+                   i, m->cfg.vocab);
+}
+
+float model_forward_lm(const model *m, model_acts *a, const int *ids, int B, int T)
+{
+    lm_check(m, a, ids, B, T, "model_forward_lm");
+    int S = slices_for(a, B), V = m->cfg.vocab, par = S > 1 && !a->hook;
+    double loss[MODEL_MAX_SLICES] = {0};
+    int bt = par ? blas_threads() : 0;
+    if (par) blas_set_threads(1);
+#pragma omp parallel for num_threads(S) schedule(static, 1) if (par)
+    for (int k = 0; k < S; k++) {
+        int b0 = slice_b0(B, S, k), nb = slice_b0(B, S, k + 1) - b0;
+        a->s[k]->L = T;
+        float *lg = a->logits ? a->logits + (size_t)b0 * T * V : NULL;
+        loss[k] = slice_forward_lm(m, a->s[k], ids + (size_t)b0 * T, nb, lg);
+    }
+    if (par) blas_set_threads(bt);
+    double total = 0.0;
+    for (int k = 0; k < S; k++) total += loss[k];
+    return (float)(total / ((double)B * (T - 1)));
+}
+
+/* Backward of one slice into the gradient views g; scale = 1 / (predictions of the whole batch). */
+static void slice_backward_lm(const model *m, slice_acts *a, model_params *g, const int *ids, int B, float scale)
+{
+    const model_config *c = &m->cfg;
+    int L = a->L, d = c->d, BL = B * L, V = c->vocab;
+    size_t nd = (size_t)BL * d;
+    /* d norm_f(h) and d W_head from the chunked cross-entropy (logits recomputed per chunk) */
+    zero(a->d_hf, nd);
+    lmhead_ce_backward(a->d_hf, lm_head_of(m, g), a->hf, lm_head_of(m, &m->w), a->tgt, a->lse, scale, a->cebuf,
+                       MODEL_CE_ROWS, BL, d, V);
+    zero(a->dh, nd);
+    rmsnorm_backward(a->dh, g->norm_f_w, a->d_hf, a->hL, m->w.norm_f_w, a->rstdf, BL, d);
+    for (int i = c->n_layers - 1; i >= 0; i--) layer_backward(m, a, g, i, B);
+    /* h0 = E[ids]: scatter into the rows (a tied head's gradient is already there) */
+    embedding_backward(g->embed, a->dh, ids, BL, d);
+}
+
+void model_backward_lm(model *m, model_acts *a, const int *ids, int B, int T)
+{
+    if (!a->training || !m->grads)
+        pl_die(NULL, "internal: model_backward_lm needs training activations and allocated gradients");
+    lm_check(m, a, ids, B, T, "model_backward_lm");
+    int S = slices_for(a, B), par = S > 1 && !a->hook;
+    model_params gv[MODEL_MAX_SLICES];
+    gv[0] = m->g;
+    for (int k = 1; k < S; k++) {
+        if (!a->gblock[k]) a->gblock[k] = xalloc_floats(m->n_params);
+        else memset(a->gblock[k], 0, m->n_params * sizeof(float));
+        model_point(m, &gv[k], a->gblock[k]);
+    }
+    float scale = (float)(1.0 / ((double)B * (T - 1)));
+    int bt = par ? blas_threads() : 0;
+    if (par) blas_set_threads(1);
+#pragma omp parallel for num_threads(S) schedule(static, 1) if (par)
+    for (int k = 0; k < S; k++) {
+        int b0 = slice_b0(B, S, k), nb = slice_b0(B, S, k + 1) - b0;
+        slice_backward_lm(m, a->s[k], &gv[k], ids + (size_t)b0 * T, nb, scale);
+    }
+    if (par) blas_set_threads(bt);
+    for (int k = 1; k < S; k++)
         for (size_t i = 0; i < m->n_params; i++) m->grads[i] += a->gblock[k][i];
 }

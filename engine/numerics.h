@@ -94,6 +94,26 @@ static inline float pl_expf_fast(float x)
     return pl_selectf(x == x, y, x);
 }
 
+/* Max-subtracted log-sum-exp over n values for long rows (LM logits, n = V up to ~1e5): max in
+ * float, e^(x - max) by pl_expf_fast, summed in float over blocks of 256 (vectorised) and the
+ * block sums in double, so the relative error of the sum stays near 256 ulp worst case; the log
+ * is glibc's. Agrees with pl_logsumexp to about 1e-6 absolute for n <= 1e5 (test_ops.c). */
+static inline float pl_logsumexp_fast(const float *x, int n)
+{
+    float m = x[0];
+#pragma omp simd reduction(max : m)
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    double s = 0.0;
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        int i1 = i0 + 256 < n ? i0 + 256 : n;
+        float b = 0.0f;
+#pragma omp simd reduction(+ : b)
+        for (int i = i0; i < i1; i++) b += pl_expf_fast(x[i] - m);
+        s += b;
+    }
+    return m + (float)log(s);
+}
+
 /* log(y), y positive normal finite: y = m 2^e with m in [sqrt(1/2), sqrt(2)),
  * log m = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.172, odd series to s^11 (trunc. < 1e-10). */
 static inline float pl_logf_fast(float y)

@@ -26,6 +26,11 @@
  * - Inference-only fused kernels (conv1d_silu_forward, ssm_gate_forward, matmul_forward_acc,
  *   add_cols_forward, rmsnorm_addbias_forward) do the work of several unfused ops in one pass;
  *   they keep nothing for a backward, and their naive twins are the unfused chains of plain loops.
+ * - Causal LM: embedding_* (a row copy and a scatter-add) and lmhead_ce_* (the LM head GEMM and
+ *   the cross-entropy over chunks of rows: never more than (chunk, V) logits unless the caller
+ *   asks for all of them; the per-row log-sum-exp is pl_logsumexp_fast, the softmax in backward
+ *   pl_expf_fast, rows split over threads). The RMSNorm eps is a parameter (the checkpoint's
+ *   layer_norm_epsilon).
  * Ownership: no function keeps or frees caller memory; scratch is allocated and freed inside
  * the call (xmalloc aborts on exhaustion, so no op returns an error). */
 #include "ops.h"
@@ -238,7 +243,8 @@ void add_cols_forward_naive(float *h, const float *src, int lds, const int *cols
 /* ---------------------------------------------------------------------------- rmsnorm */
 
 /* out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps); out, inp (M, C); w (C); rstd (M) or NULL */
-static PL_HOT void rmsnorm_fwd_kernel(float *out, float *rstd, const float *inp, const float *w, int M, int C)
+static PL_HOT void rmsnorm_fwd_kernel(float *out, float *rstd, const float *inp, const float *w, int M, int C,
+                                       float eps)
 {
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * C;
@@ -246,42 +252,43 @@ static PL_HOT void rmsnorm_fwd_kernel(float *out, float *rstd, const float *inp,
         float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / (float)C + PL_RMSNORM_EPS);
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
         if (rstd) rstd[m] = r;
         for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
     }
 }
 
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C)
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C, float eps)
 {
-    rmsnorm_fwd_kernel(out, rstd, inp, w, M, C);
+    rmsnorm_fwd_kernel(out, rstd, inp, w, M, C, eps);
 }
 
-static PL_HOT void rmsnorm_addbias_kernel(float *out, float *h, const float *w, const float *bias, int M, int C)
+static PL_HOT void rmsnorm_addbias_kernel(float *out, float *h, const float *w, const float *bias, int M, int C,
+                                           float eps)
 {
     for (int m = 0; m < M; m++) {
         float *x = h + (size_t)m * C, *o = out + (size_t)m * C;
         float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / (float)C + PL_RMSNORM_EPS);
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
         for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
         for (int c = 0; c < C; c++) x[c] += bias[c];
     }
 }
 
-void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C)
+void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C, float eps)
 {
-    if (bias) rmsnorm_addbias_kernel(out, h, w, bias, M, C);
-    else rmsnorm_fwd_kernel(out, NULL, h, w, M, C);
+    if (bias) rmsnorm_addbias_kernel(out, h, w, bias, M, C, eps);
+    else rmsnorm_fwd_kernel(out, NULL, h, w, M, C, eps);
 }
 
-void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C)
+void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C, float eps)
 {
     for (int m = 0; m < M; m++) {
         double ss = 0.0;
         for (int c = 0; c < C; c++) ss += (double)h[(size_t)m * C + c] * h[(size_t)m * C + c];
-        double r = 1.0 / sqrt(ss / C + PL_RMSNORM_EPS);
+        double r = 1.0 / sqrt(ss / C + eps);
         for (int c = 0; c < C; c++) out[(size_t)m * C + c] = (float)(h[(size_t)m * C + c] * r * w[c]);
         if (bias)
             for (int c = 0; c < C; c++) h[(size_t)m * C + c] += bias[c];
@@ -1280,4 +1287,111 @@ void crossentropy_backward(float *dlogits, const float *probs, const int *labels
     for (int b = 0; b < B; b++)
         for (int v = 0; v < V; v++)
             dlogits[(size_t)b * V + v] += (probs[(size_t)b * V + v] - (v == labels[b] ? 1.0f : 0.0f)) * scale;
+}
+
+/* ---------------------------------------------------------------------------- causal LM */
+
+/* out (M, d) = E[ids[m]], E (V, d). The row copy is the whole op (no naive twin needed). */
+void embedding_forward(float *out, const int *ids, const float *E, int M, int d)
+{
+    for (int m = 0; m < M; m++) memcpy(out + (size_t)m * d, E + (size_t)ids[m] * d, (size_t)d * sizeof(float));
+}
+
+/* dE[ids[m]] += dout[m]: a scatter, in row order (a token seen twice adds twice). */
+void embedding_backward(float *dE, const float *dout, const int *ids, int M, int d)
+{
+    if (!dE) return;
+    for (int m = 0; m < M; m++) {
+        float *g = dE + (size_t)ids[m] * d;
+        const float *s = dout + (size_t)m * d;
+        for (int c = 0; c < d; c++) g[c] += s[c];
+    }
+}
+
+/* Per row of a logits chunk: lse = logsumexp(row), loss = lse - row[target] (0 without a target).
+ * logits (n, V); returns the summed loss of the chunk. */
+static PL_HOT double ce_rows_forward(float *lse, const float *logits, const int *targets, int n, int V)
+{
+    double sum = 0.0;
+#pragma omp parallel for num_threads(g_threads) schedule(static) reduction(+ : sum) if (g_threads > 1 && n > 1)
+    for (int r = 0; r < n; r++) {
+        const float *x = logits + (size_t)r * V;
+        float l = pl_logsumexp_fast(x, V);
+        lse[r] = l;
+        if (targets[r] >= 0) sum += (double)l - x[targets[r]];
+    }
+    return sum;
+}
+
+/* In place: logits (n, V) -> dlogits = (softmax - onehot(target)) * scale, or 0 without a target. */
+static PL_HOT void ce_rows_backward(float *logits, const float *lse, const int *targets, float scale, int n, int V)
+{
+#pragma omp parallel for num_threads(g_threads) schedule(static) if (g_threads > 1 && n > 1)
+    for (int r = 0; r < n; r++) {
+        float *x = logits + (size_t)r * V;
+        if (targets[r] < 0) {
+            memset(x, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float l = lse[r];
+        for (int v = 0; v < V; v++) x[v] = pl_expf_fast(x[v] - l) * scale;
+        x[targets[r]] -= scale;
+    }
+}
+
+double lmhead_ce_forward(float *logits, float *lse, const float *x, const float *W, const int *targets, float *buf,
+                         int chunk, int M, int d, int V)
+{
+    double sum = 0.0;
+    if (chunk < 1) chunk = 1;
+    for (int r0 = 0; r0 < M; r0 += chunk) {
+        int n = M - r0 < chunk ? M - r0 : chunk;
+        float *lg = logits ? logits + (size_t)r0 * V : buf;
+        matmul_forward(lg, x + (size_t)r0 * d, W, NULL, n, d, V);
+        sum += ce_rows_forward(lse + r0, lg, targets + r0, n, V);
+    }
+    return sum;
+}
+
+void lmhead_ce_backward(float *dx, float *dW, const float *x, const float *W, const int *targets, const float *lse,
+                        float scale, float *buf, int chunk, int M, int d, int V)
+{
+    if (chunk < 1) chunk = 1;
+    for (int r0 = 0; r0 < M; r0 += chunk) {
+        int n = M - r0 < chunk ? M - r0 : chunk, any = 0;
+        for (int r = 0; r < n && !any; r++) any = targets[r0 + r] >= 0;
+        if (!any) continue;
+        matmul_forward(buf, x + (size_t)r0 * d, W, NULL, n, d, V);
+        ce_rows_backward(buf, lse + r0, targets + r0, scale, n, V);
+        matmul_backward(dx ? dx + (size_t)r0 * d : NULL, dW, NULL, buf, x + (size_t)r0 * d, W, n, d, V);
+    }
+}
+
+double lmhead_ce_forward_naive(float *logits, float *lse, const float *x, const float *W, const int *targets, int M,
+                               int d, int V)
+{
+    float *lg = xmalloc((size_t)V * sizeof(float));
+    double sum = 0.0;
+    for (int m = 0; m < M; m++) {
+        matmul_forward_naive(lg, x + (size_t)m * d, W, NULL, 1, d, V);
+        if (logits) memcpy(logits + (size_t)m * V, lg, (size_t)V * sizeof(float));
+        lse[m] = pl_logsumexp(lg, V);
+        if (targets[m] >= 0) sum += (double)lse[m] - lg[targets[m]];
+    }
+    free(lg);
+    return sum;
+}
+
+void lmhead_ce_backward_naive(float *dx, float *dW, const float *x, const float *W, const int *targets,
+                              const float *lse, float scale, int M, int d, int V)
+{
+    float *lg = xmalloc((size_t)V * sizeof(float));
+    for (int m = 0; m < M; m++) {
+        if (targets[m] < 0) continue;
+        matmul_forward_naive(lg, x + (size_t)m * d, W, NULL, 1, d, V);
+        for (int v = 0; v < V; v++) lg[v] = (float)(exp((double)lg[v] - lse[m]) * scale);
+        lg[targets[m]] -= scale;
+        matmul_backward_naive(dx ? dx + (size_t)m * d : NULL, dW, NULL, lg, x + (size_t)m * d, W, 1, d, V);
+    }
+    free(lg);
 }

@@ -25,14 +25,15 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                            const float *w, int M, int I, int O);
 
-/* RMSNorm, eps 1e-5: out = x * w / sqrt(mean(x^2) + eps).
+/* RMSNorm: out = x * w / sqrt(mean(x^2) + eps), eps = the model's layer_norm_epsilon
+ * (PL_RMSNORM_EPS unless a checkpoint says otherwise).
  * out, inp (M, C); w (C); rstd (M) cache = 1 / sqrt(mean(x^2) + eps) */
 #define PL_RMSNORM_EPS 1e-5f
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C);
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C, float eps);
 /* Inference: out = rmsnorm(h) * w as above (no rstd), then h += bias per row, in one pass while
  * the row is in cache (the MLP's fc2 bias joins the residual stream before fc2 accumulates). */
-void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C);
-void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C);
+void rmsnorm_addbias_forward(float *out, float *h, const float *w, const float *bias, int M, int C, float eps);
+void rmsnorm_addbias_forward_naive(float *out, float *h, const float *w, const float *bias, int M, int C, float eps);
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int M, int C);
 
@@ -135,6 +136,31 @@ void meanpool_backward(float *dinp, const float *dout, int B, int L, int d);
  * Backward: dlogits (B, V) += (probs - onehot) * scale  (scale = 1/B for the mean loss). */
 float crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int V);
 void crossentropy_backward(float *dlogits, const float *probs, const int *labels, float scale, int B, int V);
+
+/* Causal LM (DESIGN.md 3). Token embedding: out (M, d) = E[ids[m]], ids (M) in [0, V), E (V, d);
+ * backward scatters: dE[ids[m]] += dout[m]. */
+void embedding_forward(float *out, const int *ids, const float *E, int M, int d);
+void embedding_backward(float *dE, const float *dout, const int *ids, int M, int d);
+
+/* LM head + next-token cross-entropy without materialising (M, V) logits: rows are taken
+ * `chunk` at a time (logits chunk (chunk, V) in buf = x_rows @ W^T, then its log-sum-exp).
+ * x (M, d) final normed hidden states; W (V, d) head (the embedding matrix when tied);
+ * targets (M) in [0, V), or -1 for a row without a prediction (the last token of a window).
+ * lse (M) out: every row's log-sum-exp, the cache backward needs. logits (M, V): when not NULL
+ * every row's logits are written there instead of buf (small cases, tests, `grad`).
+ * Returns the summed (not mean) loss over rows with a target, accumulated in double.
+ * Backward recomputes each chunk's logits from x, W and lse, turns them into
+ * dlogits = (softmax - onehot) * scale in place, then dx (M, d) += dlogits @ W and
+ * dW (V, d) += dlogits^T @ x (chunks with no target row are skipped). buf (chunk, V) scratch.
+ * Naive twins: one row at a time, double dot products, libm exp. */
+double lmhead_ce_forward(float *logits, float *lse, const float *x, const float *W, const int *targets, float *buf,
+                         int chunk, int M, int d, int V);
+double lmhead_ce_forward_naive(float *logits, float *lse, const float *x, const float *W, const int *targets, int M,
+                               int d, int V);
+void lmhead_ce_backward(float *dx, float *dW, const float *x, const float *W, const int *targets, const float *lse,
+                        float scale, float *buf, int chunk, int M, int d, int V);
+void lmhead_ce_backward_naive(float *dx, float *dW, const float *x, const float *W, const int *targets,
+                              const float *lse, float scale, int M, int d, int V);
 
 /* Number of threads elementwise/scan kernels may use (OpenMP); BLAS threads are set separately. */
 void ops_set_threads(int n);

@@ -126,7 +126,7 @@ static void setup_matmul_bias(gcase *g, pl_rng *r) { setup_matmul(g, r, 7, 5, 3,
 static void setup_matmul_nobias(gcase *g, pl_rng *r) { setup_matmul(g, r, 4, 9, 6, 0); }
 
 /* rmsnorm: dims M C; in: inp, w; aux0 rstd */
-static void rms_fwd(gcase *g) { rmsnorm_forward(g->out, g->aux[0], g->in[0], g->in[1], g->dims[0], g->dims[1]); }
+static void rms_fwd(gcase *g) { rmsnorm_forward(g->out, g->aux[0], g->in[0], g->in[1], g->dims[0], g->dims[1], PL_RMSNORM_EPS); }
 static void rms_bwd(gcase *g)
 {
     rmsnorm_backward(g->grad[0], g->grad[1], g->r, g->in[0], g->in[1], g->aux[0], g->dims[0], g->dims[1]);
@@ -658,14 +658,14 @@ START_TEST(test_rmsnorm_addbias_vs_naive)
     float *h2 = xalloc_floats(n), *h0 = xalloc_floats(n), *o1 = xalloc_floats(n), *o2 = xalloc_floats(n);
     float *o3 = xalloc_floats(n);
     memcpy(h2, h1, n * sizeof(float)), memcpy(h0, h1, n * sizeof(float));
-    rmsnorm_forward(o3, NULL, h0, w, M, C);
-    rmsnorm_addbias_forward(o1, h1, w, b, M, C);
-    rmsnorm_addbias_forward_naive(o2, h2, w, b, M, C);
+    rmsnorm_forward(o3, NULL, h0, w, M, C, PL_RMSNORM_EPS);
+    rmsnorm_addbias_forward(o1, h1, w, b, M, C, PL_RMSNORM_EPS);
+    rmsnorm_addbias_forward_naive(o2, h2, w, b, M, C, PL_RMSNORM_EPS);
     ck_assert_msg(max_err_vs(o1, o2, n) < 1e-6f, "out vs naive: %g", max_err_vs(o1, o2, n));
     ck_assert_msg(max_err_vs(o1, o3, n) == 0.0f, "out vs rmsnorm_forward");
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
     ck_assert(memcmp(h1, h2, n * sizeof(float)) == 0);
-    rmsnorm_addbias_forward(o1, h1, w, NULL, M, C); /* no bias: h unchanged */
+    rmsnorm_addbias_forward(o1, h1, w, NULL, M, C, PL_RMSNORM_EPS); /* no bias: h unchanged */
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(h1[i], h0[i] + b[i % C]);
     free(h1), free(w), free(b), free(h2), free(h0), free(o1), free(o2), free(o3);
 }
@@ -966,6 +966,105 @@ START_TEST(test_threads_setting)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ causal LM ops */
+
+/* lmhead_ce_forward/backward against their naive twins: chunk sizes that divide M, do not, and
+ * exceed it; rows without a target; 1 and 2 threads; full logits out equal the chunked ones. */
+static const int LM_CHUNKS[] = {1, 3, 7, 64};
+#define N_LM_CHUNKS ((int)(sizeof LM_CHUNKS / sizeof LM_CHUNKS[0]))
+START_TEST(test_lmhead_ce_vs_naive)
+{
+    int chunk = LM_CHUNKS[_i], M = 10, d = 9, V = 301;
+    pl_rng r;
+    pl_rng_seed(&r, 77 + (uint64_t)_i);
+    float *x = randv(&r, (size_t)M * d, -1.5f, 1.5f), *W = randv(&r, (size_t)V * d, -1.0f, 1.0f);
+    int targets[10];
+    for (int m = 0; m < M; m++) targets[m] = m % 4 == 3 ? -1 : (int)pl_rng_below(&r, (uint32_t)V);
+    float *lse = xalloc_floats(M), *lse_n = xalloc_floats(M), *buf = xalloc_floats((size_t)chunk * V);
+    float *lg = xalloc_floats((size_t)M * V), *lg_n = xalloc_floats((size_t)M * V);
+    double want = lmhead_ce_forward_naive(lg_n, lse_n, x, W, targets, M, d, V);
+    for (int t = 1; t <= 2; t++) {
+        ops_set_threads(t);
+        double got = lmhead_ce_forward(NULL, lse, x, W, targets, buf, chunk, M, d, V);
+        ck_assert_msg(fabs(got - want) < 1e-5 * fabs(want), "loss %g vs naive %g", got, want);
+        ck_assert_msg(max_rel_err(lse, lse_n, M, 1.0f) < 1e-6f, "lse");
+        double got2 = lmhead_ce_forward(lg, lse, x, W, targets, buf, chunk, M, d, V);
+        ck_assert(got2 == got);
+        ck_assert_msg(max_rel_err(lg, lg_n, (size_t)M * V, 1.0f) < 1e-6f, "logits");
+        float *dx = xalloc_floats((size_t)M * d), *dW = xalloc_floats((size_t)V * d);
+        float *dx_n = xalloc_floats((size_t)M * d), *dW_n = xalloc_floats((size_t)V * d);
+        lmhead_ce_backward(dx, dW, x, W, targets, lse, 0.3f, buf, chunk, M, d, V);
+        lmhead_ce_backward_naive(dx_n, dW_n, x, W, targets, lse_n, 0.3f, M, d, V);
+        ck_assert_msg(max_rel_err(dx, dx_n, (size_t)M * d, 1e-3f) < 1e-4f, "dx");
+        ck_assert_msg(max_rel_err(dW, dW_n, (size_t)V * d, 1e-3f) < 1e-4f, "dW");
+        /* rows without a target contribute nothing to dx */
+        for (int c = 0; c < d; c++) ck_assert_float_eq(dx[3 * d + c], 0.0f);
+        free(dx), free(dW), free(dx_n), free(dW_n);
+    }
+    ops_set_threads(1);
+    free(x), free(W), free(lse), free(lse_n), free(buf), free(lg), free(lg_n);
+}
+END_TEST
+
+/* The loss as a function of x and W against central differences (double accumulation). */
+START_TEST(test_lmhead_ce_fd)
+{
+    int M = 4, d = 5, V = 7, chunk = 3;
+    pl_rng r;
+    pl_rng_seed(&r, 5);
+    float *x = randv(&r, (size_t)M * d, -1.0f, 1.0f), *W = randv(&r, (size_t)V * d, -1.0f, 1.0f);
+    int targets[4] = {2, -1, 6, 0};
+    float lse[4], buf[3 * 7];
+    float *dx = xalloc_floats((size_t)M * d), *dW = xalloc_floats((size_t)V * d);
+    lmhead_ce_forward(NULL, lse, x, W, targets, buf, chunk, M, d, V);
+    lmhead_ce_backward(dx, dW, x, W, targets, lse, 1.0f, buf, chunk, M, d, V);
+    float *ps[2] = {x, W}, *gs[2] = {dx, dW};
+    size_t ns[2] = {(size_t)M * d, (size_t)V * d};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < ns[k]; i++) {
+            float save = ps[k][i], h = 1e-2f;
+            ps[k][i] = save + h;
+            double lp = lmhead_ce_forward_naive(NULL, lse, x, W, targets, M, d, V);
+            ps[k][i] = save - h;
+            double lm = lmhead_ce_forward_naive(NULL, lse, x, W, targets, M, d, V);
+            ps[k][i] = save;
+            double fd = (lp - lm) / (2.0 * h);
+            ck_assert_msg(fabs(fd - gs[k][i]) < 2e-3 * (fabs(fd) + 1e-2), "%s[%zu] fd %g analytic %g", k ? "W" : "x",
+                          i, fd, gs[k][i]);
+        }
+    free(x), free(W), free(dx), free(dW);
+}
+END_TEST
+
+/* pl_logsumexp_fast agrees with the double reference on long rows with a wide spread. */
+START_TEST(test_logsumexp_fast)
+{
+    pl_rng r;
+    pl_rng_seed(&r, 3);
+    int ns[3] = {1, 257, 50280};
+    for (int k = 0; k < 3; k++) {
+        float *x = randv(&r, (size_t)ns[k], -30.0f, 30.0f);
+        ck_assert_msg(fabsf(pl_logsumexp_fast(x, ns[k]) - pl_logsumexp(x, ns[k])) < 2e-6f * 30.0f, "n %d", ns[k]);
+        free(x);
+    }
+}
+END_TEST
+
+/* embedding: a row copy forward, a scatter-add backward (a repeated id adds twice). */
+START_TEST(test_embedding)
+{
+    float E[3 * 2] = {1, 2, 3, 4, 5, 6}, out[4 * 2], dE[3 * 2] = {0};
+    int ids[4] = {2, 0, 2, 1};
+    embedding_forward(out, ids, E, 4, 2);
+    float want[8] = {5, 6, 1, 2, 5, 6, 3, 4};
+    for (int i = 0; i < 8; i++) ck_assert_float_eq(out[i], want[i]);
+    float dout[8] = {1, 1, 10, 10, 100, 100, 1000, 1000};
+    embedding_backward(dE, dout, ids, 4, 2);
+    float wantg[6] = {10, 10, 1000, 1000, 101, 101};
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(dE[i], wantg[i]);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -985,6 +1084,8 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tn, test_ssm_gate_vs_naive, 0, N_SSM);
     tcase_add_loop_test(tn, test_add_cols_vs_naive, 0, 3);
     tcase_add_test(tn, test_rmsnorm_addbias_vs_naive);
+    tcase_add_loop_test(tn, test_lmhead_ce_vs_naive, 0, N_LM_CHUNKS);
+    tcase_add_test(tn, test_lmhead_ce_fd);
     suite_add_tcase(s, tn);
     TCase *te = tcase_create("numerics");
     tcase_set_timeout(te, 60);
@@ -994,6 +1095,8 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(te, test_unary_vs_scalar, 0, N_UNARY);
     tcase_add_test(te, test_softplus_guard);
     tcase_add_test(te, test_crossentropy_hand);
+    tcase_add_test(te, test_logsumexp_fast);
+    tcase_add_test(te, test_embedding);
     tcase_add_test(te, test_patchify);
     tcase_add_test(te, test_threads_setting);
     suite_add_tcase(s, te);
