@@ -245,7 +245,8 @@ void cli_load_prunable(const cli_spec *s, model *m, const char *path, const char
     char err[PL_ERRLEN];
     cli_load_model(s, m, path, dataset_hint);
     if (!prune_is_mamba_model(m))
-        cli_fail(s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", path);
+        cli_fail(s, NULL, "%s is not a Mamba model (patch-Mamba classifier or MambaForCausalLM) with the expected "
+                 "tensor names and shapes", path);
     if (masks_path && prune_mask_load(m, masks_path, err, sizeof err) != 0)
         cli_fail(s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
 }

@@ -205,6 +205,81 @@ START_TEST(test_calibration_windows)
 }
 END_TEST
 
+/* Pruned and shrunk LMs (rows, channels, states, a whole layer; tied and untied heads) saved as
+ * HF directories reload with identical logits. */
+static void check_shrunk_reload(int tied, const char *spec_text, int want_layers)
+{
+    ops_set_threads(1);
+    model_hparams hp;
+    ck_assert_int_eq(lm_preset("lm-tiny", &hp), 0);
+    model_config cfg;
+    char err[512];
+    ck_assert_int_eq(model_config_lm(&cfg, &hp, 32, tied, err, sizeof err), 0);
+    model m;
+    ck_assert_int_eq(model_create(&m, &cfg, 11, err, sizeof err), 0);
+    ck_assert(prune_is_mamba_model(&m));
+    dataset tr;
+    ck_assert_int_eq(dataset_load_tokens(&tr, SYN, "train", 16, 0, err, sizeof err), 0);
+    prune_spec spec;
+    ck_assert_msg(prune_spec_parse(spec_text, &m, &spec, err, sizeof err) == 0, "%s", err);
+    model pm, twin;
+    char *rep = NULL;
+    ck_assert_msg(prune_run(&m, &spec, &tr, &pm, &twin, &rep, err, sizeof err) == 0, "%s", err);
+    free(rep);
+    ck_assert(twin.n_params == 0);
+    ck_assert_int_eq(pm.cfg.n_layers, want_layers);
+    ck_assert(pm.n_params < m.n_params);
+    ck_assert(prune_is_mamba_model(&pm));
+    char dir[] = "/tmp/pl_test_lm_shrink_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[600];
+    snprintf(path, sizeof path, "%s/", dir);
+    ck_assert_msg(model_save(&pm, path, err, sizeof err) == 0, "%s", err);
+    model back;
+    ck_assert_msg(model_load(&back, dir, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(back.cfg.task, MODEL_TASK_LM);
+    ck_assert_int_eq(back.cfg.tied, tied);
+    ck_assert_int_eq(back.n_params, pm.n_params);
+    int T = 16, V = 32, ids[2 * 16];
+    int idx[2] = {0, 3};
+    dataset_windows(&tr, idx, 2, ids);
+    model_acts *a1 = model_acts_new_lm(&pm, 2, T, 0, 1), *a2 = model_acts_new_lm(&back, 2, T, 0, 1);
+    model_forward_lm(&pm, a1, ids, 2, T);
+    model_forward_lm(&back, a2, ids, 2, T);
+    ck_assert_int_eq(memcmp(model_acts_logits(a1), model_acts_logits(a2), sizeof(float) * 2 * T * V), 0);
+    model_acts_free(a1);
+    model_acts_free(a2);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    model_free(&back);
+    model_free(&pm);
+    prune_spec_free(&spec);
+    dataset_free(&tr);
+    model_free(&m);
+}
+
+START_TEST(test_shrink_reload_identical)
+{
+    /* channels by wanda on token windows, states by magnitude: HF-uniform, config.json written */
+    check_shrunk_reload(1,
+                        "{\"prune\":[{\"component\":\"in_proj\",\"granularity\":\"structured\",\"rate\":0.5,"
+                        "\"criterion\":\"wanda\"},{\"component\":\"x_proj_bc\",\"granularity\":\"structured\","
+                        "\"rate\":0.25}]}",
+                        2);
+    /* a whole layer, untied head */
+    check_shrunk_reload(0,
+                        "{\"prune\":[{\"component\":\"layer\",\"granularity\":\"structured\",\"rate\":0.5,"
+                        "\"criterion\":\"taylor\"}]}",
+                        1);
+    /* the same spec through activation statistics */
+    check_shrunk_reload(1,
+                        "{\"prune\":[{\"component\":\"dt\",\"granularity\":\"structured\",\"rate\":0.5,"
+                        "\"criterion\":\"activation\"}]}",
+                        2);
+}
+END_TEST
+
 static Suite *lm_train_suite(void)
 {
     Suite *s = suite_create("lm_train");
@@ -215,6 +290,7 @@ static Suite *lm_train_suite(void)
     tcase_add_test(tc, test_train_learns);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_calibration_windows);
+    tcase_add_test(tc, test_shrink_reload_identical);
     suite_add_tcase(s, tc);
     return s;
 }
