@@ -28,6 +28,7 @@
 #include "ops.h"
 #include "prune.h"
 #include "rsst.h"
+#include "tokens.h"
 #include "train.h"
 #include "util.h"
 
@@ -95,7 +96,9 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
         }
         if (!prune_is_mamba_model(&input)) {
             rc = CELL_ERR_BAD_MODEL;
-            pl_err(err, errlen, "model: %s is not a patch-Mamba model with the expected tensor names and shapes",
+            pl_err(err, errlen,
+                   "model: %s is not a Mamba model (patch-Mamba classifier or MambaForCausalLM) with the expected "
+                   "tensor names and shapes",
                    s->model);
             goto out;
         }
@@ -104,7 +107,18 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     }
     if ((rc = check_against_model(s, &input, err, errlen)) != CELL_OK) goto out;
     const char *split = s->eval_train_split ? "train" : "test";
-    if (dataset_load(&ds_eval, s->dataset, s->data_dir, split, e2, sizeof e2) != 0) {
+    int lm = input.cfg.task == MODEL_TASK_LM;
+    if (lm != tokens_is_name(s->dataset)) {
+        rc = cell_bad(err, errlen,
+                      lm ? "dataset: the model is a causal LM but \"%s\" is an image dataset (give a token dataset: "
+                           "tokens:DIR, text:FILE or synthetic-lm[:...])"
+                         : "dataset: the model is an image classifier but \"%s\" is a token dataset (give an image "
+                           "dataset)",
+                      s->dataset);
+        goto out;
+    }
+    if ((lm ? dataset_load_tokens(&ds_eval, s->dataset, split, s->seq_len, (long)s->eval_max_tokens, e2, sizeof e2)
+            : dataset_load(&ds_eval, s->dataset, s->data_dir, split, e2, sizeof e2)) != 0) {
         rc = CELL_ERR_DATA;
         pl_err(err, errlen, "dataset: cannot load %s (%s split): %s", s->dataset, split, e2);
         goto out;
@@ -120,7 +134,8 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
         if (s->eval_train_split) {
             ds_train = ds_eval;
         } else {
-            if (dataset_load(&ds_train, s->dataset, s->data_dir, "train", e2, sizeof e2) != 0) {
+            if ((lm ? dataset_load_tokens(&ds_train, s->dataset, "train", s->seq_len, 0, e2, sizeof e2)
+                    : dataset_load(&ds_train, s->dataset, s->data_dir, "train", e2, sizeof e2)) != 0) {
                 rc = CELL_ERR_DATA;
                 pl_err(err, errlen, "dataset: cannot load %s (train split): %s", s->dataset, e2);
                 goto out;
@@ -172,9 +187,13 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
             pl_err(err, errlen, "evaluating the pruned model: %s", e2);
             goto out;
         }
-        json_object_set_new(ro.extra, "pruned",
-                            json_pack("{s:o,s:o,s:o,s:o}", "accuracy", cell_jnum(pa), "loss", cell_jnum(pl), "delta_accuracy",
-                                      cell_jnum(pa - base_acc), "delta_loss", cell_jnum(pl - base_loss)));
+        json_t *pj = json_pack("{s:o,s:o,s:o,s:o}", "accuracy", cell_jnum(pa), "loss", cell_jnum(pl), "delta_accuracy",
+                               cell_jnum(pa - base_acc), "delta_loss", cell_jnum(pl - base_loss));
+        if (lm) {
+            measure_lm_into(pj, "", &eval_view, pl);
+            json_object_set_new(pj, "delta_perplexity", cell_jnum(exp(pl) - exp(base_loss)));
+        }
+        json_object_set_new(ro.extra, "pruned", pj);
         json_t *fi = NULL;
         if (cell_finetune(c, prod, train, ft_steps, ft_lr, ft_batch, s->seed, &fi, e2, sizeof e2) != 0) {
             rc = CELL_ERR_RUNTIME;
@@ -185,15 +204,17 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     }
 
     double acc, loss;
+    double t_eval = pl_now();
     if (eval_model(c, prod, &eval_view, "eval", &acc, &loss, e2, sizeof e2) != 0) {
         rc = CELL_ERR_RUNTIME;
         pl_err(err, errlen, "evaluation: %s", e2);
         goto out;
     }
+    t_eval = pl_now() - t_eval;
     const model *realised = ro.twin.n_params ? &ro.twin : prod;
     measure_progress lp = {cell_measure_progress, c, "latency"};
     measure_latency_opts lo = MEASURE_LATENCY_DEFAULT;
-    lo.batch = CELL_LATENCY_BATCH;
+    lo.batch = lm ? measure_lm_batch(CELL_LATENCY_BATCH, eval_view.T) : CELL_LATENCY_BATCH;
     if (measure_latency_into(metrics, &input, realised, &eval_view, &lo, &lp, e2, sizeof e2) != 0) {
         rc = CELL_ERR_RUNTIME;
         pl_err(err, errlen, "measuring latency: %s", e2);
@@ -218,7 +239,21 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     json_object_set_new(metrics, "baseline_source", json_string(s->have_baseline ? "given" : "measured"));
     json_object_set_new(metrics, "delta_accuracy", cell_jnum(acc - base_acc));
     json_object_set_new(metrics, "delta_loss", cell_jnum(loss - base_loss));
-    json_object_set_new(metrics, "eval", json_pack("{s:s,s:i}", "split", split, "n", eval_view.n));
+    json_object_set_new(metrics, "task", json_string(lm ? "causal_lm" : "image_classifier"));
+    json_object_set_new(metrics, "metric", json_string(lm ? "perplexity" : "accuracy"));
+    if (lm) {
+        measure_lm_into(metrics, "", &eval_view, loss);
+        measure_lm_into(metrics, "baseline_", &eval_view, base_loss);
+        json_object_set_new(metrics, "delta_perplexity", cell_jnum(exp(loss) - exp(base_loss)));
+        /* tokens through the model per second of the evaluation phase (batch filling included) */
+        json_object_set_new(metrics, "eval_tokens_per_s",
+                            cell_jnum(t_eval > 0 ? (double)eval_view.n * eval_view.T / t_eval : NAN));
+        json_object_set_new(metrics, "eval",
+                            json_pack("{s:s,s:i,s:I,s:i}", "split", split, "n", eval_view.n, "tokens",
+                                      (json_int_t)eval_view.n * (eval_view.T - 1), "seq_len", eval_view.T));
+    } else {
+        json_object_set_new(metrics, "eval", json_pack("{s:s,s:i}", "split", split, "n", eval_view.n));
+    }
     json_object_set_new(metrics, "params", json_integer((json_int_t)prod->n_params));
     json_object_set_new(metrics, "params_nonzero", json_integer((json_int_t)model_count_nonzero(prod)));
     json_object_set_new(metrics, "params_realised", json_integer((json_int_t)realised->n_params));

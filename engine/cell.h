@@ -31,6 +31,14 @@
  *   finetune    {"steps" >= 0 (default 0), "lr" in (0, 100] (default 1e-3), "batch" >= 1
  *               (default 64)}: AdamW, cosine from lr to lr/100, masks kept fixed
  *   calibration {"samples" >= 1 (default 512)}: for the activation / taylor / wanda criteria
+ *   seq_len     2..65536 (default 256): tokens per window of a causal LM on a token dataset
+ *               (tokens:DIR, text:FILE, synthetic-lm[:...]); ignored by image cells
+ *   eval.max_tokens  >= 1 (LM; default the whole split): the first ceil(max_tokens / seq_len)
+ *               in-order windows. On an LM "max_samples" counts windows (a sample is a window),
+ *               as do calibration "samples" and finetune "batch".
+ * An LM model needs a token dataset and an image model an image dataset (bad_spec "dataset:"
+ * otherwise); the data's vocabulary must not exceed the model's. A train cell without "model"
+ * on a token dataset creates an LM: preset P means lm-P (lm.h), tied head, V from the data.
  * Recipe fields:
  *   train        "preset" (tiny|small|base, default small) and dims "d_model", "layers",
  *                "d_state", "expand", "d_conv", "mlp_ratio", "patch", "dt_rank" (only without
@@ -66,7 +74,15 @@
  * each pruning entry removed, prune_apply_spec_report); train: train {...} and series (per
  * epoch); rsst: series (per round, rsst_result_json) and rsst (the rest of that report), with
  * progress phases regularise / prune / finetune / eval carrying round and rounds; lite:
- * lite_spec (the merged spec), progress phases score / build. */
+ * lite_spec (the merged spec), progress phases score / build.
+ * Every result has task ("image_classifier" | "causal_lm") and metric ("accuracy" |
+ * "perplexity", the headline number). An LM cell adds perplexity = exp(loss), bits_per_token =
+ * loss / ln 2, bits_per_byte (when the dataset knows its bytes per token), baseline_perplexity,
+ * baseline_bits_per_token (..._per_byte), delta_perplexity, eval {split, n (windows), tokens
+ * (predictions), seq_len}, eval_tokens_per_s (the evaluation phase), latency_seq_len,
+ * tokens_per_s and baseline_tokens_per_s (the paired latency, a sample = a window), and
+ * perplexity / bits / delta_perplexity inside pruned; accuracy is next-token top-1; train
+ * {seq_len, tokens_per_s}. */
 #ifndef PL_CELL_H
 #define PL_CELL_H
 

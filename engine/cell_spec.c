@@ -17,6 +17,7 @@
 #include "cell_internal.h"
 #include "data.h"
 #include "spec.h"
+#include "tokens.h"
 #include "util.h"
 
 static const char *const error_codes[CELL_ERR_COUNT] = {"ok", "bad_spec", "bad_model", "data", "unavailable", "runtime"};
@@ -86,10 +87,14 @@ cell_error cell_spec_parse(const char *json_text, cell_spec *s, char *err, size_
     if (rc != 0) return cell_bad(err, errlen, "%s", se.message);
     cell_error e = CELL_OK;
     if (s->model) e = check_file("model", s->model, err, errlen);
-    if (e == CELL_OK && dataset_shape(s->dataset, NULL, NULL, NULL, NULL) != 0)
+    char e2[PL_ERRLEN];
+    int tk = e == CELL_OK ? tokens_name_info(s->dataset, NULL, e2, sizeof e2) : 0;
+    if (tk < 0) e = cell_bad(err, errlen, "dataset: %s", e2);
+    if (e == CELL_OK && tk == 0 && dataset_shape(s->dataset, NULL, NULL, NULL, NULL) != 0)
         e = cell_bad(err, errlen,
                      "dataset: unknown dataset \"%s\" (fashion-mnist, mnist, cifar10, cifar100, "
-                     "synthetic[:n=..,classes=..,c=..,h=..,w=..])", s->dataset);
+                     "synthetic[:n=..,classes=..,c=..,h=..,w=..]; token datasets: tokens:DIR, text:FILE, "
+                     "synthetic-lm[:n=..,vocab=..,seed=..])", s->dataset);
     if (e == CELL_OK && s->out) e = check_out(s, err, errlen);
     if (e != CELL_OK) cell_spec_free(s);
     return e;

@@ -9,6 +9,8 @@
 #include "cell_internal.h"
 #include "data.h"
 #include "model.h"
+#include "lm.h"
+#include "tokens.h"
 #include "train.h"
 #include "util.h"
 
@@ -117,14 +119,60 @@ cell_error cell_run_train(recipe_env *env, recipe_out *ro)
                         cell_jnum(tr.seconds > 0 ? (double)tr.steps * (s->batch < env->train->n ? s->batch : env->train->n) /
                                                   tr.seconds
                                             : NAN));
+    if (dataset_is_tokens(env->train)) {
+        json_object_set_new(t, "seq_len", json_integer(env->train->T));
+        json_object_set_new(t, "tokens_per_s",
+                            cell_jnum(tr.seconds > 0 ? (double)tr.steps *
+                                                           (s->batch < env->train->n ? s->batch : env->train->n) *
+                                                           env->train->T / tr.seconds
+                                                     : NAN));
+    }
     json_object_set_new(ro->extra, "train", t);
     json_object_set_new(ro->extra, "series", series);
     return CELL_OK;
 }
 
-/* Create the model of a train cell that has no "model". */
+static cell_error create_lm(const cell_spec *s, model *m, char *err, size_t errlen)
+{
+    char e2[PL_ERRLEN];
+    int V = 0;
+    if (lm_dataset_vocab(s->dataset, &V, e2, sizeof e2) != 0) return cell_bad(err, errlen, "dataset: %s", e2);
+    /* the preset names the LM presets (tiny -> lm-tiny, ...); a dim that differs from the image
+     * preset of that name was given in the spec and overrides the LM preset's */
+    model_hparams hp, img;
+    char name[32];
+    snprintf(name, sizeof name, "lm-%s", s->preset);
+    if (lm_preset(name, &hp) != 0 || model_preset(s->preset, &img) != 0)
+        return cell_bad(err, errlen, "preset: no LM preset %s", name);
+#define OVERRIDE(f) if (s->hp.f != img.f) hp.f = s->hp.f
+    OVERRIDE(d);
+    OVERRIDE(n_layers);
+    OVERRIDE(d_state);
+    OVERRIDE(d_conv);
+    OVERRIDE(dt_rank);
+    OVERRIDE(expand);
+    OVERRIDE(mlp_ratio);
+#undef OVERRIDE
+    model_config cfg;
+    if (model_config_lm(&cfg, &hp, V, 1, e2, sizeof e2) != 0)
+        return cell_bad(err, errlen, "%s: %s", s->have_dims ? "d_model" : "preset", e2);
+    snprintf(cfg.dataset, sizeof cfg.dataset, "%s", s->dataset);
+    snprintf(cfg.provenance, sizeof cfg.provenance,
+             "{\"created_by\":\"prunelab cell\",\"preset\":\"lm-%s\",\"seed\":%llu}", s->preset,
+             (unsigned long long)s->seed);
+    if (model_create(m, &cfg, s->seed, e2, sizeof e2) != 0) {
+        pl_err(err, errlen, "cannot create the model: %s", e2);
+        return CELL_ERR_RUNTIME;
+    }
+    return CELL_OK;
+}
+
+/* Create the model of a train cell that has no "model": a causal LM for a token dataset (tied
+ * head, the vocabulary the data implies, preset P -> lm-P with the spec's other dims applied
+ * where they differ from image preset P), else the image classifier. */
 cell_error cell_create_model(const cell_spec *s, model *m, char *err, size_t errlen)
 {
+    if (tokens_is_name(s->dataset)) return create_lm(s, m, err, errlen);
     int C, H, W, classes, ch;
     float mean[3], std[3];
     if (dataset_shape(s->dataset, &C, &H, &W, &classes) != 0 || dataset_norm(s->dataset, &ch, mean, std) != 0)

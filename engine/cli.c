@@ -15,6 +15,8 @@
 #include "measure.h"
 #include "ops.h"
 #include "prune.h"
+#include "tokens.h"
+#include "train.h"
 #include "util.h"
 
 static void print_usage(const cli_spec *s, FILE *f)
@@ -243,7 +245,8 @@ void cli_load_prunable(const cli_spec *s, model *m, const char *path, const char
     char err[PL_ERRLEN];
     cli_load_model(s, m, path, dataset_hint);
     if (!prune_is_mamba_model(m))
-        cli_fail(s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", path);
+        cli_fail(s, NULL, "%s is not a Mamba model (patch-Mamba classifier or MambaForCausalLM) with the expected "
+                 "tensor names and shapes", path);
     if (masks_path && prune_mask_load(m, masks_path, err, sizeof err) != 0)
         cli_fail(s, "the mask must come from the same checkpoint (prunelab prune --masks-out)", "%s", err);
 }
@@ -263,14 +266,30 @@ void cli_verify_blas(const cli_spec *s)
     if (blas_verify(err, sizeof err) != 0) cli_fail(s, "set OPENBLAS_CORETYPE=Prescott", "BLAS check failed: %s", err);
 }
 
-void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split)
+void cli_load_data(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split, int seq_len,
+                   long max_tokens)
 {
     char err[PL_ERRLEN];
-    if (dataset_load(ds, name, dir, split, err, sizeof err) != 0)
+    int rc = tokens_is_name(name) ? dataset_load_tokens(ds, name, split, seq_len > 0 ? seq_len : TOKENS_DEFAULT_SEQ_LEN,
+                                                        max_tokens, err, sizeof err)
+                                  : dataset_load(ds, name, dir, split, err, sizeof err);
+    if (rc != 0)
         cli_fail(s,
                  "datasets: fashion-mnist, mnist, cifar10, cifar100, synthetic[:n=..,classes=..,c=..,h=..,w=..]; "
-                 "--data-dir DIR or $PRUNELAB_DATASETS point at the files",
+                 "token datasets (causal LMs): tokens:DIR, text:FILE, synthetic-lm[:n=..,vocab=..,seed=..] with "
+                 "--seq-len T; --data-dir DIR or $PRUNELAB_DATASETS point at the files",
                  "cannot load dataset %s (%s split): %s", name, split, err);
+}
+
+void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split)
+{
+    cli_load_data(s, ds, name, dir, split, 0, 0);
+}
+
+void cli_check_data(const cli_spec *s, const model *m, const dataset *ds)
+{
+    char err[PL_ERRLEN];
+    if (train_check_compat(m, ds, err, sizeof err) != 0) cli_fail(s, NULL, "%s", err);
 }
 
 void cli_latency_into(const cli_spec *s, json_t *rep, const model *m0, const model *m, const dataset *ds, int reps)

@@ -68,6 +68,12 @@ char *cli_read_spec(const cli_spec *s, const char *path);
 void cli_verify_blas(const cli_spec *s);
 /* Load a dataset split or exit with the loader's message. */
 void cli_load_dataset(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split);
+/* The same; a token dataset name is cut into windows of seq_len (<= 0: TOKENS_DEFAULT_SEQ_LEN)
+ * and capped to max_tokens (> 0) of evaluation (dataset_load_tokens). */
+void cli_load_data(const cli_spec *s, dataset *ds, const char *name, const char *dir, const char *split, int seq_len,
+                   long max_tokens);
+/* Fail unless the model and the dataset fit (task, image shape / vocabulary: train_check_compat). */
+void cli_check_data(const cli_spec *s, const model *m, const dataset *ds);
 /* Time m against the baseline m0 on ds in pairs as a cell does (measure_latency_into: the cell's
  * names written into rep); reps > 0 fixes the number of timed pairs. Exits on failure. */
 void cli_latency_into(const cli_spec *s, struct json_t *rep, const model *m0, const model *m, const dataset *ds,

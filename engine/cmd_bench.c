@@ -20,17 +20,31 @@
 #include "blas.h"
 #include "cli.h"
 #include "data.h"
+#include "lm.h"
 #include "measure.h"
 #include "model.h"
 #include "ops.h"
 #include "optim.h"
+#include "tokens.h"
 #include "util.h"
 
 static const char *const presets[] = {"tiny", "small", "base"};
 
+/* One forward of the benchmark input: images x / labels y, or an LM's token windows ids (B, T). */
+static void bench_forward(const model *m, model_acts *a, const float *x, const int *y, const int *ids, int B, int T)
+{
+    if (ids) model_forward_lm(m, a, ids, B, T);
+    else model_forward(m, a, x, y, B);
+}
+static model_acts *bench_acts(const model *m, int B, int T, int training)
+{
+    return m->cfg.task == MODEL_TASK_LM ? model_acts_new_lm(m, B, T, training, 0) : model_acts_new(m, B, training);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     int preset = 1, batch = 64, threads = 0, as_json = 0, steps = 10, warmup = 3;
+    int task = 0, seq_len = TOKENS_DEFAULT_SEQ_LEN, vocab = 256;
     uint64_t seed = 1;
     const char *dataset_name = NULL, *model_path = NULL, *against_path = NULL;
     cli_opt opts[] = {
@@ -41,6 +55,10 @@ int cmd_bench(int argc, char **argv)
          0, NULL, 0},
         {"--dataset", CLI_STRING, &dataset_name, "NAME", "image shape and classes of this dataset (default 1x28x28, 10)",
          0, 0, NULL, 0},
+        {"--task", CLI_CHOICE, &task, NULL, "preset task (default image; lm: the lm-* presets, tokens/s)", 0, 0,
+         "image|lm", 0},
+        {"--seq-len", CLI_INT, &seq_len, "T", "LM: tokens per window (default 256)", 2, 65536, NULL, 0},
+        {"--vocab", CLI_INT, &vocab, "V", "LM preset: vocabulary (default 256)", 2, 1 << 24, NULL, 0},
         {"--steps", CLI_INT, &steps, "N", "timed steps, the median is reported (default 10)", 1, 100000, NULL, 0},
         {"--warmup-steps", CLI_INT, &warmup, "N", "untimed steps first (default 3)", 0, 100000, NULL, 0},
         {"--against", CLI_STRING, &against_path, "M0",
@@ -54,7 +72,9 @@ int cmd_bench(int argc, char **argv)
         .usage = "prunelab bench (--preset tiny|small|base | --model M [--against M0]) --batch B --threads T [--dataset NAME]\n"
                  "                      [--steps N] [--json]",
         .summary = "Measure training and inference samples/s (median over timed steps after warmup) on random\n"
-                   "input, the model's FLOPs per sample, achieved GFLOP/s, sgemm GFLOP/s and the roofline ratio.",
+                   "input, the model's FLOPs per sample, achieved GFLOP/s, sgemm GFLOP/s and the roofline ratio.\n"
+                   "A causal LM (--task lm with preset lm-tiny|lm-small|lm-base, or an LM --model): random token\n"
+                   "windows of --seq-len, a sample is a window, tokens/s reported too (FLOPs are per token).",
         .opts = opts,
         .n_opts = (int)(sizeof opts / sizeof opts[0]),
     };
@@ -86,21 +106,37 @@ int cmd_bench(int argc, char **argv)
         C = m.cfg.C, H = m.cfg.H, W = m.cfg.W, classes = m.cfg.classes;
     } else {
         model_hparams hp;
-        model_preset(presets[preset], &hp);
         model_config cfg;
-        if (model_config_from_hparams(&cfg, &hp, C, H, W, classes, err, sizeof err) != 0)
-            cli_fail(&s, NULL, "%s", err);
+        if (task == 1) {
+            char name[16];
+            snprintf(name, sizeof name, "lm-%s", presets[preset]);
+            lm_preset(name, &hp);
+            if (model_config_lm(&cfg, &hp, vocab, 1, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
+        } else {
+            model_preset(presets[preset], &hp);
+            if (model_config_from_hparams(&cfg, &hp, C, H, W, classes, err, sizeof err) != 0)
+                cli_fail(&s, NULL, "%s", err);
+        }
         if (model_create(&m, &cfg, seed, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     }
     if (!against_path) model_alloc_grads(&m); /* --against times inference only */
 
-    size_t img = (size_t)C * H * W;
-    float *x = xalloc_floats((size_t)batch * img); // x (B, C, H, W)
-    int *y = xmalloc((size_t)batch * sizeof(int)); // y (B)
+    int lm = m.cfg.task == MODEL_TASK_LM, T = lm ? seq_len : 0;
+    if (against_path && m0.cfg.task != m.cfg.task)
+        cli_fail(&s, "compare a pruned model with the model it came from", "--against %s and --model %s differ in task",
+                 against_path, model_path);
+    if (against_path && lm && m0.cfg.vocab != m.cfg.vocab)
+        cli_fail(&s, "compare a pruned model with the model it came from", "--against %s has vocabulary %d, --model %d",
+                 against_path, m0.cfg.vocab, m.cfg.vocab);
+    size_t img = lm ? 0 : (size_t)C * H * W;
+    float *x = lm ? NULL : xalloc_floats((size_t)batch * img); // x (B, C, H, W)
+    int *y = lm ? NULL : xmalloc((size_t)batch * sizeof(int)); // y (B)
+    int *ids = lm ? xmalloc((size_t)batch * T * sizeof(int)) : NULL; // ids (B, T)
     pl_rng rng;
     pl_rng_seed(&rng, seed ^ 0x5eedULL);
     for (size_t i = 0; i < (size_t)batch * img; i++) x[i] = pl_rng_normal(&rng);
-    for (int i = 0; i < batch; i++) y[i] = (int)pl_rng_below(&rng, (uint32_t)classes);
+    for (int i = 0; !lm && i < batch; i++) y[i] = (int)pl_rng_below(&rng, (uint32_t)classes);
+    for (size_t i = 0; lm && i < (size_t)batch * T; i++) ids[i] = (int)pl_rng_below(&rng, (uint32_t)m.cfg.vocab);
 
     optim_config oc;
     optim_config_default(&oc);
@@ -110,12 +146,13 @@ int cmd_bench(int argc, char **argv)
     double *t = xmalloc((size_t)steps * sizeof(double));
 
     double train_s = NAN;
-    model_acts *at = against_path ? NULL : model_acts_new(&m, batch, 1);
+    model_acts *at = against_path ? NULL : bench_acts(&m, batch, T, 1);
     for (int i = 0; at && i < warmup + steps; i++) {
         double t0 = pl_now();
         model_zero_grads(&m);
-        model_forward(&m, at, x, y, batch);
-        model_backward(&m, at, y, batch);
+        bench_forward(&m, at, x, y, ids, batch, T);
+        if (lm) model_backward_lm(&m, at, ids, batch, T);
+        else model_backward(&m, at, y, batch);
         optim_clip(m.grads, m.n_params, oc.clip);
         optim_step(&o, &m);
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
@@ -123,10 +160,10 @@ int cmd_bench(int argc, char **argv)
     if (at) train_s = measure_median(t, steps);
     model_acts_free(at);
 
-    model_acts *ai = model_acts_new(&m, batch, 0);
+    model_acts *ai = bench_acts(&m, batch, T, 0);
     for (int i = 0; i < warmup + steps; i++) {
         double t0 = pl_now();
-        model_forward(&m, ai, x, NULL, batch);
+        bench_forward(&m, ai, x, NULL, ids, batch, T);
         if (i >= warmup) t[i - warmup] = pl_now() - t0;
     }
     double infer_s = measure_median(t, steps);
@@ -135,14 +172,14 @@ int cmd_bench(int argc, char **argv)
      * its quartiles. Both models see the same input; only the forward is timed. */
     double pair_q[3] = {NAN, NAN, NAN}, against_s = NAN;
     if (against_path) {
-        model_acts *a0 = model_acts_new(&m0, batch, 0);
+        model_acts *a0 = bench_acts(&m0, batch, T, 0);
         double *t0 = xmalloc((size_t)steps * sizeof(double)), *r = xmalloc((size_t)steps * sizeof(double));
-        for (int i = 0; i < warmup; i++) model_forward(&m0, a0, x, NULL, batch);
+        for (int i = 0; i < warmup; i++) bench_forward(&m0, a0, x, NULL, ids, batch, T);
         for (int i = 0; i < steps; i++) {
             double s0 = pl_now();
-            model_forward(&m0, a0, x, NULL, batch);
+            bench_forward(&m0, a0, x, NULL, ids, batch, T);
             double s1 = pl_now();
-            model_forward(&m, ai, x, NULL, batch);
+            bench_forward(&m, ai, x, NULL, ids, batch, T);
             double s2 = pl_now();
             t0[i] = s1 - s0;
             t[i] = s2 - s1;
@@ -159,7 +196,7 @@ int cmd_bench(int argc, char **argv)
     }
     model_acts_free(ai);
 
-    double flops = model_flops_per_sample(&m.cfg);
+    double flops = model_flops_per_sample(&m.cfg) * (lm ? T : 1); /* an LM's is per token */
     double train_sps = batch / train_s, infer_sps = batch / infer_s;
     double train_gflops = 3.0 * flops * train_sps * 1e-9, infer_gflops = flops * infer_sps * 1e-9;
     double sgemm = blas_sgemm_gflops(0);
@@ -169,8 +206,16 @@ int cmd_bench(int argc, char **argv)
         json_t *j = json_object();
         json_object_set_new(j, "preset", model_path ? json_null() : json_string(presets[preset]));
         if (model_path) json_object_set_new(j, "model", json_string(model_path));
-        json_object_set_new(j, "image", json_pack("[iii]", C, H, W));
-        json_object_set_new(j, "classes", json_integer(classes));
+        if (lm) {
+            json_object_set_new(j, "task", json_string("causal_lm"));
+            json_object_set_new(j, "vocab", json_integer(m.cfg.vocab));
+            json_object_set_new(j, "seq_len", json_integer(T));
+            json_object_set_new(j, "train_tokens_per_s", isnan(train_s) ? json_null() : json_real(train_sps * T));
+            json_object_set_new(j, "infer_tokens_per_s", json_real(infer_sps * T));
+        } else {
+            json_object_set_new(j, "image", json_pack("[iii]", C, H, W));
+            json_object_set_new(j, "classes", json_integer(classes));
+        }
         json_object_set_new(j, "batch", json_integer(batch));
         json_object_set_new(j, "threads", json_integer(nthreads));
         json_object_set_new(j, "ops_threads", json_integer(ops_get_threads()));
@@ -213,11 +258,15 @@ int cmd_bench(int argc, char **argv)
             printf("baseline   %9.1f samples/s  %8.2f ms/batch  (%s)\nspeed-up   %.3fx  median of %d paired passes "
                    "(quartiles %.3f-%.3f)\n",
                    batch / against_s, 1e3 * against_s, against_path, pair_q[1], steps, pair_q[0], pair_q[2]);
+        if (lm)
+            printf("tokens/s   training %.0f, inference %.0f (windows of %d tokens)\n", train_sps * T,
+                   infer_sps * T, T);
         printf("sgemm      %9.1f GFLOP/s (model GEMM shapes)\n", sgemm);
     }
     free(t);
     free(y);
     free(x);
+    free(ids);
     optim_free(&o);
     model_free(&m);
     if (against_path) model_free(&m0);

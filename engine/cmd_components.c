@@ -4,10 +4,14 @@
  *           unit count, not_recommended, alias, weights pruned by unstructured pruning;
  *   layers: the same per layer, with the exact tensor ranges each component owns.
  * Ownership of parameters follows prune_components.c (the nine components partition a block),
- * so the shares of one layer's components add up to the layer's share. */
+ * so the shares of one layer's components add up to the layer's share. "present" is false for a
+ * component the model lacks (mlp in an HF Mamba LM); "other" lists the tensors outside the blocks
+ * (patch / position / token embeddings, norm_f, the head, a tied lm_head) with prunable false and
+ * the reason. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "model.h"
@@ -103,7 +107,8 @@ int cmd_components(int argc, char **argv)
     model m;
     cli_load_model(&s, &m, model_path, dataset_name);
     if (!prune_is_mamba_model(&m))
-        cli_fail(&s, NULL, "%s is not a patch-Mamba model with the expected tensor names and shapes", model_path);
+        cli_fail(&s, NULL, "%s is not a Mamba model (patch-Mamba classifier or MambaForCausalLM) with the expected "
+                 "tensor names and shapes", model_path);
 
     size_t total = m.n_params;
     json_t *root = json_object();
@@ -134,11 +139,33 @@ int cmd_components(int argc, char **argv)
         if (c == PC_LAYER) block_params = params;
         json_t *o = component_json((prune_component)c, params, weights, units, total);
         json_object_set_new(o, "tensors", json_string(comp_tensors[c]));
+        json_object_set_new(o, "present", json_boolean(params > 0)); /* e.g. no mlp in an HF Mamba LM */
         json_array_append_new(tot, o);
     }
     json_object_set_new(root, "total", tot);
     json_object_set_new(root, "layer_params", json_integer((json_int_t)block_params));
     json_object_set_new(root, "other_params", json_integer((json_int_t)(total - block_params)));
+    json_object_set_new(root, "task", json_string(model_task_names[m.cfg.task]));
+    json_t *other = json_array(); /* tensors outside the blocks: never pruned */
+    for (int t = 0; t < m.n_tensors; t++) {
+        const param_info *p = &m.info[t];
+        if (p->layer >= 0) continue;
+        const char *why = strcmp(p->name, "backbone.embeddings.weight") == 0
+                              ? (m.cfg.tied ? "the token embedding, also the tied LM head: removing rows removes "
+                                              "tokens from the vocabulary"
+                                            : "the token embedding: removing rows removes tokens from the vocabulary")
+                          : strcmp(p->name, "lm_head.weight") == 0 ? "the LM head: one row per vocabulary token"
+                          : strstr(p->name, "norm_f") ? "the final RMSNorm: its width is d_model, which pruning keeps"
+                          : "outside the blocks: its shape is fixed by the input or the output";
+        json_t *o = json_pack("{s:s,s:I,s:b,s:s}", "tensor", p->name, "params", (json_int_t)p->numel, "prunable", 0,
+                              "reason", why);
+        json_array_append_new(other, o);
+    }
+    if (m.cfg.task == MODEL_TASK_LM && m.cfg.tied)
+        json_array_append_new(other, json_pack("{s:s,s:I,s:b,s:s}", "tensor", "lm_head.weight", "params", (json_int_t)0,
+                                               "prunable", 0, "reason",
+                                               "tied to backbone.embeddings.weight (absent from the checkpoint)"));
+    json_object_set_new(root, "other", other);
 
     json_t *layers = json_array();
     for (int i = 0; i < m.cfg.n_layers; i++) {

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "prune.h"
 #include "train.h"
+#include "tokens.h"
 #include "util.h"
 
 typedef struct {
@@ -45,6 +46,8 @@ int cmd_lite(int argc, char **argv)
 {
     const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_in = NULL;
     const char *dataset_name = NULL, *data_dir = NULL;
+    int seq_len = TOKENS_DEFAULT_SEQ_LEN;
+    long max_tokens = 0;
     int threads = 0, batch = 256, quiet = 0, reps = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "source checkpoint", 0, 0, NULL, 0},
@@ -54,6 +57,9 @@ int cmd_lite(int argc, char **argv)
         {"--out", CLI_STRING, &out, "M2", "lite checkpoint to write", 0, 0, NULL, 0},
         {"--masks", CLI_STRING, &masks_in, "K.safetensors", "apply this mask file to the source first", 0, 0, NULL, 0},
         {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--seq-len", CLI_INT, &seq_len, "T", "LM: tokens per window (default 256)", 2, 65536, NULL, 0},
+        {"--max-tokens", CLI_LONG, &max_tokens, "N", "LM: evaluate the first ceil(N / T) windows only", 1, 1e15, NULL,
+         0},
         {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
         {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
         {"--latency-reps", CLI_INT, &reps, "N", "timed pairs of passes (source, lite) of 64 samples (default: as a cell, 5 to 15 in about 3 s)", 1,
@@ -92,8 +98,9 @@ int cmd_lite(int argc, char **argv)
 
     int needs_train = spec.finetune_steps > 0 || spec.finetune_epochs > 0 || prune_criterion_needs_calib(spec.criterion);
     dataset train, test;
-    if (needs_train) cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
-    cli_load_dataset(&s, &test, dataset_name, data_dir, "test");
+    if (needs_train) cli_load_data(&s, &train, dataset_name, data_dir, "train", seq_len, 0);
+    cli_load_data(&s, &test, dataset_name, data_dir, "test", seq_len, max_tokens);
+    cli_check_data(&s, &m, &test);
 
     lite_run_opts o;
     lite_run_opts_init(&o);

@@ -23,6 +23,7 @@
 #include "measure.h"
 #include "model.h"
 #include "prune.h"
+#include "tokens.h"
 #include "train.h"
 #include "util.h"
 
@@ -31,7 +32,9 @@ static json_t *eval_json(const cli_spec *s, const model *m, const dataset *test,
     char err[PL_ERRLEN];
     double acc, loss;
     if (measure_eval(m, test, batch, NULL, &acc, &loss, err, sizeof err) != 0) cli_fail(s, NULL, "evaluation: %s", err);
-    return json_pack("{s:f,s:f,s:i}", "accuracy", acc, "loss", loss, "n", test->n);
+    json_t *o = json_pack("{s:f,s:f,s:i}", "accuracy", acc, "loss", loss, "n", test->n);
+    if (dataset_is_tokens(test)) measure_lm_into(o, "", test, loss);
+    return o;
 }
 
 int cmd_prune(int argc, char **argv)
@@ -39,6 +42,8 @@ int cmd_prune(int argc, char **argv)
     const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
     const char *dataset_name = NULL, *data_dir = NULL;
     int threads = 0, batch = 256, ft_batch = 64, quiet = 0, skip_before = 0, no_latency = 0, reps = 0;
+    int seq_len = TOKENS_DEFAULT_SEQ_LEN;
+    long max_tokens = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
         {"--spec", CLI_STRING, &spec_path, "S.json", "pruning spec (JSON, see prune.h)", 0, 0, NULL, 0},
@@ -49,6 +54,9 @@ int cmd_prune(int argc, char **argv)
         {"--dataset", CLI_STRING, &dataset_name, "NAME",
          "calibration / fine-tuning (train split) and evaluation (test split) data", 0, 0, NULL, 0},
         {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--seq-len", CLI_INT, &seq_len, "T", "LM: tokens per window (default 256)", 2, 65536, NULL, 0},
+        {"--max-tokens", CLI_LONG, &max_tokens, "N", "LM: evaluate the first ceil(N / T) windows only", 1, 1e15, NULL,
+         0},
         {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
         {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
         {"--finetune-batch", CLI_INT, &ft_batch, "B", "fine-tuning batch size (default 64)", 1, 65536, NULL, 0},
@@ -98,9 +106,10 @@ int cmd_prune(int argc, char **argv)
                  spec.finetune_steps > 0 ? "fine-tuning" : "calibration criterion");
     dataset train, test;
     int have_data = dataset_name != NULL, have_train = have_data && needs_data;
-    if (have_train) cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
+    if (have_train) cli_load_data(&s, &train, dataset_name, data_dir, "train", seq_len, 0);
+    if (have_train) cli_check_data(&s, &m, &train);
     if (have_data) {
-        cli_load_dataset(&s, &test, dataset_name, data_dir, "test");
+        cli_load_data(&s, &test, dataset_name, data_dir, "test", seq_len, max_tokens);
         if (train_check_compat(&m, &test, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     }
 

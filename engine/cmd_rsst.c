@@ -18,6 +18,7 @@
 #include "prune.h"
 #include "rsst.h"
 #include "train.h"
+#include "tokens.h"
 #include "util.h"
 
 static void progress_stderr(const rsst_progress *p, void *user)
@@ -38,6 +39,8 @@ int cmd_rsst(int argc, char **argv)
 {
     const char *model_path = NULL, *spec_path = NULL, *out = NULL, *masks_out = NULL, *masks_in = NULL;
     const char *dataset_name = NULL, *data_dir = NULL;
+    int seq_len = TOKENS_DEFAULT_SEQ_LEN;
+    long max_tokens = 0;
     int threads = 0, batch = 256, quiet = 0, no_latency = 0, reps = 0;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to prune", 0, 0, NULL, 0},
@@ -49,6 +52,9 @@ int cmd_rsst(int argc, char **argv)
          0, 0, NULL, 0},
         {"--masks", CLI_STRING, &masks_in, "K.safetensors", "apply this mask file first", 0, 0, NULL, 0},
         {"--data-dir", CLI_STRING, &data_dir, "DIR", "directory holding the dataset files", 0, 0, NULL, 0},
+        {"--seq-len", CLI_INT, &seq_len, "T", "LM: tokens per window (default 256)", 2, 65536, NULL, 0},
+        {"--max-tokens", CLI_LONG, &max_tokens, "N", "LM: evaluate the first ceil(N / T) windows only", 1, 1e15, NULL,
+         0},
         {"--threads", CLI_INT, &threads, "T", "BLAS and kernel threads (default: all cores)", 1, 1024, NULL, 0},
         {"--batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 1, 65536, NULL, 0},
         {"--latency-reps", CLI_INT, &reps, "N",
@@ -90,8 +96,9 @@ int cmd_rsst(int argc, char **argv)
     free(text);
 
     dataset train, test;
-    cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
-    cli_load_dataset(&s, &test, dataset_name, data_dir, "test");
+    cli_load_data(&s, &train, dataset_name, data_dir, "train", seq_len, 0);
+    cli_load_data(&s, &test, dataset_name, data_dir, "test", seq_len, max_tokens);
+    cli_check_data(&s, &m, &test);
     if (train_check_compat(&m, &test, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
 
     model input; /* the baseline of the timing */

@@ -4,6 +4,7 @@
  * The epoch checkpoint goes to --checkpoint (default: OUT with ".safetensors" replaced by
  * ".ckpt.safetensors") plus its optimizer state beside it (".optim"); `--resume CKPT` takes
  * the weights, moments, step and RNG from there and finishes the same schedule. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "model.h"
 #include "optim.h"
 #include "prune.h"
+#include "tokens.h"
 #include "train.h"
 #include "util.h"
 
@@ -36,13 +38,16 @@ int cmd_train(int argc, char **argv)
     train_config_default(&tc);
     const char *model_path = NULL, *dataset_name = NULL, *out = NULL, *resume = NULL, *data_dir = NULL;
     const char *checkpoint = NULL, *masks = NULL;
+    int seq_len = TOKENS_DEFAULT_SEQ_LEN;
     int optimizer = 0, threads = 0, nesterov = 0, no_augment = 0, quiet = 0, no_checkpoint = 0;
     float report_every = 5.0f;
     cli_opt opts[] = {
         {"--model", CLI_STRING, &model_path, "M", "checkpoint to start from", 0, 0, NULL, 0},
-        {"--dataset", CLI_STRING, &dataset_name, "NAME", "fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]",
+        {"--dataset", CLI_STRING, &dataset_name, "NAME",
+         "fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]; for an LM tokens:DIR, text:FILE, synthetic-lm[:...]",
          0, 0, NULL, 0},
         {"--out", CLI_STRING, &out, "M2", "trained checkpoint to write", 0, 0, NULL, 0},
+        {"--seq-len", CLI_INT, &seq_len, "T", "LM: tokens per training window (default 256)", 2, 65536, NULL, 0},
         {"--epochs", CLI_INT, &tc.epochs, "E", "epochs (default 10)", 1, 100000, NULL, 0},
         {"--batch", CLI_INT, &tc.batch, "B", "batch size (default 64)", 1, 65536, NULL, 0},
         {"--lr", CLI_FLOAT, &tc.opt.lr, "LR", "peak learning rate (default 2e-3)", 1e-9, 100, NULL, 0},
@@ -115,11 +120,21 @@ int cmd_train(int argc, char **argv)
     cli_load_model(&s, &m, resume ? resume : model_path, dataset_name);
     if (masks && prune_mask_load(&m, masks, err, sizeof err) != 0) cli_fail(&s, NULL, "%s", err);
     dataset train, test;
-    cli_load_dataset(&s, &train, dataset_name, data_dir, "train");
-    int have_test = dataset_load(&test, dataset_name, data_dir, "test", err, sizeof err) == 0;
+    cli_load_data(&s, &train, dataset_name, data_dir, "train", seq_len, 0);
+    cli_check_data(&s, &m, &train);
+    int have_test = (dataset_is_tokens(&train)
+                         ? dataset_load_tokens(&test, dataset_name, "test", seq_len, 0, err, sizeof err)
+                         : dataset_load(&test, dataset_name, data_dir, "test", err, sizeof err)) == 0;
     if (!have_test) fprintf(stderr, "prunelab train: no test split (%s); training without test accuracy\n", err);
 
-    if (!quiet)
+    if (!quiet && dataset_is_tokens(&train))
+        fprintf(stderr,
+                "training %zu parameters on %s (%d windows of %d tokens: an epoch is %d steps) for %d epochs, "
+                "batch %d, %s lr %g -> %g, wd %g, clip %g, %d threads, BLAS %s%s%s\n",
+                m.n_params, train.name, train.n, train.T, train.n / (tc.batch < train.n ? tc.batch : train.n),
+                tc.epochs, tc.batch, optim_kind_name(tc.opt.kind), tc.opt.lr, tc.opt.min_lr, tc.opt.weight_decay,
+                tc.opt.clip, blas_threads(), blas_kernel(), resume ? ", resuming from " : "", resume ? resume : "");
+    else if (!quiet)
         fprintf(stderr,
                 "training %zu parameters on %s (%d samples) for %d epochs, batch %d, %s lr %g -> %g, wd %g, "
                 "clip %g, %d threads, BLAS %s%s%s\n",
@@ -131,7 +146,14 @@ int cmd_train(int argc, char **argv)
         cli_fail(&s, NULL, "%s", err);
     if (model_save(&m, out, err, sizeof err) != 0)
         cli_fail(&s, "check that the directory exists and is writable", "cannot write %s: %s", out, err);
-    if (!quiet) {
+    if (!quiet && dataset_is_tokens(&train)) {
+        fprintf(stderr, "wrote %s after %d epochs (%ld steps, %.1f s): train loss %.4f", out, r.epochs_done, r.steps,
+                r.seconds, r.train_loss);
+        if (r.test_acc >= 0.0f)
+            fprintf(stderr, ", val loss %.4f (perplexity %.3f, next-token acc %.2f%%)", r.test_loss,
+                    exp(r.test_loss), 100.0 * r.test_acc);
+        fprintf(stderr, "\n");
+    } else if (!quiet) {
         if (r.test_acc >= 0.0f)
             fprintf(stderr, "wrote %s after %d epochs (%ld steps, %.1f s): train acc %.2f%%, test acc %.2f%%\n", out,
                     r.epochs_done, r.steps, r.seconds, 100.0 * r.train_acc, 100.0 * r.test_acc);

@@ -546,6 +546,7 @@ static int resolve_dir(char *out, size_t outlen, const ds_info *info, const char
 int dataset_load(dataset *ds, const char *name, const char *dir, const char *split, char *err, size_t errlen)
 {
     memset(ds, 0, sizeof *ds);
+    if (name && tokens_is_name(name)) return dataset_load_tokens(ds, name, split, TOKENS_DEFAULT_SEQ_LEN, 0, err, errlen);
     int k = ds_kind_of(name, err, errlen);
     if (k < 0) return -1;
     if (!split || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0))
@@ -578,9 +579,58 @@ int dataset_load(dataset *ds, const char *name, const char *dir, const char *spl
     return 0;
 }
 
+int dataset_load_tokens(dataset *ds, const char *name, const char *split, int seq_len, long max_tokens, char *err,
+                        size_t errlen)
+{
+    memset(ds, 0, sizeof *ds);
+    if (!name || !tokens_is_name(name))
+        return pl_err(err, errlen, "%s is not a token dataset (tokens:DIR, text:FILE, synthetic-lm[:...])",
+                      name ? name : "(null)");
+    if (seq_len < 2 || seq_len > 65536) return pl_err(err, errlen, "seq_len must be in [2, 65536] (got %d)", seq_len);
+    const char *sp = split && strcmp(split, "val") == 0 ? "test" : split;
+    if (!sp || (strcmp(sp, "train") != 0 && strcmp(sp, "test") != 0))
+        return pl_err(err, errlen, "%s: split must be \"train\" or \"test\", not \"%s\"", name, split ? split : "(null)");
+    if (strlen(name) >= sizeof ds->name)
+        return pl_err(err, errlen, "dataset name too long (max %zu characters): %s", sizeof ds->name - 1, name);
+    tokens_set *ts = xcalloc(1, sizeof *ts);
+    if (tokens_open(ts, name, seq_len, err, errlen) != 0) {
+        free(ts);
+        return -1;
+    }
+    snprintf(ds->name, sizeof ds->name, "%s", name);
+    snprintf(ds->split, sizeof ds->split, "%s", sp);
+    ds->tokens = ts;
+    ds->tsplit = tokens_get_split(ts, sp);
+    ds->T = seq_len;
+    ds->vocab = ts->vocab;
+    ds->bytes_per_token = ts->bytes_per_token;
+    size_t n = tokens_eval_count(ds->tsplit, seq_len, max_tokens > 0 ? (size_t)max_tokens : 0);
+    ds->n = n > (size_t)INT32_MAX ? INT32_MAX : (int)n;
+    if (ds->n < 1) {
+        dataset_free(ds);
+        return pl_err(err, errlen, "%s: the %s split has fewer than %d tokens (one window of seq_len)", name, sp,
+                      seq_len);
+    }
+    return 0;
+}
+
+void dataset_windows(const dataset *ds, const int *idx, int B, int *ids)
+{
+    const tokens_split *s = ds->tsplit;
+    size_t T = (size_t)ds->T;
+    for (int b = 0; b < B; b++) {
+        size_t o = (size_t)idx[b] * T;
+        for (size_t t = 0; t < T; t++) ids[(size_t)b * T + t] = (int)tokens_id(s, o + t);
+    }
+}
+
 void dataset_free(dataset *ds)
 {
     if (!ds) return;
+    if (ds->tokens) {
+        tokens_free(ds->tokens);
+        free(ds->tokens);
+    }
     free(ds->x);
     free(ds->y);
     memset(ds, 0, sizeof *ds);

@@ -23,8 +23,11 @@
 
 #include "util.h"
 
+struct tokens_set;
+struct tokens_split;
+
 typedef struct {
-    char name[64];       /* canonical name, e.g. "fashion-mnist", "synthetic:..." as given */
+    char name[1040];     /* canonical name, e.g. "fashion-mnist", "synthetic:..." or a token name as given */
     char split[8];       /* "train" or "test" */
     int n, c, h, w;      /* sample count and image shape */
     int classes;
@@ -32,12 +35,33 @@ typedef struct {
     int augment;         /* 1 for cifar train: random crop (pad 4) + horizontal flip */
     float *x;            /* (n, c, h, w), normalised */
     uint8_t *y;          /* (n) labels in [0, classes) */
+    /* A token dataset (dataset_load_tokens; c = h = w = classes = 0, x = y = NULL): one split of a
+     * tokens_set cut into windows of T ids. n is the number of windows: the split's tokens / T
+     * (the in-order evaluation windows, tokens.h), capped to ceil(max_tokens / T) when max_tokens
+     * > 0. Sample i is window i; training draws random windows instead (train.h). */
+    struct tokens_set *tokens;          /* owned (NULL for an image dataset) */
+    const struct tokens_split *tsplit;  /* this split inside tokens */
+    int T;                              /* seq_len: ids per window */
+    int vocab;                          /* V of the token set */
+    double bytes_per_token;             /* 0 when unknown */
 } dataset;
 
 /* Returns 0, or -1 with err naming what is wrong (missing file + hint, bad magic, dims,
  * counts, truncated data, label out of range). split: "train" or "test". dir may be NULL. */
 int dataset_load(dataset *ds, const char *name, const char *dir, const char *split, char *err, size_t errlen);
 void dataset_free(dataset *ds);
+
+/* A token dataset (tokens.h names: tokens:DIR, text:FILE, synthetic-lm[:...]) as windows of
+ * seq_len ids (2..65536) of split "train" or "test" (the token set's val split; "val" is
+ * accepted too). max_tokens > 0 caps n to its first ceil(max_tokens / seq_len) windows.
+ * dataset_load on a token name is this call with TOKENS_DEFAULT_SEQ_LEN and no cap.
+ * Returns 0 or -1 with err (tokens_open's errors, a split shorter than one window). */
+int dataset_load_tokens(dataset *ds, const char *name, const char *split, int seq_len, long max_tokens, char *err,
+                        size_t errlen);
+/* 1 for a token dataset (dataset_load_tokens), else 0. */
+static inline int dataset_is_tokens(const dataset *ds) { return ds->tokens != NULL; }
+/* Token windows idx[0..B) of a token dataset into ids (B, T). */
+void dataset_windows(const dataset *ds, const int *idx, int B, int *ids);
 
 /* Fill a batch: xout (B, c, h, w), yout (B) from sample indices idx (B); yout may be NULL.
  * If augment and ds->augment and rng is non-NULL, each sample gets a random crop with

@@ -262,6 +262,7 @@ static int eval_json(const model *m, const dataset *ds, int batch, json_t **out,
     double a, l;
     if (measure_eval(m, ds, batch, NULL, &a, &l, err, errlen) != 0) return -1;
     *out = json_pack("{s:f,s:f,s:i}", "accuracy", a, "loss", l, "n", ds->n);
+    if (dataset_is_tokens(ds)) measure_lm_into(*out, "", ds, l);
     if (acc) *acc = a;
     return 0;
 }

@@ -2,6 +2,7 @@
  * The token datasets themselves belong to data.c / tokens.c; this reads only what init needs
  * to size the embedding (a name's vocab= key, a tokens directory's meta.json). */
 #include "lm.h"
+#include "tokens.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -32,32 +33,17 @@ int lm_preset(const char *name, model_hparams *hp)
 int lm_dataset_vocab(const char *name, int *V, char *err, size_t errlen)
 {
     if (!name) return pl_err(err, errlen, "no dataset given");
-    if (strncmp(name, "text:", 5) == 0) {
-        *V = 256;
-        return 0;
+    int v = 0;
+    int k = tokens_name_info(name, &v, err, errlen);
+    if (k < 0) return -1;
+    if (k == 0) return pl_err(err, errlen, "%s is not a token dataset (tokens:DIR, text:FILE, synthetic-lm:...)", name);
+    if (v == 0) { /* tokens:DIR: the files say (meta.json's vocab_size, else max id + 1) */
+        tokens_set ts;
+        if (tokens_open(&ts, name, 0, err, errlen) != 0) return -1;
+        v = ts.vocab;
+        tokens_free(&ts);
     }
-    if (strncmp(name, "synthetic-lm", 12) == 0 && (name[12] == ':' || name[12] == 0)) {
-        const char *p = strstr(name, "vocab=");
-        if (!p || (p != name + 13 && p[-1] != ',')) return pl_err(err, errlen, "%s does not say vocab=V", name);
-        char *end;
-        long v = strtol(p + 6, &end, 10);
-        if (end == p + 6 || (*end && *end != ',') || v < 2 || v > (1 << 24))
-            return pl_err(err, errlen, "%s: vocab must be an integer in [2, %d]", name, 1 << 24);
-        *V = (int)v;
-        return 0;
-    }
-    if (strncmp(name, "tokens:", 7) == 0) {
-        char path[4096];
-        if ((size_t)snprintf(path, sizeof path, "%s/meta.json", name + 7) >= sizeof path)
-            return pl_err(err, errlen, "dataset path too long");
-        json_error_t je;
-        json_t *o = json_load_file(path, 0, &je);
-        json_t *v = json_object_get(o, "vocab_size");
-        int ok = json_is_integer(v) && json_integer_value(v) >= 2 && json_integer_value(v) <= (1 << 24);
-        if (ok) *V = (int)json_integer_value(v);
-        json_decref(o);
-        if (!ok) return pl_err(err, errlen, "%s has no integer vocab_size", path);
-        return 0;
-    }
-    return pl_err(err, errlen, "%s is not a token dataset (tokens:DIR, text:FILE, synthetic-lm:...)", name);
+    if (v < 2) return pl_err(err, errlen, "%s has vocabulary %d (an LM needs at least 2)", name, v);
+    *V = v;
+    return 0;
 }

@@ -17,9 +17,10 @@ extern const char *const lm_preset_names[LM_PRESET_COUNT + 1];
 /* Fill hp for preset name. Returns 0, or -1 for an unknown name (hp zeroed). */
 int lm_preset(const char *name, model_hparams *hp);
 
-/* The vocabulary size a token dataset name implies: text:FILE -> 256 (bytes as tokens);
- * synthetic-lm:...,vocab=V,... -> V; tokens:DIR -> "vocab_size" of DIR/meta.json.
- * Returns 0 with *V, or -1 with err when the name does not say (pass --vocab instead). */
+/* The vocabulary size of a token dataset: tokens_name_info when the name fixes it (text:FILE
+ * 256, synthetic-lm its vocab, default 64), else tokens_open's (tokens:DIR: meta.json's
+ * vocab_size or max id + 1). Returns 0 with *V, or -1 with err (not a token name, malformed,
+ * unreadable files). */
 int lm_dataset_vocab(const char *name, int *V, char *err, size_t errlen);
 
 #endif

@@ -22,6 +22,22 @@ typedef struct {
     const char *phase;      /* handed to fn */
 } measure_progress;
 
+/* One evaluation. For a token dataset a sample is a window of T tokens: accuracy is next-token
+ * top-1 over n * (T - 1) predictions and loss the mean cross-entropy per prediction (nats). */
+typedef struct {
+    int n;              /* samples (windows) */
+    long predictions;   /* n (images) or n * (T - 1) */
+    double accuracy, loss;
+    double forward_s;   /* forward time alone (batch filling excluded) */
+    int batches, batch; /* batches run, samples per batch */
+} measure_eval_out;
+/* LM evaluation batches hold at most this many tokens (activations stay small whatever T). */
+#define MEASURE_LM_BATCH_TOKENS 16384
+/* batch capped to MEASURE_LM_BATCH_TOKENS / T windows (at least 1). */
+int measure_lm_batch(int batch, int T);
+int measure_eval_full(const model *m, const dataset *ds, int batch, const measure_progress *p, measure_eval_out *r,
+                      char *err, size_t errlen);
+
 /* Accuracy and mean cross-entropy of m on the first ds->n samples, in batches of `batch`
  * (<= 0: 256). Returns 0 or -1 with err (shape mismatch, empty dataset). */
 int measure_eval(const model *m, const dataset *ds, int batch, const measure_progress *p, double *acc, double *loss,
@@ -57,10 +73,16 @@ json_t *measure_latency_timing_json(const measure_latency_opts *o, int pairs);
 /* measure_latency_pair of m against the baseline m0, written into the object `into` under the
  * names every report uses (a cell's metrics, `prunelab prune` and `prunelab rsst`):
  * latency_batch, latency_ms_per_batch, samples_per_s, baseline_latency_ms_per_batch,
- * baseline_samples_per_s, speedup (null when not finite) and latency_timing. o NULL =
+ * baseline_samples_per_s, speedup (null when not finite) and latency_timing; for a token dataset
+ * (samples = windows of T tokens) also latency_seq_len, tokens_per_s and baseline_tokens_per_s. o NULL =
  * MEASURE_LATENCY_DEFAULT. Returns 0 or -1 with err (into unchanged). */
 int measure_latency_into(json_t *into, const model *m0, const model *m, const dataset *ds,
                          const measure_latency_opts *o, const measure_progress *p, char *err, size_t errlen);
+
+/* The LM numbers of a mean next-token loss (nats) on token dataset ds, into `into` under
+ * prefix (e.g. "" or "baseline_"): perplexity = exp(loss), bits_per_token = loss / ln 2 and,
+ * when ds knows its bytes per token, bits_per_byte. Non-finite values become null. */
+void measure_lm_into(json_t *into, const char *prefix, const dataset *ds, double loss);
 
 /* Median of v[0..n) (sorts v); n >= 1. */
 double measure_median(double *v, int n);

@@ -438,6 +438,7 @@ typedef struct {
     float *block;
     float *patches;  /* (BL, C*P*P), image only */
     int *tgt;        /* (BL) LM next-token targets, -1 at each window's last token */
+    long correct;    /* LM: top-1 correct predictions of the last forward */
     float *lse;      /* (BL) LM per-row log-sum-exp of the logits (backward's cache) */
     float *cebuf;    /* (MODEL_CE_ROWS, V) LM logits chunk */
     layer_acts layers[MODEL_MAX_LAYERS];
@@ -995,8 +996,9 @@ static double slice_forward_lm(const model *m, slice_acts *a, const int *ids, in
         for (int t = 0; t < L; t++) a->tgt[b * L + t] = t + 1 < L ? ids[b * L + t + 1] : -1;
     /* logits = norm_f(h) @ W_head^T, loss = CE(logits, targets), a chunk of rows at a time */
     rmsnorm_forward(a->hf, a->rstdf, a->hL, m->w.norm_f_w, BL, d, c->eps);
-    return lmhead_ce_forward(logits, a->lse, a->hf, lm_head_of(m, &m->w), a->tgt, a->cebuf, MODEL_CE_ROWS, BL, d,
-                             V);
+    a->correct = 0;
+    return lmhead_ce_forward_acc(logits, a->lse, a->hf, lm_head_of(m, &m->w), a->tgt, a->cebuf, MODEL_CE_ROWS, BL, d,
+                                 V, &a->correct);
 }
 
 static void lm_check(const model *m, const model_acts *a, const int *ids, int B, int T, const char *what)
@@ -1030,6 +1032,13 @@ float model_forward_lm(const model *m, model_acts *a, const int *ids, int B, int
     double total = 0.0;
     for (int k = 0; k < S; k++) total += loss[k];
     return (float)(total / ((double)B * (T - 1)));
+}
+
+long model_acts_lm_correct(const model_acts *a, int B)
+{
+    long c = 0;
+    for (int k = 0; k < slices_for(a, B); k++) c += a->s[k]->correct;
+    return c;
 }
 
 /* Backward of one slice into the gradient views g; scale = 1 / (predictions of the whole batch). */

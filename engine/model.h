@@ -189,6 +189,9 @@ const float *model_acts_logits(const model_acts *a); /* LM: (B, T, V) or NULL wi
  * B, 2 <= T <= the acts' T): returns the mean next-token cross-entropy over the B*(T-1)
  * positions 0..T-2 predicting ids 1..T-1 (HF labels=input_ids). */
 float model_forward_lm(const model *m, model_acts *a, const int *ids, int B, int T);
+/* Top-1 correct next-token predictions (first arg-max logit = target) of the last
+ * model_forward_lm on a with batch B (of B*(T-1) predictions). */
+long model_acts_lm_correct(const model_acts *a, int B);
 /* Backward of the last model_forward_lm (same ids, B, T); ACCUMULATES into m->grads. The tied
  * head's gradient adds into the embedding's. Requires training acts and allocated grads. */
 void model_backward_lm(model *m, model_acts *a, const int *ids, int B, int T);

@@ -1310,16 +1310,29 @@ void embedding_backward(float *dE, const float *dout, const int *ids, int M, int
 
 /* Per row of a logits chunk: lse = logsumexp(row), loss = lse - row[target] (0 without a target).
  * logits (n, V); returns the summed loss of the chunk. */
-static PL_HOT double ce_rows_forward(float *lse, const float *logits, const int *targets, int n, int V)
+static PL_HOT double ce_rows_forward(float *lse, const float *logits, const int *targets, int n, int V,
+                                     long *correct)
 {
     double sum = 0.0;
-#pragma omp parallel for num_threads(g_threads) schedule(static) reduction(+ : sum) if (g_threads > 1 && n > 1)
+    long hit = 0;
+#pragma omp parallel for num_threads(g_threads) schedule(static) reduction(+ : sum, hit) if (g_threads > 1 && n > 1)
     for (int r = 0; r < n; r++) {
         const float *x = logits + (size_t)r * V;
         float l = pl_logsumexp_fast(x, V);
         lse[r] = l;
-        if (targets[r] >= 0) sum += (double)l - x[targets[r]];
+        int t = targets[r];
+        if (t >= 0) {
+            sum += (double)l - x[t];
+            if (correct) { /* first arg-max == target: nothing before t reaches x[t], nothing after exceeds it */
+                int ok = 1;
+                float xt = x[t];
+                for (int v = 0; v < t && ok; v++) ok = x[v] < xt;
+                for (int v = t + 1; v < V && ok; v++) ok = x[v] <= xt;
+                hit += ok;
+            }
+        }
     }
+    if (correct) *correct += hit;
     return sum;
 }
 
@@ -1342,13 +1355,19 @@ static PL_HOT void ce_rows_backward(float *logits, const float *lse, const int *
 double lmhead_ce_forward(float *logits, float *lse, const float *x, const float *W, const int *targets, float *buf,
                          int chunk, int M, int d, int V)
 {
+    return lmhead_ce_forward_acc(logits, lse, x, W, targets, buf, chunk, M, d, V, NULL);
+}
+
+double lmhead_ce_forward_acc(float *logits, float *lse, const float *x, const float *W, const int *targets,
+                             float *buf, int chunk, int M, int d, int V, long *correct)
+{
     double sum = 0.0;
     if (chunk < 1) chunk = 1;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         float *lg = logits ? logits + (size_t)r0 * V : buf;
         matmul_forward(lg, x + (size_t)r0 * d, W, NULL, n, d, V);
-        sum += ce_rows_forward(lse + r0, lg, targets + r0, n, V);
+        sum += ce_rows_forward(lse + r0, lg, targets + r0, n, V, correct);
     }
     return sum;
 }

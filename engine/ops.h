@@ -155,6 +155,10 @@ void embedding_backward(float *dE, const float *dout, const int *ids, int M, int
  * Naive twins: one row at a time, double dot products, libm exp. */
 double lmhead_ce_forward(float *logits, float *lse, const float *x, const float *W, const int *targets, float *buf,
                          int chunk, int M, int d, int V);
+/* The same, and *correct (not NULL) += the rows with a target whose first arg-max logit is the
+ * target (next-token top-1 accuracy). */
+double lmhead_ce_forward_acc(float *logits, float *lse, const float *x, const float *W, const int *targets,
+                             float *buf, int chunk, int M, int d, int V, long *correct);
 double lmhead_ce_forward_naive(float *logits, float *lse, const float *x, const float *W, const int *targets, int M,
                                int d, int V);
 void lmhead_ce_backward(float *dx, float *dW, const float *x, const float *W, const int *targets, const float *lse,

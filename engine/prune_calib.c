@@ -9,8 +9,9 @@
  *                s_bc[n] = sum_t |B_n(t)| * |C_n(t)|;
  *   t_*          per-unit taylor sums: per batch |sum_t a(t) dL/da(t)|, summed over batches;
  *   taylor_w     per weight, sum over batches of |w * dL/dw|.
+ * On a token dataset a sample is a window of T tokens (task.h); "tokens" are then B * T rows.
  * Gradients are those of the batch's summed loss (model_backward gives the mean; we scale by
- * the batch size), so the taylor sums do not depend on how samples are split into batches
+ * the batch's predictions: B images, or B * (T - 1) next-token predictions), so the taylor sums do not depend on how samples are split into batches
  * except through the per-batch absolute value.
  *
  * Unit taylor from parameter gradients. Scaling a group of parameters by (1 + s) changes the
@@ -35,6 +36,8 @@
 #include <string.h>
 
 #include "prune.h"
+#include "task.h"
+#include "train.h"
 #include "util.h"
 
 #define CALIB_BATCH 32
@@ -193,9 +196,9 @@ static double dot_strided(const float *w, const float *g, size_t count, size_t s
 }
 
 /* Accumulate the taylor statistics of one batch from s's gradients (of the mean loss over B). */
-static void calib_taylor_batch(prune_calib *c, const model *s, int B)
+static void calib_taylor_batch(prune_calib *c, const model *s, double scale)
 {
-    double scale = (double)B; /* mean-loss gradients -> summed-loss gradients */
+    /* scale: mean-loss gradients -> summed-loss gradients (the batch's predictions) */
     for (size_t i = 0; i < s->n_params; i++) c->taylor_w[i] += (float)fabs(scale * s->params[i] * s->grads[i]);
     size_t d = (size_t)s->cfg.d;
     for (int li = 0; li < s->cfg.n_layers; li++) {
@@ -236,14 +239,10 @@ prune_calib *prune_calib_collect(const model *m, const dataset *ds, int n, uint6
     const model_config *cfg = &m->cfg;
     if (!ds || ds->n < 1) return pl_err(err, errlen, "calibration needs a non-empty dataset"), NULL;
     if (n < 1) return pl_err(err, errlen, "calibration sample count %d must be at least 1", n), NULL;
-    if (ds->c != cfg->C || ds->h != cfg->H || ds->w != cfg->W)
-        return pl_err(err, errlen, "calibration dataset %s has images %dx%dx%d, the model expects %dx%dx%d", ds->name,
-                      ds->c, ds->h, ds->w, cfg->C, cfg->H, cfg->W),
-               NULL;
-    if (ds->classes > cfg->classes)
-        return pl_err(err, errlen, "calibration dataset %s has %d classes, the model %d", ds->name, ds->classes,
-                      cfg->classes),
-               NULL;
+    char e2[PL_ERRLEN]; /* images: fewer classes than the model is fine for statistics */
+    if (train_check_compat(m, ds, e2, sizeof e2) != 0 && !(!ds->tokens && ds->classes <= cfg->classes &&
+                                                           ds->c == cfg->C && ds->h == cfg->H && ds->w == cfg->W))
+        return pl_err(err, errlen, "calibration: %s", e2), NULL;
     if (n > ds->n) n = ds->n;
 
     /* a private copy: forward/backward write only its grads, never m */
@@ -268,22 +267,22 @@ prune_calib *prune_calib_collect(const model *m, const dataset *ds, int n, uint6
 
     prune_calib *c = calib_new(m);
     int Bmax = n < CALIB_BATCH ? n : CALIB_BATCH;
-    model_acts *acts = model_acts_new(&s, Bmax, 1);
+    model_acts *acts = task_acts_new(&s, ds, Bmax, 1);
     model_acts_set_hook(acts, calib_hook, c);
-    float *x = xmalloc((size_t)Bmax * cfg->C * cfg->H * cfg->W * sizeof(float)); /* (B, C, H, W) */
-    int *y = xmalloc((size_t)Bmax * sizeof(int));
+    task_batch tb;
+    task_batch_init(&tb, ds, Bmax);
+    long per = task_preds_per_sample(ds);
     for (int b0 = 0; b0 < n; b0 += Bmax) {
         int B = n - b0 < Bmax ? n - b0 : Bmax;
-        dataset_batch(ds, idx + b0, B, x, y, NULL, 0);
+        task_batch_fill(&tb, ds, idx + b0, B, NULL, 0);
         model_zero_grads(&s);
-        model_forward(&s, acts, x, y, B);
-        model_backward(&s, acts, y, B);
-        calib_taylor_batch(c, &s, B);
+        task_forward(&s, acts, &tb, B, NULL);
+        task_backward(&s, acts, &tb, B);
+        calib_taylor_batch(c, &s, (double)B * per);
     }
     c->n_samples = n;
-    c->tokens = (double)n * cfg->L;
-    free(x);
-    free(y);
+    c->tokens = (double)n * (ds->tokens ? ds->T : cfg->L);
+    task_batch_free(&tb);
     free(idx);
     model_acts_free(acts);
     model_free(&s);

@@ -184,10 +184,16 @@ int prune_is_mamba_model(const model *m)
     const model_config *c = &m->cfg;
     int64_t d = c->d;
     if (d < 1 || c->n_layers < 0 || c->n_layers > MODEL_MAX_LAYERS) return 0;
-    if (!has_shape(m, "patch_embed.weight", 2, d, (int64_t)c->C * c->P * c->P, 0) ||
-        !has_shape(m, "pos_embed", 2, c->L, d, 0) || !has_shape(m, "backbone.norm_f.weight", 1, d, 0, 0) ||
-        !has_shape(m, "head.weight", 2, c->classes, d, 0))
+    if (c->task == MODEL_TASK_LM) { /* HF MambaForCausalLM: embeddings, norm_f, lm_head unless tied */
+        if (!has_shape(m, "backbone.embeddings.weight", 2, c->vocab, d, 0) ||
+            !has_shape(m, "backbone.norm_f.weight", 1, d, 0, 0) ||
+            (!c->tied && !has_shape(m, "lm_head.weight", 2, c->vocab, d, 0)) || (c->tied && model_find(m, "lm_head.weight")))
+            return 0;
+    } else if (!has_shape(m, "patch_embed.weight", 2, d, (int64_t)c->C * c->P * c->P, 0) ||
+               !has_shape(m, "pos_embed", 2, c->L, d, 0) || !has_shape(m, "backbone.norm_f.weight", 1, d, 0, 0) ||
+               !has_shape(m, "head.weight", 2, c->classes, d, 0)) {
         return 0;
+    }
     for (int i = 0; i < c->n_layers; i++) {
         const layer_dims *ld = &c->layers[i];
         int64_t E = ld->E, N = ld->N, R = ld->R, K = ld->K, M = ld->M;

@@ -86,6 +86,7 @@ static int layer_keep_build(const model *src, const prune_selection *s, int li, 
 static void gather(const model *src, model *dst, const float *sp, float *dp, int src_cols, const int *rows, int nr,
                    const int *cols, int nc)
 {
+    if (!sp || !dp) return; /* a tensor the task does not have (image vs LM) */
     const float *sm = src->mask ? src->mask + (sp - src->params) : NULL;
     float *dm = dst->mask ? dst->mask + (dp - dst->params) : NULL;
     for (int i = 0; i < nr; i++) {
@@ -191,7 +192,9 @@ int prune_shrink(const model *src, const prune_selection *s, model *dst, char *e
     gather(src, dst, w->patch_b, o->patch_b, d, NULL, 1, NULL, d);
     gather(src, dst, w->pos, o->pos, d, NULL, sc->L, NULL, d);
     gather(src, dst, w->norm_f_w, o->norm_f_w, d, NULL, 1, NULL, d);
-    gather(src, dst, w->head_w, o->head_w, d, NULL, sc->classes, NULL, d);
+    int V = sc->task == MODEL_TASK_LM ? sc->vocab : sc->classes;
+    gather(src, dst, w->embed, o->embed, d, NULL, sc->vocab, NULL, d);
+    gather(src, dst, w->head_w, o->head_w, d, NULL, V, NULL, d); /* an LM's untied lm_head */
     gather(src, dst, w->head_b, o->head_b, sc->classes, NULL, 1, NULL, sc->classes);
     lo = 0;
     for (int i = 0; i < nl; i++)

@@ -20,6 +20,7 @@
 
 #include "measure.h"
 #include "safetensors.h"
+#include "task.h"
 #include "util.h"
 
 void train_config_default(train_config *c)
@@ -59,6 +60,25 @@ void train_config_finetune(train_config *c, const dataset *train, long steps, in
 int train_check_compat(const model *m, const dataset *ds, char *err, size_t errlen)
 {
     const model_config *c = &m->cfg;
+    int lm = c->task == MODEL_TASK_LM;
+    if (lm && !ds->tokens)
+        return pl_err(err, errlen,
+                      "the model is a causal LM (vocabulary %d) but dataset %s is an image dataset (give a token "
+                      "dataset: tokens:DIR, text:FILE or synthetic-lm[:...])",
+                      c->vocab, ds->name);
+    if (!lm && ds->tokens)
+        return pl_err(err, errlen,
+                      "the model is an image classifier but dataset %s is a token dataset (give an image dataset: "
+                      "fashion-mnist, mnist, cifar10, cifar100, synthetic[:...])",
+                      ds->name);
+    if (lm) {
+        if (ds->vocab > c->vocab)
+            return pl_err(err, errlen,
+                          "dataset %s has vocabulary %d but the model's vocabulary is %d (ids would fall outside "
+                          "the embedding; use a model created for this dataset: prunelab init --task lm --dataset %s)",
+                          ds->name, ds->vocab, c->vocab, ds->name);
+        return 0;
+    }
     if (c->C != ds->c || c->H != ds->h || c->W != ds->w || c->classes != ds->classes)
         return pl_err(err, errlen,
                       "the model expects %dx%dx%d images and %d classes, but dataset %s has %dx%dx%d images "
@@ -97,6 +117,9 @@ void train_progress_stderr(const train_progress *p, void *user)
         else
             fprintf(stderr, "epoch %d/%d done  train loss %.4f acc %.2f%%  [%s elapsed]\n", p->epoch, p->epochs,
                     p->train_loss, 100.0 * p->train_acc, el);
+    } else if (p->tokens_per_s > 0.0) {
+        fprintf(stderr, "epoch %d/%d  %5.1f%%  ETA %s  loss %.4f  %.0f tokens/s  lr %.2e  |g| %.3f\n", p->epoch,
+                p->epochs, 100.0 * p->fraction, eta, p->loss, p->tokens_per_s, p->lr, p->grad_norm);
     } else {
         fprintf(stderr, "epoch %d/%d  %5.1f%%  ETA %s  loss %.4f  %.0f samples/s  lr %.2e  |g| %.3f\n", p->epoch,
                 p->epochs, 100.0 * p->fraction, eta, p->loss, p->samples_per_s, p->lr, p->grad_norm);
@@ -232,23 +255,22 @@ done:
 
 /* ---------------------------------------------------------------- evaluation */
 
-static int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 int train_evaluate(const model *m, const dataset *ds, int batch, eval_result *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
-    double t = 0.0;
-    if (measure_eval_timed(m, ds, batch, NULL, &r->accuracy, &r->loss, &t, &r->batches, err, errlen) != 0) return -1;
-    r->n = ds->n;
+    measure_eval_out o;
+    if (measure_eval_full(m, ds, batch, NULL, &o, err, errlen) != 0) return -1;
+    double t = o.forward_s;
+    r->n = o.n;
+    r->accuracy = o.accuracy;
+    r->loss = o.loss;
+    r->batches = o.batches;
+    r->batch = o.batch;
     r->seconds = t;
     r->latency_ms_per_batch = r->batches ? 1000.0 * t / r->batches : 0.0;
     r->samples_per_s = t > 0.0 ? ds->n / t : 0.0;
+    r->predictions = o.predictions;
+    r->tokens_per_s = ds->tokens && t > 0.0 ? (double)ds->n * ds->T / t : 0.0;
     return 0;
 }
 
@@ -306,12 +328,12 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
 
     model_alloc_grads(m);
     if (m->mask) model_apply_mask(m);
-    size_t img = (size_t)train->c * train->h * train->w;
-    model_acts *a = model_acts_new(m, Bb, 1);
-    float *x = xalloc_floats((size_t)Bb * img); // x (Bb, C, H, W)
-    int *y = xmalloc((size_t)Bb * sizeof(int)); // y (Bb)
-    int *perm = xmalloc((size_t)train->n * sizeof(int));
-    int V = m->cfg.classes;
+    int lm = dataset_is_tokens(train);
+    model_acts *a = task_acts_new(m, train, Bb, 1);
+    task_batch tb;
+    task_batch_init(&tb, train, Bb);
+    int *perm = lm ? NULL : xmalloc((size_t)train->n * sizeof(int));
+    long preds = task_preds_per_sample(train);
     double report_every = cfg->report_every_s > 0 ? cfg->report_every_s : 5.0;
     double t_start = pl_now(), t_report = t_start;
     long step0 = st.step, samples_since = 0;
@@ -322,30 +344,31 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
     double gnorm = 0.0, penalty = 0.0;
 
     while (st.epoch < cfg->epochs && st.step < total) {
-        for (int i = 0; i < train->n; i++) perm[i] = i;
-        pl_rng_shuffle(&st.rng, perm, train->n);
+        if (!lm) {
+            for (int i = 0; i < train->n; i++) perm[i] = i;
+            pl_rng_shuffle(&st.rng, perm, train->n);
+        }
         double ep_loss = 0.0;
         long ep_correct = 0, ep_seen = 0;
         for (long b = 0; b < spe && st.step < total; b++) {
-            dataset_batch(train, perm + b * Bb, Bb, x, y, &st.rng, cfg->augment);
+            if (lm) task_batch_random(&tb, train, Bb, &st.rng);
+            else task_batch_fill(&tb, train, perm + b * Bb, Bb, &st.rng, cfg->augment);
             model_zero_grads(m);
-            float loss = model_forward(m, a, x, y, Bb);
+            float loss = task_forward(m, a, &tb, Bb, &ep_correct);
             if (!isfinite(loss)) {
                 rc = pl_err(err, errlen,
                             "training diverged: loss is %g at step %ld (epoch %d); try a lower --lr or --clip",
                             loss, st.step, st.epoch + 1);
                 goto out;
             }
-            const float *logits = model_acts_logits(a); // logits (Bb, V)
-            for (int i = 0; i < Bb; i++) ep_correct += argmax(logits + (size_t)i * V, V) == y[i];
-            model_backward(m, a, y, Bb);
+            task_backward(m, a, &tb, Bb);
             if (cfg->penalty) penalty = cfg->penalty(m, st.step, total, cfg->penalty_user);
             if (m->mask) model_apply_mask(m); /* masked weights get no gradient (and no norm share) */
             gnorm = optim_clip(m->grads, m->n_params, oc.clip);
             lr = optim_step(&o, m);
             st.step++;
             ep_loss += loss;
-            ep_seen += Bb;
+            ep_seen += Bb * preds;
             loss_since += loss;
             n_since++;
             samples_since += Bb;
@@ -364,6 +387,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
                 p.grad_norm = gnorm;
                 p.penalty = penalty;
                 p.samples_per_s = samples_since / (now - t_report);
+                p.tokens_per_s = lm ? p.samples_per_s * train->T : 0.0;
                 p.test_loss = p.test_acc = -1.0f;
                 cfg->progress(&p, cfg->progress_user);
                 t_report = now;
@@ -373,7 +397,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
             }
         }
         st.epoch++;
-        long batches = ep_seen / Bb;
+        long batches = ep_seen / (Bb * preds);
         res->train_loss = batches ? (float)(ep_loss / batches) : 0.0f;
         res->train_acc = ep_seen ? (float)ep_correct / (float)ep_seen : 0.0f;
         res->test_loss = res->test_acc = -1.0f;
@@ -405,6 +429,7 @@ int train_run(model *m, const dataset *train, const dataset *test, const train_c
             p.grad_norm = gnorm;
             p.penalty = penalty;
             p.samples_per_s = now > t_report ? samples_since / (now - t_report) : 0.0;
+            p.tokens_per_s = lm ? p.samples_per_s * train->T : 0.0;
             p.epoch_end = 1;
             p.train_loss = res->train_loss;
             p.train_acc = res->train_acc;
@@ -427,8 +452,7 @@ out:
     res->steps = st.step;
     res->seconds = pl_now() - t_start;
     free(perm);
-    free(y);
-    free(x);
+    task_batch_free(&tb);
     model_acts_free(a);
     optim_free(&o);
     return rc;

@@ -5,6 +5,11 @@
  * / optional penalty hook / clip / optimizer step, progress through a callback, a checkpoint
  * after every epoch.
  *
+ * On a token dataset (an LM): each step draws Bb random windows of T = seq_len tokens
+ * (tokens.h, from the same pl_rng), no shuffle; an "epoch" is n / Bb steps with n = the train
+ * split's tokens / T windows, i.e. about n_train_tokens / (B * T) steps. Accuracies are
+ * next-token top-1 over the B * (T - 1) predictions of each window batch.
+ *
  * A training checkpoint is two files:
  *   CKPT              the model, an ordinary checkpoint (model_save): every tool can read it;
  *   CKPT.optim        safetensors: "optim.state" F32 [state_len] (the optimizer moments) and
@@ -33,7 +38,8 @@ typedef struct {
     float loss;             /* mean training loss since the previous report */
     float lr;               /* learning rate of the last step */
     double grad_norm;       /* global gradient norm of the last step (before clipping) */
-    double samples_per_s;   /* since the previous report */
+    double samples_per_s;   /* since the previous report (an LM: windows/s) */
+    double tokens_per_s;    /* an LM: samples_per_s * T; 0 for images */
     int epoch_end;          /* 1 on the final report of an epoch */
     float train_loss;       /* (epoch end) mean training loss over the epoch */
     float train_acc;        /* (epoch end) training accuracy over the epoch (on the fly) */
@@ -112,7 +118,8 @@ int train_checkpoint_save(const char *path, const model *m, const optim *o, cons
 /* Reads path + ".optim" into o (already initialised with the same kind and n) and st. */
 int train_checkpoint_load_state(const char *path, optim *o, train_state *st, char *err, size_t errlen);
 
-/* Evaluation over a whole split with batches of `batch` (inference activations). */
+/* Evaluation over a whole split with batches of `batch` (inference activations). On a token
+ * dataset: the in-order windows, accuracy = next-token top-1, loss in nats per prediction. */
 typedef struct {
     int n;
     double accuracy;
@@ -120,7 +127,10 @@ typedef struct {
     double seconds;         /* forward time only (batch filling excluded) */
     int batches;
     double latency_ms_per_batch;
-    double samples_per_s;
+    double samples_per_s;   /* an LM: windows/s */
+    int batch;              /* samples per batch used (an LM's is capped, measure.h) */
+    long predictions;       /* n, or an LM's n * (T - 1) */
+    double tokens_per_s;    /* an LM: n * T / seconds (inference); 0 for images */
 } eval_result;
 
 /* Returns 0, or -1 with err (shape mismatch between model and dataset). */

@@ -174,6 +174,7 @@ json_t *spec_lite_target_json(const lite_target *t); /* only the fields that are
 /* ------------------------------------------------------------------ cell specs (cell.h) */
 
 #define CELL_MAX_ENTRIES PC_COUNT
+#define SPEC_SEQ_LEN 256 /* a cell's default seq_len (causal LMs) */
 
 typedef struct {
     cell_recipe recipe;
@@ -186,7 +187,9 @@ typedef struct {
     int have_baseline, have_baseline_loss;
     double baseline_accuracy, baseline_loss;
     int eval_train_split;     /* 1: evaluate on the train split */
-    int eval_max_samples;     /* 0 = the whole split */
+    int eval_max_samples;     /* 0 = the whole split (an LM cell: windows) */
+    long long eval_max_tokens; /* LM: 0 = the whole split, else the first ceil(max_tokens / seq_len) windows */
+    int seq_len;              /* LM: tokens per window, 2..65536 (default SPEC_SEQ_LEN) */
     int finetune_steps;
     float finetune_lr;
     int finetune_batch;

@@ -23,7 +23,9 @@ static char *dup_or_null(const char *s)
 static int parse_common(json_t *root, cell_spec *s, spec_error *e)
 {
     const char *str = NULL;
-    long long seed = 1, threads = 0;
+    long long seed = 1, threads = 0, seq_len = SPEC_SEQ_LEN;
+    if (spec_get_int(root, "", "seq_len", 2, 65536, &seq_len, e) != 0) return -1;
+    s->seq_len = (int)seq_len;
     if (spec_get_str(root, "", "model", s->recipe != CELL_TRAIN, &str, e) != 0) return -1;
     s->model = dup_or_null(str);
     str = NULL;
@@ -60,11 +62,12 @@ static int parse_baseline_eval(json_t *root, cell_spec *s, spec_error *e)
     }
     if (spec_get_obj(root, "", "eval", &o, e) != 0) return -1;
     if (o) {
-        static const char *const k[] = {"split", "max_samples", NULL};
+        static const char *const k[] = {"split", "max_samples", "max_tokens", NULL};
         static const char *const splits[] = {"test", "train", NULL};
         long long n = 0;
         if (spec_check_keys(o, "eval", k, e) != 0 || spec_get_choice(o, "eval", "split", splits, &s->eval_train_split, e) != 0 ||
-            spec_get_int(o, "eval", "max_samples", 1, 100000000, &n, e) != 0)
+            spec_get_int(o, "eval", "max_samples", 1, 100000000, &n, e) != 0 ||
+            spec_get_int(o, "eval", "max_tokens", 1, INT64_MAX, &s->eval_max_tokens, e) != 0)
             return -1;
         s->eval_max_samples = (int)n;
     }
@@ -323,7 +326,7 @@ static int parse_sub_spec(json_t *root, const char *key, cell_spec *s, spec_erro
 /* ------------------------------------------------------------------ the cell */
 
 static const char *const K_COMMON[] = {"recipe", "model", "dataset", "data_dir", "seed", "threads", "out",
-                                       "baseline", "eval", NULL};
+                                       "baseline", "eval", "seq_len", NULL};
 static const char *const K_TRAIN[] = {"preset", "d_model", "layers", "d_state", "expand", "d_conv", "mlp_ratio",
                                       "patch", "dt_rank", "epochs", "batch", "lr", "min_lr", "warmup",
                                       "weight_decay", "optimizer", "momentum", "clip", "max_steps", "augment", NULL};

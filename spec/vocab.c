@@ -76,7 +76,8 @@ const char *cell_recipe_name(cell_recipe r) { return (unsigned)r < CELL_RECIPE_C
 
 /* ------------------------------------------------------------------ job types */
 
-const char *const spec_job_shared_keys[] = {"type", "priority", "dataset", "eval", "calibration", "seed", NULL};
+const char *const spec_job_shared_keys[] = {"type", "priority", "dataset", "eval", "calibration", "seed", "seq_len",
+                                            NULL};
 
 static const char *const TRAIN_KEYS[] = {"name", "model", "preset", "dims", "epochs", "batch", "lr", "min_lr",
                                          "warmup", "weight_decay", "optimizer", "momentum", "clip", "max_steps",

@@ -131,6 +131,11 @@ START_TEST(test_every_error_names_its_field)
         {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"eval\":{\"split\":\"dev\"}}", "eval.split",
          "invalid_value"},
         {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"baseline\":{}}", "baseline.accuracy", "missing_field"},
+        {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"seq_len\":1}", "seq_len", "invalid_value"},
+        {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"seq_len\":70000}", "seq_len", "invalid_value"},
+        {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"seq_len\":\"64\"}", "seq_len", "invalid_value"},
+        {K_CELL, "{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"eval\":{\"max_tokens\":0}}", "eval.max_tokens",
+         "invalid_value"},
         {K_CELL, "{\"recipe\":\"joint\",\"model\":\"m\",\"dataset\":\"synthetic\",\"config\":{\"out_proj\":0.2,"
                  "\"linear_out\":0.3}}", "config.linear_out", "invalid_value"},
         {K_CELL, "{\"recipe\":\"sensitivity\",\"model\":\"m\",\"dataset\":\"synthetic\",\"layer\":9,\"components\":\"mlp\","
@@ -167,6 +172,26 @@ START_TEST(test_every_error_names_its_field)
 END_TEST
 
 /* A parsed spec, rendered, parses to the same struct (defaults made explicit). */
+START_TEST(test_cell_lm_keys)
+{
+    spec_error e;
+    cell_spec c;
+    json_t *root = json_loads("{" ABL ",\"component\":\"mlp\",\"rate\":0.5}", 0, NULL);
+    ck_assert_int_eq(spec_cell_parse(root, &c, &e), 0);
+    ck_assert_int_eq(c.seq_len, SPEC_SEQ_LEN);
+    ck_assert_int_eq(c.eval_max_tokens, 0);
+    cell_spec_free(&c);
+    json_decref(root);
+    root = json_loads("{" ABL ",\"component\":\"mlp\",\"rate\":0.5,\"seq_len\":64,\"eval\":{\"max_tokens\":5000}}",
+                      0, NULL);
+    ck_assert_int_eq(spec_cell_parse(root, &c, &e), 0);
+    ck_assert_int_eq(c.seq_len, 64);
+    ck_assert_int_eq(c.eval_max_tokens, 5000);
+    cell_spec_free(&c);
+    json_decref(root);
+}
+END_TEST
+
 START_TEST(test_render_round_trips)
 {
     const char *rsst_text = "{\"prune\":[{\"component\":\"linear_gate\",\"rate\":0.3,\"layers\":[1,0]},"
@@ -229,6 +254,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_every_error_names_its_field);
     tcase_add_test(tc, test_render_round_trips);
+    tcase_add_test(tc, test_cell_lm_keys);
     tcase_add_test(tc, test_shape_from_inspect_json);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
