@@ -16,6 +16,7 @@
 #include "api.h"
 
 #include "engine_gate.h"
+#include "jobspec.h"
 #include "proc.h"
 #include "upload_slots.h"
 
@@ -86,14 +87,21 @@ static const char *engine_bin(const api_ctx *ctx)
     return "prunelab";
 }
 
+/* A model as the API shows it: its record, the task from its inspect info ("causal_lm" or
+ * "image_classifier"; a model recorded before tasks existed is an image classifier) and, for a
+ * causal LM, its vocabulary and whether the head is tied to the embeddings (null otherwise). */
 static json_t *model_json(const store_model *m)
 {
     json_t *info = m->info_json ? json_loads(m->info_json, 0, NULL) : NULL;
-    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:I, s:o}", "name", m->name, "dataset",
+    jobspec_task t;
+    jobspec_info_task(m->info_json, &t);
+    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:I, s:s, s:o, s:o, s:o}", "name", m->name, "dataset",
                      m->dataset ? json_string(m->dataset) : json_null(), "params",
                      m->params >= 0 ? json_integer(m->params) : json_null(), "accuracy",
                      isfinite(m->accuracy) ? json_real(m->accuracy) : json_null(), "owner", m->owner,
-                     "created_ms", (json_int_t)m->created_ms, "info", info ? info : json_null());
+                     "created_ms", (json_int_t)m->created_ms, "task", t.is_lm ? "causal_lm" : "image_classifier",
+                     "vocab", t.is_lm && t.vocab > 0 ? json_integer(t.vocab) : json_null(), "tied",
+                     t.is_lm ? json_boolean(t.tied) : json_null(), "info", info ? info : json_null());
 }
 
 /* The {name} parameter, or NULL after replying 400. */
@@ -255,6 +263,7 @@ static int upload_register(http_request *req, api_ctx *ctx, const char *name, co
     char *info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *cfg = json_object_get(info, "config");
     const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
+    if (dataset && !*dataset) dataset = NULL; /* an LM's "" = none recorded */
     if (dataset && !store_dataset_name_valid(dataset)) {
         free(info_text);
         *rc = http_reply_error(req, 400, "invalid_value", "dataset",
