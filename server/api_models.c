@@ -1,4 +1,4 @@
-/* api_models.c — the /api/v1/models and /api/v1/datasets handlers.
+/* api_models.c — the /api/v1/models handlers (datasets: api_datasets.c).
  *
  * Uploads: PUT /api/v1/models/{name} arrives as a temp file under DATA_DIR/tmp (http.c streams
  * and fsyncs it). Its 8-byte header length is checked against its size first (junk costs no engine
@@ -532,50 +532,4 @@ int api_model_components(http_request *req, void *app)
     }
     store_model_free(&m);
     return rc < 0 ? -1 : 0;
-}
-
-/* Datasets: a directory of files counts as available (the engine checks the files themselves). */
-static int dir_nonempty(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_nlink >= 2;
-}
-
-int api_datasets_list(http_request *req, void *app)
-{
-    api_ctx *ctx = app;
-    store_user u;
-    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
-    store_user_free(&u);
-    static const struct {
-        const char *name;
-        int c, h, w, classes;
-        const char *hint;
-    } DS[] = {
-        {"fashion-mnist", 1, 28, 28, 10, "apt-get install dataset-fashion-mnist, or set PRUNELAB_DATASETS"},
-        {"mnist", 1, 28, 28, 10, "apt-get install dataset-mnist, or set PRUNELAB_DATASETS"},
-        {"cifar10", 3, 32, 32, 10, "unpack cifar-10-batches-bin into $PRUNELAB_DATASETS/cifar10"},
-        {"cifar100", 3, 32, 32, 100, "unpack cifar-100-binary into $PRUNELAB_DATASETS/cifar100"},
-    };
-    json_t *arr = json_array();
-    const char *env = getenv("PRUNELAB_DATASETS");
-    for (size_t i = 0; i < sizeof DS / sizeof DS[0]; i++) {
-        char cand[4][1024];
-        int nc = 0;
-        if (ctx->datasets_dir) snprintf(cand[nc++], sizeof cand[0], "%s/%s", ctx->datasets_dir, DS[i].name);
-        if (env && *env) snprintf(cand[nc++], sizeof cand[0], "%s/%s", env, DS[i].name);
-        snprintf(cand[nc++], sizeof cand[0], "/usr/share/datasets/%s", DS[i].name);
-        snprintf(cand[nc++], sizeof cand[0], "%s/datasets/%s", ctx->data_dir ? ctx->data_dir : "./var", DS[i].name);
-        const char *found = NULL;
-        for (int k = 0; k < nc && !found; k++)
-            if (dir_nonempty(cand[k])) found = cand[k];
-        json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:o, s:s}", "name", DS[i].name,
-                                             "available", found != NULL, "shape", DS[i].c, DS[i].h, DS[i].w,
-                                             "classes", DS[i].classes, "path",
-                                             found ? json_string(found) : json_null(), "hint", DS[i].hint));
-    }
-    json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:n, s:s}", "name", "synthetic", "available", 1, "shape",
-                                         1, 16, 16, "classes", 4, "path", "hint",
-                                         "generated; options synthetic:n=,classes=,c=,h=,w=,seed="));
-    return http_reply_json(req, 200, json_pack("{s:o}", "datasets", arr)) < 0 ? -1 : 0;
 }
