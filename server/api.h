@@ -96,6 +96,9 @@ int api_model_put(http_request *req, void *app);
 int api_model_put_headers(http_request *req, void *app); /* the PUT route's before_body */
 int api_model_delete(http_request *req, void *app);
 int api_model_components(http_request *req, void *app);
+
+/* Dataset handlers (api_datasets.c). */
 int api_datasets_list(http_request *req, void *app);
+int api_dataset_register(http_request *req, void *app); /* admins only */
 
 #endif

@@ -1,4 +1,4 @@
-/* api_models.c — the /api/v1/models and /api/v1/datasets handlers.
+/* api_models.c — the /api/v1/models handlers (datasets: api_datasets.c).
  *
  * Uploads: PUT /api/v1/models/{name} arrives as a temp file under DATA_DIR/tmp (http.c streams
  * and fsyncs it). Its 8-byte header length is checked against its size first (junk costs no engine
@@ -16,6 +16,7 @@
 #include "api.h"
 
 #include "engine_gate.h"
+#include "jobspec.h"
 #include "proc.h"
 #include "upload_slots.h"
 
@@ -86,14 +87,21 @@ static const char *engine_bin(const api_ctx *ctx)
     return "prunelab";
 }
 
+/* A model as the API shows it: its record, the task from its inspect info ("causal_lm" or
+ * "image_classifier"; a model recorded before tasks existed is an image classifier) and, for a
+ * causal LM, its vocabulary and whether the head is tied to the embeddings (null otherwise). */
 static json_t *model_json(const store_model *m)
 {
     json_t *info = m->info_json ? json_loads(m->info_json, 0, NULL) : NULL;
-    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:I, s:o}", "name", m->name, "dataset",
+    jobspec_task t;
+    jobspec_info_task(m->info_json, &t);
+    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:I, s:s, s:o, s:o, s:o}", "name", m->name, "dataset",
                      m->dataset ? json_string(m->dataset) : json_null(), "params",
                      m->params >= 0 ? json_integer(m->params) : json_null(), "accuracy",
                      isfinite(m->accuracy) ? json_real(m->accuracy) : json_null(), "owner", m->owner,
-                     "created_ms", (json_int_t)m->created_ms, "info", info ? info : json_null());
+                     "created_ms", (json_int_t)m->created_ms, "task", t.is_lm ? "causal_lm" : "image_classifier",
+                     "vocab", t.is_lm && t.vocab > 0 ? json_integer(t.vocab) : json_null(), "tied",
+                     t.is_lm ? json_boolean(t.tied) : json_null(), "info", info ? info : json_null());
 }
 
 /* The {name} parameter, or NULL after replying 400. */
@@ -255,6 +263,7 @@ static int upload_register(http_request *req, api_ctx *ctx, const char *name, co
     char *info_text = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *cfg = json_object_get(info, "config");
     const char *dataset = ds && *ds ? ds : json_string_value(json_object_get(cfg, "dataset"));
+    if (dataset && !*dataset) dataset = NULL; /* an LM's "" = none recorded */
     if (dataset && !store_dataset_name_valid(dataset)) {
         free(info_text);
         *rc = http_reply_error(req, 400, "invalid_value", "dataset",
@@ -523,50 +532,4 @@ int api_model_components(http_request *req, void *app)
     }
     store_model_free(&m);
     return rc < 0 ? -1 : 0;
-}
-
-/* Datasets: a directory of files counts as available (the engine checks the files themselves). */
-static int dir_nonempty(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_nlink >= 2;
-}
-
-int api_datasets_list(http_request *req, void *app)
-{
-    api_ctx *ctx = app;
-    store_user u;
-    if (api_auth(req, ctx, API_READ, &u) < 0) return 0;
-    store_user_free(&u);
-    static const struct {
-        const char *name;
-        int c, h, w, classes;
-        const char *hint;
-    } DS[] = {
-        {"fashion-mnist", 1, 28, 28, 10, "apt-get install dataset-fashion-mnist, or set PRUNELAB_DATASETS"},
-        {"mnist", 1, 28, 28, 10, "apt-get install dataset-mnist, or set PRUNELAB_DATASETS"},
-        {"cifar10", 3, 32, 32, 10, "unpack cifar-10-batches-bin into $PRUNELAB_DATASETS/cifar10"},
-        {"cifar100", 3, 32, 32, 100, "unpack cifar-100-binary into $PRUNELAB_DATASETS/cifar100"},
-    };
-    json_t *arr = json_array();
-    const char *env = getenv("PRUNELAB_DATASETS");
-    for (size_t i = 0; i < sizeof DS / sizeof DS[0]; i++) {
-        char cand[4][1024];
-        int nc = 0;
-        if (ctx->datasets_dir) snprintf(cand[nc++], sizeof cand[0], "%s/%s", ctx->datasets_dir, DS[i].name);
-        if (env && *env) snprintf(cand[nc++], sizeof cand[0], "%s/%s", env, DS[i].name);
-        snprintf(cand[nc++], sizeof cand[0], "/usr/share/datasets/%s", DS[i].name);
-        snprintf(cand[nc++], sizeof cand[0], "%s/datasets/%s", ctx->data_dir ? ctx->data_dir : "./var", DS[i].name);
-        const char *found = NULL;
-        for (int k = 0; k < nc && !found; k++)
-            if (dir_nonempty(cand[k])) found = cand[k];
-        json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:o, s:s}", "name", DS[i].name,
-                                             "available", found != NULL, "shape", DS[i].c, DS[i].h, DS[i].w,
-                                             "classes", DS[i].classes, "path",
-                                             found ? json_string(found) : json_null(), "hint", DS[i].hint));
-    }
-    json_array_append_new(arr, json_pack("{s:s, s:b, s:[i,i,i], s:i, s:n, s:s}", "name", "synthetic", "available", 1, "shape",
-                                         1, 16, 16, "classes", 4, "path", "hint",
-                                         "generated; options synthetic:n=,classes=,c=,h=,w=,seed="));
-    return http_reply_json(req, 200, json_pack("{s:o}", "datasets", arr)) < 0 ? -1 : 0;
 }

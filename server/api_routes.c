@@ -41,6 +41,8 @@ static const http_route ROUTES[] = {
     {"GET", "/api/v1/models/{name}/components", api_model_components, HTTP_BODY_MEMORY, 0,
      "prunable components of a model with their share of params", NULL},
     {"GET", "/api/v1/datasets", api_datasets_list, HTTP_BODY_MEMORY, 0, "datasets and their availability", NULL},
+    {"POST", "/api/v1/datasets", api_dataset_register, HTTP_BODY_MEMORY, 0,
+     "register a token or text dataset by its path on the server (admin)", NULL},
     {"GET", "/api/v1/vocabulary", api_vocabulary_get, HTTP_BODY_MEMORY, 0,
      "the names specs accept: components, criteria, granularities, job types and their keys", NULL},
     /* the dashboard, LAST (N_STATIC_ROWS rows) */

@@ -74,14 +74,16 @@ json_t *jobs_view_cells(int64_t job_id, const store_cell *cells, size_t n)
     return json_pack("{s:I, s:o}", "job", (json_int_t)job_id, "cells", arr);
 }
 
-/* Columns of the results table: the fixed ones, grid coordinates from the cell spec, metrics,
- * then the error code. */
+/* Columns of the results table: the fixed ones, grid coordinates from the cell spec, metrics
+ * (the image ones, then the task and headline metric names and the causal LM ones, appended so
+ * the columns before them keep their places), then the error code. */
 static const char *const FIXED_COLS[] = {"idx", "cell_id", "state"};
 static const char *const COORD_COLS[] = {"component", "components", "layer", "rate", "seed", "config"};
 static const char *const METRIC_COLS[] = {
     "accuracy", "loss", "baseline_accuracy", "delta_accuracy", "delta_loss", "sparsity", "params",
     "params_nonzero", "params_baseline", "flops_per_sample", "baseline_flops_per_sample",
-    "latency_ms_per_batch", "samples_per_s", "speedup", "wall_s"};
+    "latency_ms_per_batch", "samples_per_s", "speedup", "wall_s", "task", "metric", "perplexity",
+    "baseline_perplexity", "delta_perplexity", "bits_per_token", "bits_per_byte", "tokens_per_s"};
 #define N_FIXED (sizeof FIXED_COLS / sizeof FIXED_COLS[0])
 #define N_COORD (sizeof COORD_COLS / sizeof COORD_COLS[0])
 #define N_METRIC (sizeof METRIC_COLS / sizeof METRIC_COLS[0])
@@ -143,12 +145,29 @@ json_t *jobs_view_result_row(const store_cell *c)
     return row;
 }
 
+const char *jobs_view_headline_metric(const store_cell *cells, size_t n, char *buf, size_t len)
+{
+    snprintf(buf, len, "accuracy");
+    for (size_t i = 0; i < n; i++) {
+        json_t *res = cells[i].result_json ? json_loads(cells[i].result_json, 0, NULL) : NULL;
+        json_t *metrics = json_object_get(res, "metrics");
+        const char *m = json_string_value(json_object_get(metrics ? metrics : res, "metric"));
+        int found = m && *m && strlen(m) < len;
+        if (found) snprintf(buf, len, "%s", m);
+        json_decref(res);
+        if (found) break;
+    }
+    return buf;
+}
+
 json_t *jobs_view_results(const store_job *j, const store_cell *cells, size_t n)
 {
+    char metric[64];
     json_t *rows = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(rows, jobs_view_result_row(&cells[i]));
-    return json_pack("{s:I, s:s, s:o, s:o}", "job", (json_int_t)j->id, "type", store_job_type_name(j->type),
-                     "baseline", jobs_view_stored(j->baseline_json), "rows", rows);
+    return json_pack("{s:I, s:s, s:s, s:o, s:o}", "job", (json_int_t)j->id, "type", store_job_type_name(j->type),
+                     "metric", jobs_view_headline_metric(cells, n, metric, sizeof metric), "baseline",
+                     jobs_view_stored(j->baseline_json), "rows", rows);
 }
 
 static json_t *next_or_null(const char *next) { return next && next[0] ? json_string(next) : json_null(); }
@@ -227,8 +246,10 @@ char *jobs_view_cells_page_text(int64_t job_id, const store_cell *cells, size_t 
 char *jobs_view_results_page_text(const store_job *j, const store_cell *cells, size_t n, const char *next,
                                   size_t *len)
 {
-    json_t *o = json_pack("{s:I, s:s, s:o}", "job", (json_int_t)j->id, "type", store_job_type_name(j->type),
-                          "baseline", jobs_view_stored(j->baseline_json));
+    char metric[64];
+    json_t *o = json_pack("{s:I, s:s, s:s, s:o}", "job", (json_int_t)j->id, "type", store_job_type_name(j->type),
+                          "metric", jobs_view_headline_metric(cells, n, metric, sizeof metric), "baseline",
+                          jobs_view_stored(j->baseline_json));
     return page_text(object_head(o), "rows", jobs_view_result_row, cells, n, next, len);
 }
 

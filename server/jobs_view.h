@@ -28,11 +28,17 @@ json_t *jobs_view_cells(int64_t job_id, const store_cell *cells, size_t n);
 
 /* One flat results row: idx, cell_id, state, the grid coordinates of the cell spec (component,
  * components (the first one), layer, rate, seed, config as "a=0.3;b=0.5"), the metrics
- * (accuracy ... wall_s; sparsity the overall fraction when the engine reports an object) and
- * error (the cell's error code). Absent values are null. */
+ * (accuracy ... wall_s; sparsity the overall fraction when the engine reports an object), the
+ * cell's task ("image_classifier" | "causal_lm") and headline metric ("accuracy" | "perplexity"),
+ * the causal LM metrics (perplexity, baseline_perplexity, delta_perplexity, bits_per_token,
+ * bits_per_byte, tokens_per_s) and error (the cell's error code). Absent values are null. */
 json_t *jobs_view_result_row(const store_cell *c);
 
-/* {"job", "type", "baseline", "rows": [row...]} for job j. */
+/* The headline metric of cells: the "metric" of the first result that names one ("perplexity"
+ * for causal LM cells), else "accuracy". Written into buf (len bytes); returns buf. */
+const char *jobs_view_headline_metric(const store_cell *cells, size_t n, char *buf, size_t len);
+
+/* {"job", "type", "metric" (jobs_view_headline_metric), "baseline", "rows": [row...]} for job j. */
 json_t *jobs_view_results(const store_job *j, const store_cell *cells, size_t n);
 
 /* The rows of jobs_view_results as CSV (RFC 4180: a header line, one line per cell, fields with

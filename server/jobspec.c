@@ -19,11 +19,13 @@
 #include "jobspec.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cell_memory.h"
+#include "dataset_names.h"
 #include "spec.h"
 #include "vocab.h"
 
@@ -45,6 +47,24 @@ int jobspec_info_layers(const char *info_json)
     }
     json_decref(root);
     return n > 0 ? n : 0;
+}
+
+int jobspec_info_task(const char *info_json, jobspec_task *t)
+{
+    memset(t, 0, sizeof *t);
+    json_t *root = info_json ? json_loads(info_json, 0, NULL) : NULL;
+    json_t *cfg = json_object_get(root, "config");
+    const char *task = json_string_value(json_object_get(cfg, "task"));
+    if (task && strcmp(task, "causal_lm") == 0) {
+        json_t *v = json_object_get(cfg, "vocab");
+        t->is_lm = 1;
+        t->vocab = json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT32_MAX
+                       ? (int)json_integer_value(v)
+                       : 0;
+        t->tied = json_is_true(json_object_get(cfg, "tied"));
+    }
+    json_decref(root);
+    return t->is_lm;
 }
 
 const char *jobspec_model_name(const json_t *body)
@@ -99,6 +119,9 @@ static int in_list(const char *s, const char *const *list)
 
 /* ------------------------------------------------------------------ job-level fields */
 
+/* Job-level keys of causal LM jobs, on every type, until spec/vocab.c lists them. */
+static const char *const JOB_LM_KEYS[] = {"seq_len", NULL};
+
 static int check_top_keys(const json_t *body, const char *const *type_keys, jobspec_error *e)
 {
     const char *key;
@@ -107,6 +130,7 @@ static int check_top_keys(const json_t *body, const char *const *type_keys, jobs
         int ok = 0;
         ok = in_list(key, spec_job_shared_keys);
         if (!ok) ok = in_list(key, type_keys);
+        if (!ok) ok = in_list(key, JOB_LM_KEYS);
         if (!ok) return fail(e, "unknown_field", key, "unknown field");
     }
     return 0;
@@ -212,6 +236,35 @@ static int read_model_dataset(const json_t *body, const jobspec_limits *lim, job
     return 0;
 }
 
+/* The job's dataset against its model's task: a causal LM takes a token dataset (tokens:DIR,
+ * text:FILE, synthetic-lm[:...]) whose vocabulary, when the name fixes it, fits the model's; an
+ * image classifier takes an image dataset. A job without a model (train from scratch) is an LM job
+ * when its dataset is a token dataset. *is_lm receives the job's task. */
+static int check_task_dataset(const jobspec *js, const jobspec_limits *lim, int *is_lm, jobspec_error *e)
+{
+    jobspec_task mt;
+    int have_model = js->model && lim->model_info;
+    jobspec_info_task(have_model ? lim->model_info : NULL, &mt);
+    char err[160] = "";
+    int data_vocab = 0;
+    int tok = dataset_names_token_info(js->dataset, &data_vocab, err, sizeof err);
+    if (tok < 0) return fail(e, "invalid_value", "dataset", "%s", err);
+    *is_lm = have_model ? mt.is_lm : tok == 1;
+    if (have_model && mt.is_lm && tok == 0)
+        return fail(e, "invalid_value", "dataset",
+                    "'%.60s' is an image dataset, but model %s is a causal LM; give a token dataset (tokens:DIR, "
+                    "text:FILE or synthetic-lm[:n=N,vocab=V,seed=S])", js->dataset, js->model);
+    if (have_model && !mt.is_lm && tok == 1)
+        return fail(e, "invalid_value", "dataset",
+                    "'%.60s' is a token dataset, but model %s is an image classifier; give an image dataset",
+                    js->dataset, js->model);
+    if (have_model && mt.is_lm && mt.vocab > 0 && data_vocab > mt.vocab)
+        return fail(e, "invalid_value", "dataset",
+                    "'%.60s' has a vocabulary of %d tokens, more than model %s's %d", js->dataset, data_vocab,
+                    js->model, mt.vocab);
+    return 0;
+}
+
 /* "type", the keys of that type, "priority", "model" and "dataset" into js. */
 static int read_job(const json_t *body, const jobspec_limits *lim, jobspec *js, jobspec_error *e)
 {
@@ -247,6 +300,8 @@ typedef struct {
     size_t max;       /* the grid cap */
     size_t cap;       /* cells allocated in js->cells */
     spec_shape shape; /* the model's; n_layers 0 when unknown */
+    int is_lm;        /* a causal LM job (check_task_dataset) */
+    jobspec_task task; /* the model's task, vocabulary and head */
     jobspec_error *e;
 } expansion;
 
@@ -282,11 +337,11 @@ static int check_layer_count(const expansion *x, const cell_spec *cs, spec_error
 
 /* The cell's memory estimate against the cap (cell_memory.h); a refusal names the field that
  * drives the estimate and gives the estimate and the cap. */
-static int check_memory(const expansion *x, const cell_spec *cs, spec_error *se)
+static int check_memory(const expansion *x, const cell_spec *cs, const cell_memory_lm *lm, spec_error *se)
 {
     size_t cap = x->lim->max_cell_memory ? x->lim->max_cell_memory : CELL_MEMORY_DEFAULT_MAX;
     cell_memory cm;
-    cell_memory_estimate(cs, &x->shape, x->lim->threads, &cm);
+    cell_memory_estimate_lm(cs, &x->shape, lm, x->lim->threads, &cm);
     if (cm.total <= (double)cap) return 0;
     const double mib = 1024.0 * 1024.0;
     return spec_fail(se, "too_large", cm.field,
@@ -295,16 +350,56 @@ static int check_memory(const expansion *x, const cell_spec *cs, spec_error *se)
                      cm.total / mib, cm.state / mib, cm.activations / mib, cm.data / mib, (double)cap / mib);
 }
 
+/* The LM keys of a cell, checked here until the cell parser of spec/ knows them (then this
+ * function goes and spec_cell_parse takes the cell as it is): "seq_len" (an integer 2..65536, at
+ * the top) and "eval.max_tokens" (an integer >= 1), both refused for an image job. Returns a copy
+ * of cell without them for spec_cell_parse (caller decrefs), with *seq_len (0 = absent), or NULL
+ * with se. */
+static json_t *lm_keys_take(const json_t *cell, int is_lm, long long *seq_len, spec_error *se)
+{
+    json_t *eval = json_object_get(cell, "eval");
+    json_t *sl = json_object_get(cell, "seq_len"), *mt = json_is_object(eval) ? json_object_get(eval, "max_tokens") : NULL;
+    long long v = 0, tokens = 0;
+    *seq_len = 0;
+    if ((sl || mt) && !is_lm) {
+        spec_fail(se, "invalid_value", sl ? "seq_len" : "eval.max_tokens",
+                  "only causal LM jobs take it (the model is an image classifier)");
+        return NULL;
+    }
+    if (spec_get_int((json_t *)cell, "", "seq_len", 2, 65536, &v, se) != 0 ||
+        (json_is_object(eval) && spec_get_int(eval, "eval", "max_tokens", 1, INT64_MAX, &tokens, se) != 0))
+        return NULL;
+    json_t *copy = json_copy((json_t *)cell);
+    if (!copy) {
+        spec_fail(se, "internal", "", "out of memory");
+        return NULL;
+    }
+    json_object_del(copy, "seq_len");
+    if (mt) {
+        json_t *e2 = json_copy(eval);
+        json_object_del(e2, "max_tokens");
+        json_object_set_new(copy, "eval", e2);
+    }
+    *seq_len = sl ? v : 0;
+    return copy;
+}
+
 /* Parse cell as the engine will and check it against the model; a refusal names the value by
  * its job-level path (origins o[0..n-1]). */
 static int check_cell(const expansion *x, json_t *cell, const cell_origin *o, int n)
 {
     cell_spec cs;
     spec_error se;
-    int rc = spec_cell_parse(cell, &cs, &se);
+    long long seq_len = 0;
+    memset(&cs, 0, sizeof cs);
+    json_t *parsed = lm_keys_take(cell, x->is_lm, &seq_len, &se);
+    int rc = parsed ? spec_cell_parse(parsed, &cs, &se) : -1;
+    json_decref(parsed);
     if (rc == 0 && x->shape.n_layers > 0) rc = spec_cell_check(&cs, &x->shape, &se);
     if (rc == 0) rc = check_layer_count(x, &cs, &se);
-    if (rc == 0) rc = check_memory(x, &cs, &se);
+    cell_memory_lm lm = {x->task.vocab, x->task.tied, (int)seq_len};
+    if (rc == 0 && x->is_lm && !lm.vocab) dataset_names_token_info(x->js->dataset, &lm.vocab, NULL, 0);
+    if (rc == 0) rc = check_memory(x, &cs, x->is_lm ? &lm : NULL, &se);
     cell_spec_free(&cs);
     if (rc == 0) return 0;
     char field[sizeof se.field];
@@ -374,7 +469,7 @@ static json_t *cell_base(const expansion *x, const char *recipe, const json_t *s
     json_object_set_new(c, "dataset", json_string(x->js->dataset));
     json_object_set_new(c, "seed", seed ? json_deep_copy(seed) : json_integer(1));
     static const char *const shared[] = {"eval", "calibration", "finetune", "granularity", "criterion", "scope",
-                                         "apply", NULL};
+                                         "apply", "seq_len", NULL};
     for (int i = 0; shared[i]; i++) copy_field(c, x->body, shared[i]);
     return c;
 }
@@ -573,9 +668,11 @@ int jobspec_expand(const json_t *body, const jobspec_limits *lim, jobspec *out, 
     memset(e, 0, sizeof *e);
     jobspec js = {0};
     expansion x = {body, lim, &js, lim->max_cells > 0 ? (size_t)lim->max_cells : JOBSPEC_MAX_CELLS_DEFAULT, 0,
-                   {0}, e};
+                   {0}, 0, {0, 0, 0}, e};
     int rc = read_job(body, lim, &js, e);
+    if (rc == 0) rc = check_task_dataset(&js, lim, &x.is_lm, e);
     if (rc == 0) {
+        jobspec_info_task(js.model ? lim->model_info : NULL, &x.task);
         model_shape(lim->model_info, &x.shape);
         rc = expand_type(&x);
     }

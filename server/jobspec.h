@@ -5,7 +5,8 @@
  *
  * Body types (every type also takes "priority" (integer -1000..1000), "dataset" (default: the
  * model's), "eval" {"split": test|train, "max_samples" >= 1}, "calibration" {"samples" >= 1},
- * "seed" (integer >= 0)):
+ * "seed" (integer >= 0); a causal LM job also "seq_len" (integer 2..65536) and "eval.max_tokens"
+ * (integer >= 1), passed to every cell):
  *   train        "name" (the model to produce, required), "dataset" (required), "preset"
  *                (tiny|small|base) and/or dims (top level or inside "dims": d_model, layers,
  *                d_state, expand, d_conv, mlp_ratio, patch, dt_rank), "epochs", "batch", "lr",
@@ -25,7 +26,11 @@
  * Cell specs follow engine/cell.h with two differences the scheduler resolves at launch:
  * "model" holds the MODEL NAME (not a path), and a train cell's "out" holds the NAME of the
  * model to register. The scheduler adds paths, "threads" and "baseline". Component names are
- * kept as the user wrote them (canonical name or alias). */
+ * kept as the user wrote them (canonical name or alias).
+ *
+ * Tasks: a model whose info says config.task "causal_lm" is a causal LM and takes a token dataset
+ * (dataset_names.h) whose vocabulary, when its name fixes it, fits the model's; an image model
+ * takes an image dataset; either mismatch is invalid_value naming "dataset". */
 #ifndef PL_SERVER_JOBSPEC_H
 #define PL_SERVER_JOBSPEC_H
 
@@ -66,6 +71,16 @@ typedef struct {
     char **cells;        /* n_cells cell spec JSON texts */
     size_t n_cells;
 } jobspec;
+
+/* What a model's info JSON says about its task (prunelab inspect: config.task, vocab, tied). */
+typedef struct {
+    int is_lm; /* config.task is "causal_lm" (else an image classifier, also when absent) */
+    int vocab; /* LM vocabulary, 0 when unknown */
+    int tied;  /* LM head tied to the embeddings */
+} jobspec_task;
+
+/* Fill *t from info_json (NULL or unparsable: an image classifier). Returns t->is_lm. */
+int jobspec_info_task(const char *info_json, jobspec_task *t);
 
 /* The "model" member of body when it is a string, else NULL (borrowed from body). */
 const char *jobspec_model_name(const json_t *body);

@@ -35,6 +35,8 @@
 #define _GNU_SOURCE /* vasprintf */
 #include "scheduler.h"
 
+#include "datasets.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +244,11 @@ static char *spec_build(scheduler *s, const store_cell *c, const store_job *job,
             json_object_set(spec, "baseline", b);
         json_decref(b);
     }
+    /* a registered or found token dataset: the cell gets its path (datasets.h); after the train
+     * fields above, so a trained model records the name, not the path */
+    char *ds_path = datasets_resolve(s->st, s->cfg->data_dir, json_string_value(json_object_get(spec, "dataset")));
+    if (ds_path) json_object_set_new(spec, "dataset", json_string(ds_path));
+    free(ds_path);
     if (s->cfg->threads_per_cell > 0)
         json_object_set_new(spec, "threads", json_integer(s->cfg->threads_per_cell));
     text = json_dumps(spec, JSON_COMPACT);

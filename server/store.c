@@ -2220,3 +2220,123 @@ int store_model_components_put(store *st, const char *name, const char *file_key
                       "itti", id, file_key, doc, store_now_ms(st));
     return wr_end(st, rc, err, errlen);
 }
+
+/* ------------------------------------------------------------------ registered datasets */
+
+#define DATASET_COLS "id, name, path, kind, owner, created_ms"
+
+void store_dataset_free(store_dataset *d)
+{
+    if (!d) return;
+    free(d->name);
+    free(d->path);
+    free(d->kind);
+    free(d->owner);
+    memset(d, 0, sizeof *d);
+}
+
+void store_datasets_free(store_dataset *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++) store_dataset_free(&d[i]);
+    free(d);
+}
+
+static void dataset_from_row(sqlite3_stmt *s, store_dataset *d, int *oom)
+{
+    d->id = col_i64(s, 0);
+    d->name = col_dup(s, 1, oom);
+    d->path = col_dup(s, 2, oom);
+    d->kind = col_dup(s, 3, oom);
+    d->owner = col_dup(s, 4, oom);
+    d->created_ms = col_i64(s, 5);
+}
+
+int store_dataset_insert(store *st, const store_dataset *d, char *err, size_t errlen)
+{
+    if (!store_dataset_name_valid(d->name)) {
+        errbuf_set(err, errlen, "name: not a dataset name");
+        return STORE_INVALID;
+    }
+    if (!d->path || !d->kind || !d->owner) {
+        errbuf_set(err, errlen, "dataset: path, kind and owner are required");
+        return STORE_INVALID;
+    }
+    int rc = wr_begin(st, 1, err, errlen);
+    if (rc != STORE_OK) return rc;
+    int64_t id = 0;
+    rc = query_i64(st->w, &id, err, errlen, "SELECT id FROM datasets WHERE name = ?1", "t", d->name);
+    if (rc == STORE_OK) {
+        rc = STORE_EXISTS;
+    } else if (rc == STORE_NOTFOUND) {
+        sqlite3_stmt *s = stmt_new(st->w, err, errlen,
+                                   "INSERT INTO datasets(name, path, kind, owner, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                   "tttt", d->name, d->path, d->kind, d->owner);
+        if (!s) {
+            rc = STORE_ERR;
+        } else {
+            sqlite3_bind_int64(s, 5, store_now_ms(st));
+            rc = stmt_run(s, st->w, err, errlen);
+            sqlite3_finalize(s);
+        }
+    }
+    return wr_end(st, rc, err, errlen);
+}
+
+int store_dataset_get(store *st, const char *name, store_dataset *d, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int rc = STORE_ERR, oom = 0;
+    sqlite3_stmt *s = stmt_new(db, err, errlen, "SELECT " DATASET_COLS " FROM datasets WHERE name = ?1", "t", name);
+    if (s) {
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            dataset_from_row(s, d, &oom);
+            rc = oom ? errbuf_set(err, errlen, "out of memory") : STORE_OK;
+        } else {
+            rc = step == SQLITE_DONE ? STORE_NOTFOUND : step_error(db, step, err, errlen);
+        }
+        sqlite3_finalize(s);
+    }
+    rd_put(st, db);
+    if (rc != STORE_OK) store_dataset_free(d);
+    return rc;
+}
+
+int store_datasets_list(store *st, store_dataset **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = rd_get(st, err, errlen);
+    if (!db) return STORE_ERR;
+    int rc = STORE_OK, oom = 0, step = SQLITE_DONE;
+    size_t cap = 0;
+    sqlite3_stmt *s = stmt_new(db, err, errlen, "SELECT " DATASET_COLS " FROM datasets ORDER BY name", NULL);
+    if (!s) {
+        rc = STORE_ERR;
+    } else {
+        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 16;
+                store_dataset *nd = realloc(*out, cap * sizeof *nd);
+                if (!nd) {
+                    oom = 1;
+                    break;
+                }
+                *out = nd;
+            }
+            dataset_from_row(s, &(*out)[(*n)++], &oom);
+        }
+        if (oom) rc = errbuf_set(err, errlen, "out of memory");
+        else if (step != SQLITE_DONE) rc = step_error(db, step, err, errlen);
+        sqlite3_finalize(s);
+    }
+    rd_put(st, db);
+    if (rc != STORE_OK) {
+        store_datasets_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}

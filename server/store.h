@@ -367,6 +367,27 @@ int store_cells_requeue_expired(store *st, int *n_requeued, int *n_failed, char 
  * starts. */
 int store_recover(store *st, int *n_requeued, int *n_failed, char *err, size_t errlen);
 
+/* ------------------------------------------------------------------ registered datasets */
+
+/* A token or text dataset an admin registered by its path (sql/004_datasets.sql). */
+typedef struct {
+    int64_t id;
+    char *name;  /* a dataset name: "tokens:X" or "text:X" */
+    char *path;  /* absolute path of the directory (tokens) or file (text) */
+    char *kind;  /* "tokens" or "text" */
+    char *owner;
+    int64_t created_ms;
+} store_dataset;
+void store_dataset_free(store_dataset *d);              /* NULL-safe */
+void store_datasets_free(store_dataset *d, size_t n);   /* NULL-safe */
+/* Insert d (id and created_ms are ignored). STORE_EXISTS if the name is taken, STORE_INVALID
+ * when name is not a dataset name or path, kind or owner is missing. */
+int store_dataset_insert(store *st, const store_dataset *d, char *err, size_t errlen);
+/* STORE_NOTFOUND when no dataset of that name is registered. */
+int store_dataset_get(store *st, const char *name, store_dataset *d, char *err, size_t errlen);
+/* Every registered dataset, by name; *out (caller frees with store_datasets_free). */
+int store_datasets_list(store *st, store_dataset **out, size_t *n, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ metrics */
 
 typedef struct {

@@ -31,6 +31,10 @@ const ABL = Number(need('ABLATION_ID'));
 const SENS = Number(need('SENSITIVITY_ID'));
 const FAILED = process.env.FAILED_ID ? Number(process.env.FAILED_ID) : null;
 const SHRUNK = process.env.SHRUNK_MODEL || null;
+// a causal LM job written into the database (its cells' results built by hand from the LM
+// contract) and an uploaded LM model; both optional
+const LM_JOB = process.env.LM_JOB_ID ? Number(process.env.LM_JOB_ID) : null;
+const LM_MODEL = process.env.LM_MODEL || null;
 const SHOTS = need('SCREENSHOT_DIR');
 const WEB_DIR = process.env.PRUNELAB_WEB_DIR || path.join(HERE, '..', '..', 'web');
 const CHROMIUM = '/usr/bin/chromium';
@@ -439,6 +443,52 @@ async function main() {
         });
     }
 
+    // ---------------------------------------------------------- a causal LM job
+    if (LM_JOB) {
+        const lmJob = await api(`/api/v1/jobs/${LM_JOB}`);
+        const lmCells = (await api(`/api/v1/jobs/${LM_JOB}/cells`)).cells;
+        const wantPpl = ablationGrid(lmJob, lmCells, 'perplexity');
+        const wantDp = ablationGrid(lmJob, lmCells, 'delta_perplexity');
+        const base = lmCells.find((c) => c.result && Number.isFinite(c.result.baseline_perplexity)).result.baseline_perplexity;
+        const RED = '#67001f';
+        const top = (g) => { const cs = g.traces[0].colorscale; return Array.isArray(cs) ? cs[cs.length - 1][1] : String(cs); };
+        await checks.run(`LM job ${LM_JOB}: a perplexity heatmap, red at the high (worse) end, centred at the baseline`, async () => {
+            await open(page, `#/jobs/${LM_JOB}`, 'div[data-testid=heatmap]');
+            const g = await pollFor(async () => {
+                const s = await graph(page, 'heatmap');
+                return gridFilled(s) ? s : null;
+            }, async () => graphProblem(await graph(page, 'heatmap'), 'heatmap') || 'the LM heatmap never filled');
+            assert(g.metric === 'perplexity', `data-metric is "${g.metric}", want perplexity`);
+            checkGrid(g, wantPpl, 'perplexity');
+            assert(top(g) === RED, `the top of the colour scale is ${top(g)}, want red ${RED} (higher perplexity is worse)`);
+            assert(g.traces[0].zmid === base, `zmid ${g.traces[0].zmid}, want the baseline perplexity ${base}`);
+            return `z = ${JSON.stringify(g.traces[0].z)}`;
+        });
+        await checks.run('LM heatmap toggle: delta perplexity, centred at 0, red still at the top', async () => {
+            await page.click('button[data-testid=heatmap-toggle]');
+            const g = await pollFor(async () => {
+                const s = await graph(page, 'heatmap');
+                return s.metric === 'delta_perplexity' && gridFilled(s) ? s : null;
+            }, async () => `after the toggle data-metric is "${(await graph(page, 'heatmap')).metric}"`);
+            checkGrid(g, wantDp, 'delta_perplexity');
+            assert(g.traces[0].zmid === 0, `zmid ${g.traces[0].zmid}, want 0`);
+            assert(top(g) === RED, `the top of the delta scale is ${top(g)}, want red`);
+            const label = await page.textContent('button[data-testid=heatmap-toggle]');
+            assert(/perplexity/i.test(label), `the toggle says "${label}"`);
+        });
+        await checks.run('LM job: perplexity rate lines, tokens/s in the summary and the table', async () => {
+            const g = await graph(page, 'rate-lines');
+            assert(g.metric === 'perplexity', `rate-lines data-metric "${g.metric}"`);
+            const ys = g.traces.flatMap((t) => t.y).filter((v) => v !== null);
+            const want = wantPpl.z.flat().filter((v) => v !== null);
+            assert(sameSet(ys, want), `rate lines ${JSON.stringify(ys)}, want the perplexities ${JSON.stringify(want)}`);
+            const summary = await page.textContent('div[data-testid=job-summary]');
+            assert(/tokens\/s/.test(summary) && /baseline perplexity/.test(summary), `summary "${summary.trim().slice(0, 300)}"`);
+            for (const col of ['perplexity', 'delta_perplexity', 'tokens_per_s'])
+                assert(await page.$(`table[data-testid=cells-table] th[data-col=${col}]`), `no ${col} column in the cell table`);
+        });
+    }
+
     // ---------------------------------------------------------- models (no token yet)
     // Per-layer dims as the API reports them: trained models carry {E, N, K}, uploads the
     // engine's inspect names {d_inner, d_state, d_conv}.
@@ -465,6 +515,22 @@ async function main() {
         assert(await page.$('form[data-testid=model-upload]'), 'no form[data-testid=model-upload]');
         return notes.join('; ');
     });
+
+    if (LM_MODEL) {
+        await checks.run(`models page: ${LM_MODEL} shows task causal LM, its vocabulary and tied head`, async () => {
+            const m = await api(`/api/v1/models/${encodeURIComponent(LM_MODEL)}`);
+            const row = `table[data-testid=models-table] tr[data-model="${LM_MODEL}"]`;
+            await page.waitForSelector(row, { timeout: WAIT_MS });
+            const cols = await page.$$eval(`${row} td[data-col]`, (tds) => Object.fromEntries(tds.map((td) => [td.getAttribute('data-col'), td.textContent.trim()])));
+            assert(m.task === 'causal_lm', `the API says task ${m.task}`);
+            assert(cols.task === 'causal LM', `task cell "${cols.task}"`);
+            assert(cols.vocab.replace(/,/g, '') === String(m.vocab), `vocab cell "${cols.vocab}", the API's ${m.vocab}`);
+            assert(cols.head === (m.tied ? 'tied' : 'untied'), `head cell "${cols.head}", tied ${m.tied}`);
+            const img = await page.$$eval(`table[data-testid=models-table] tr[data-model="${modelName}"] td[data-col=task]`, (t) => t.map((x) => x.textContent.trim()));
+            assert(img[0] === 'image classifier', `the image model's task cell "${img[0]}"`);
+            return `${cols.task} · vocab ${cols.vocab} · ${cols.head} head`;
+        });
+    }
 
     // ---------------------------------------------------------- token
     await checks.run('token entered once in the header is kept across a reload', async () => {

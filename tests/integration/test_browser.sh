@@ -71,6 +71,35 @@ mkdir -p "$DATA"
 TOKEN=$(grep -o 'plt_[0-9a-f]\{64\}' "$TMP/user" | head -1)
 [ -n "$TOKEN" ] || fail "prunelabd user add printed no token"
 
+# A causal LM ablation, written straight into the database (finished, so no worker runs it): its
+# cells' results are built by hand from the LM contract (perplexity, baseline 10, tokens/s).
+LM_JOB_ID=
+if command -v sqlite3 >/dev/null 2>&1; then
+    lmres() { # lmres PERPLEXITY
+        printf '{"task":"causal_lm","metric":"perplexity","loss":%s,"perplexity":%s,' \
+            "$(awk "BEGIN{print log($1)}")" "$1"
+        printf '"baseline_perplexity":10,"baseline_loss":2.302585093,"delta_perplexity":%s,"bits_per_token":%s,' \
+            "$(awk "BEGIN{print $1 - 10}")" "$(awk "BEGIN{print log($1)/log(2)}")"
+        printf '"accuracy":0.3,"baseline_accuracy":0.32,"delta_accuracy":-0.02,"tokens_per_s":51234.5,'
+        printf '"eval":{"split":"val","n":16,"tokens":4080,"seq_len":256},"sparsity":0.2,"wall_s":1.5}'
+    }
+    sqlite3 "$DATA/prunelab.db" <<EOF || fail "cannot write the LM job"
+INSERT INTO jobs (id, owner, type, model, spec, state, n_cells, n_done, created_ms, started_ms, finished_ms)
+VALUES (900, 'webtester', 'ablation', 'lm-tiny',
+        '{"type":"ablation","model":"lm-tiny","dataset":"synthetic-lm","components":["in_proj","x_proj_bc"],"rates":[0.3,0.6],"seq_len":256}',
+        'done', 4, 4, 1700000000000, 1700000000001, 1700000004000);
+INSERT INTO cells (job_id, idx, spec, state, attempts, progress, result, created_ms, started_ms, finished_ms) VALUES
+ (900, 0, '{"component":"in_proj","rate":0.3,"seq_len":256}', 'done', 1, 1, '$(lmres 11.5)', 1, 1, 2),
+ (900, 1, '{"component":"in_proj","rate":0.6,"seq_len":256}', 'done', 1, 1, '$(lmres 17.25)', 1, 1, 2),
+ (900, 2, '{"component":"x_proj_bc","rate":0.3,"seq_len":256}', 'done', 1, 1, '$(lmres 10.5)', 1, 1, 2),
+ (900, 3, '{"component":"x_proj_bc","rate":0.6,"seq_len":256}', 'done', 1, 1, '$(lmres 9.75)', 1, 1, 2);
+EOF
+    LM_JOB_ID=900
+    echo "ok   - wrote the LM job $LM_JOB_ID into the database"
+else
+    echo "#    sqlite3 is missing: the LM job checks are skipped"
+fi
+
 PRUNELAB_WEB_DIR=$WEB "$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 2 >"$TMP/stdout" 2>"$TMP/stderr" &
 PID=$!
 wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$' ||
@@ -111,6 +140,13 @@ code=$(curl -s -o "$TMP/body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN
     --data-binary @"$TMP/shrunk.safetensors" "$BASE/api/v1/models/tiny-shrunk")
 [ "$code" = 201 ] || fail "PUT /api/v1/models/tiny-shrunk answered $code: $(head -c 300 "$TMP/body")"
 echo "ok   - uploaded the shrunk model tiny-shrunk"
+# An uploaded causal LM (tied head, vocabulary 64) for the models page.
+"$ENGINE" init --task lm --preset lm-tiny --vocab 64 --out "$TMP/lm.safetensors" >/dev/null 2>"$TMP/err" ||
+    fail "prunelab init --task lm: $(head -c 300 "$TMP/err")"
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -X PUT \
+    --data-binary @"$TMP/lm.safetensors" "$BASE/api/v1/models/tiny-lm")
+[ "$code" = 201 ] || fail "PUT /api/v1/models/tiny-lm answered $code: $(head -c 300 "$TMP/body")"
+echo "ok   - uploaded the LM model tiny-lm (after tiny in name order, so the new-job page still opens on tiny)"
 # The value checks compare positions: say so when the grid's accuracies cannot tell them apart.
 n=$(curl -s "$BASE/api/v1/jobs/$ABLATION_ID/cells" | jq '[.cells[].result.accuracy] | unique | length')
 echo "#    ablation: $n distinct accuracies over 4 cells"
@@ -118,7 +154,7 @@ echo "#    ablation: $n distinct accuracies over 4 cells"
 SHOTS=$BUILDDIR/build/screenshots
 mkdir -p "$SHOTS" || fail "cannot create $SHOTS"
 BASE_URL=$BASE TOKEN=$TOKEN ABLATION_ID=$ABLATION_ID SENSITIVITY_ID=$SENSITIVITY_ID FAILED_ID=$FAILED_ID \
-    SHRUNK_MODEL=tiny-shrunk SCREENSHOT_DIR=$SHOTS \
+    SHRUNK_MODEL=tiny-shrunk LM_JOB_ID=$LM_JOB_ID LM_MODEL=tiny-lm SCREENSHOT_DIR=$SHOTS \
     PRUNELAB_WEB_DIR=$WEB node "$SRCDIR/tests/browser/dashboard.mjs"
 rc=$?
 kill -0 "$PID" 2>/dev/null || { echo "FAIL - the daemon died: $(tail -5 "$TMP/stderr")"; rc=1; }

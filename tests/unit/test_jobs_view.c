@@ -119,10 +119,12 @@ START_TEST(test_results_csv)
     const char *header = "idx,cell_id,state,component,components,layer,rate,seed,config,accuracy,loss,"
                          "baseline_accuracy,delta_accuracy,delta_loss,sparsity,params,params_nonzero,"
                          "params_baseline,flops_per_sample,baseline_flops_per_sample,latency_ms_per_batch,"
-                         "samples_per_s,speedup,wall_s,error\n";
+                         "samples_per_s,speedup,wall_s,task,metric,perplexity,baseline_perplexity,"
+                         "delta_perplexity,bits_per_token,bits_per_byte,tokens_per_s,error\n";
     ck_assert_msg(strncmp(csv, header, strlen(header)) == 0, "header: %s", csv);
-    const char *row1 = "0,5,done,\"a,\"\"b\"\"\",,,0.5,3,,0.123456789,,,,,,,,,,,,,,2,\n";
-    const char *row2 = "1,6,queued,mlp,,,0.7,,,,,,,,,,,,,,,,,,engine_crash\n";
+    /* an image row: its columns as before, then the 8 task / LM columns (empty here), then error */
+    const char *row1 = "0,5,done,\"a,\"\"b\"\"\",,,0.5,3,,0.123456789,,,,,,,,,,,,,,2,,,,,,,,,\n";
+    const char *row2 = "1,6,queued,mlp,,,0.7,,,,,,,,,,,,,,,,,,,,,,,,,,engine_crash\n";
     char want[1024];
     snprintf(want, sizeof want, "%s%s%s", header, row1, row2);
     ck_assert_str_eq(csv, want);
@@ -130,6 +132,63 @@ START_TEST(test_results_csv)
 
     csv = jobs_view_results_csv(NULL, 0, &len);
     ck_assert_str_eq(csv, header);
+    free(csv);
+}
+END_TEST
+
+/* A causal LM cell's result as the engine reports it (the LM contract), built by hand. */
+static const char LM_RESULT[] =
+    "{\"event\":\"result\",\"metrics\":{\"task\":\"causal_lm\",\"metric\":\"perplexity\",\"loss\":2.5,"
+    "\"perplexity\":12.182493960703473,\"baseline_perplexity\":9.5,\"baseline_loss\":2.2512917986064953,"
+    "\"delta_perplexity\":2.682493960703473,\"delta_loss\":0.2487082013935047,\"bits_per_token\":3.606737602222409,"
+    "\"bits_per_byte\":3.606737602222409,\"accuracy\":0.31,\"baseline_accuracy\":0.35,\"delta_accuracy\":-0.04,"
+    "\"tokens_per_s\":51234.5,\"eval\":{\"split\":\"val\",\"n\":16,\"tokens\":4080,\"seq_len\":256},"
+    "\"params\":18912,\"sparsity\":0.25,\"samples_per_s\":200.1,\"wall_s\":1.5}}";
+static const char IMAGE_RESULT[] =
+    "{\"metrics\":{\"task\":\"image_classifier\",\"metric\":\"accuracy\",\"accuracy\":0.875,\"wall_s\":1}}";
+
+START_TEST(test_lm_results)
+{
+    store_cell c[3] = {cell_of(8, 0, "{\"component\":\"in_proj\",\"rate\":0.5,\"seq_len\":256}", NULL),
+                       cell_of(9, 1, "{\"component\":\"in_proj\",\"rate\":0.7,\"seq_len\":256}", LM_RESULT),
+                       cell_of(10, 2, "{\"component\":\"mlp\",\"rate\":0.5}", IMAGE_RESULT)};
+    json_t *row = jobs_view_result_row(&c[1]);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "task")), "causal_lm");
+    ck_assert_str_eq(json_string_value(json_object_get(row, "metric")), "perplexity");
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "perplexity")), 12.182493960703473, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "baseline_perplexity")), 9.5, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "delta_perplexity")), 2.682493960703473, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "bits_per_token")), 3.606737602222409, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "bits_per_byte")), 3.606737602222409, 1e-12);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "tokens_per_s")), 51234.5, 1e-9);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(row, "accuracy")), 0.31, 1e-12);
+    json_decref(row);
+    row = jobs_view_result_row(&c[2]);
+    ck_assert_str_eq(json_string_value(json_object_get(row, "task")), "image_classifier");
+    ck_assert(json_is_null(json_object_get(row, "perplexity")));
+    json_decref(row);
+    /* the headline metric follows the cells' "metric": the first that names one */
+    char m[64];
+    ck_assert_str_eq(jobs_view_headline_metric(c, 3, m, sizeof m), "perplexity");
+    ck_assert_str_eq(jobs_view_headline_metric(c + 2, 1, m, sizeof m), "accuracy");
+    ck_assert_str_eq(jobs_view_headline_metric(c, 1, m, sizeof m), "accuracy"); /* nothing finished */
+    store_job j;
+    memset(&j, 0, sizeof j);
+    j.id = 4;
+    j.type = STORE_JOB_ABLATION;
+    char *s = dump(jobs_view_results(&j, c, 2));
+    ck_assert_msg(strstr(s, "\"metric\":\"perplexity\""), "%s", s);
+    free(s);
+    size_t len = 0;
+    char *text = jobs_view_results_page_text(&j, c, 2, "", &len);
+    ck_assert_msg(strstr(text, "{\"job\":4,\"type\":\"ablation\",\"metric\":\"perplexity\",") == text, "%s", text);
+    free(text);
+    char *csv = jobs_view_results_csv(c + 1, 1, &len);
+    const char *want_row = "1,9,done,in_proj,,,0.7,,,0.31,2.5,0.35,-0.04,0.2487082014,0.25,18912,,,,,,200.1,,1.5,"
+                           "causal_lm,perplexity,12.18249396,9.5,2.682493961,3.606737602,3.606737602,51234.5,\n";
+    const char *nl = strchr(csv, '\n');
+    ck_assert_ptr_nonnull(nl);
+    ck_assert_str_eq(nl + 1, want_row);
     free(csv);
 }
 END_TEST
@@ -247,6 +306,7 @@ int main(void)
     tcase_add_test(tc, test_cell_fields);
     tcase_add_test(tc, test_result_row_flattening);
     tcase_add_test(tc, test_results_csv);
+    tcase_add_test(tc, test_lm_results);
     tcase_add_test(tc, test_page);
     tcase_add_test(tc, test_results_csv_parts);
     tcase_add_test(tc, test_cells_and_results_pages);

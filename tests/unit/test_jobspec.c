@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "cell_memory.h"
 #include "jobspec.h"
 #include "vocab.h"
 
@@ -469,6 +470,160 @@ START_TEST(test_memory_cap)
 }
 END_TEST
 
+/* A two-layer causal LM (d_model 32, no MLP) of vocabulary 64, tied or not, as prunelab inspect
+ * describes it. */
+#define LM_INFO(tied) \
+    "{\"config\":{\"task\":\"causal_lm\",\"d_model\":32,\"n_layers\":2,\"vocab\":64,\"tied\":" #tied \
+    ",\"dataset\":\"\"},\"layers\":[" LAYER_INFO(0) "," LAYER_INFO(0) "]}"
+
+START_TEST(test_lm_task_and_dataset)
+{
+    jobspec_task t;
+    ck_assert_int_eq(jobspec_info_task(LM_INFO(false), &t), 1);
+    ck_assert_int_eq(t.vocab, 64);
+    ck_assert_int_eq(t.tied, 0);
+    ck_assert_int_eq(jobspec_info_task(LM_INFO(true), &t), 1);
+    ck_assert_int_eq(t.tied, 1);
+    ck_assert_int_eq(jobspec_info_task(TWO_LAYER_INFO(64), &t), 0);
+    ck_assert_int_eq(jobspec_info_task(NULL, &t), 0);
+
+    jobspec_limits lm = {"synthetic-lm", 2, 0, LM_INFO(true), 0, 1};
+    jobspec_limits img = {"synthetic", 2, 0, TWO_LAYER_INFO(64), 0, 1};
+    const char *abl = "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"in_proj\"],\"rates\":[0.5]";
+    char body[512];
+    /* an LM with an image dataset, an image model with a token dataset: 400 naming dataset */
+    static const char *const bad_for_lm[] = {"fashion-mnist", "synthetic", "synthetic-lm:vocab=65",
+                                             "synthetic-lm:vocab=x", "synthetic-lm:bogus=1", "tokens:", "text:"};
+    for (size_t i = 0; i < sizeof bad_for_lm / sizeof bad_for_lm[0]; i++) {
+        snprintf(body, sizeof body, "%s,\"dataset\":\"%s\"}", abl, bad_for_lm[i]);
+        refused_in(&lm, body, "invalid_value", "dataset");
+    }
+    static const char *const bad_for_image[] = {"synthetic-lm", "tokens:wt2", "text:brown.txt"};
+    for (size_t i = 0; i < sizeof bad_for_image / sizeof bad_for_image[0]; i++) {
+        snprintf(body, sizeof body, "%s,\"dataset\":\"%s\"}", abl, bad_for_image[i]);
+        refused_in(&img, body, "invalid_value", "dataset");
+    }
+    /* the LM's recorded dataset is its default; an image model's recorded image dataset is not for it */
+    jobspec_limits lm_img_default = {"fashion-mnist", 2, 0, LM_INFO(true), 0, 1};
+    snprintf(body, sizeof body, "%s}", abl);
+    refused_in(&lm_img_default, body, "invalid_value", "dataset");
+    jobspec js;
+    jobspec_error e;
+    json_t *b = json_loads(body, 0, NULL);
+    ck_assert_int_eq(jobspec_expand(b, &lm, &js, &e), 0);
+    json_decref(b);
+    ck_assert_str_eq(js.dataset, "synthetic-lm");
+    jobspec_free(&js);
+    /* text: has 256 ids, more than the model's 64 */
+    snprintf(body, sizeof body, "%s,\"dataset\":\"text:brown.txt\"}", abl);
+    refused_in(&lm, body, "invalid_value", "dataset");
+}
+END_TEST
+
+START_TEST(test_lm_seq_len_and_max_tokens)
+{
+    jobspec_limits lm = {"synthetic-lm", 2, 0, LM_INFO(true), 0, 1};
+    jobspec_limits img = {"synthetic", 2, 0, TWO_LAYER_INFO(64), 0, 1};
+    /* every LM job type takes seq_len and eval.max_tokens and passes them to each cell */
+    static const char *const ok[] = {
+        "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"in_proj\",\"dt\"],\"rates\":[0.5],"
+        "\"dataset\":\"tokens:wt2\",\"seq_len\":128,\"eval\":{\"max_tokens\":4096}}",
+        "{\"type\":\"sensitivity\",\"model\":\"m\",\"layers\":\"all\",\"components\":[\"in_proj\"],"
+        "\"rate\":0.5,\"seq_len\":128,\"eval\":{\"max_tokens\":4096}}",
+        "{\"type\":\"joint\",\"model\":\"m\",\"configs\":[{\"in_proj\":0.5}],\"seq_len\":128,"
+        "\"eval\":{\"max_tokens\":4096,\"split\":\"test\"}}",
+        "{\"type\":\"rsst\",\"model\":\"m\",\"spec\":{\"prune\":[{\"component\":\"in_proj\",\"rate\":0.5}]},"
+        "\"seq_len\":128,\"eval\":{\"max_tokens\":4096}}",
+        "{\"type\":\"lite\",\"model\":\"m\",\"spec\":{\"target\":{\"d_state\":4}},\"seq_len\":128,"
+        "\"eval\":{\"max_tokens\":4096}}",
+        "{\"type\":\"train\",\"name\":\"lm2\",\"model\":\"m\",\"seq_len\":128,\"eval\":{\"max_tokens\":4096}}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        json_t *b = json_loads(ok[i], 0, NULL);
+        ck_assert_ptr_nonnull(b);
+        jobspec js;
+        jobspec_error e;
+        ck_assert_msg(jobspec_expand(b, &lm, &js, &e) == 0, "%s: %s", ok[i], e.message);
+        json_decref(b);
+        ck_assert_uint_ge(js.n_cells, 1);
+        for (size_t k = 0; k < js.n_cells; k++) {
+            json_t *c = cell(&js, k);
+            ck_assert_int_eq(json_integer_value(json_object_get(c, "seq_len")), 128);
+            ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(c, "eval"), "max_tokens")), 4096);
+            json_decref(c);
+        }
+        jobspec_free(&js);
+    }
+    const char *abl = "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"in_proj\"],\"rates\":[0.5]";
+    char body[512];
+    static const refusal bad[] = {
+        {",\"seq_len\":1}", "invalid_value", "seq_len"},
+        {",\"seq_len\":65537}", "invalid_value", "seq_len"},
+        {",\"seq_len\":\"long\"}", "invalid_value", "seq_len"},
+        {",\"seq_len\":12.5}", "invalid_value", "seq_len"},
+        {",\"eval\":{\"max_tokens\":0}}", "invalid_value", "eval.max_tokens"},
+        {",\"eval\":{\"max_tokens\":\"all\"}}", "invalid_value", "eval.max_tokens"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(body, sizeof body, "%s%s", abl, bad[i].body);
+        refused_in(&lm, body, bad[i].code, bad[i].field);
+    }
+    /* an image job refuses both, naming them */
+    snprintf(body, sizeof body, "%s,\"seq_len\":128}", abl);
+    refused_in(&img, body, "invalid_value", "seq_len");
+    snprintf(body, sizeof body, "%s,\"eval\":{\"max_tokens\":10}}", abl);
+    refused_in(&img, body, "invalid_value", "eval.max_tokens");
+    /* a train job without a model is an LM job when its dataset is a token dataset */
+    json_t *b = json_loads("{\"type\":\"train\",\"name\":\"n\",\"dataset\":\"synthetic-lm\",\"seq_len\":64}", 0, NULL);
+    jobspec js;
+    jobspec_error e;
+    ck_assert_msg(jobspec_expand(b, &LIM, &js, &e) == 0, "%s", e.message);
+    json_decref(b);
+    jobspec_free(&js);
+    refused("{\"type\":\"train\",\"name\":\"n\",\"dataset\":\"mnist\",\"seq_len\":64}", "invalid_value", "seq_len");
+}
+END_TEST
+
+START_TEST(test_lm_memory)
+{
+    /* V x d embeddings, a second V x d head when untied, activations of B x seq_len tokens and a
+     * (128, V) logits chunk per thread */
+    json_t *b = json_loads("{\"recipe\":\"ablation\",\"model\":\"m\",\"dataset\":\"tokens:x\","
+                           "\"component\":\"in_proj\",\"rate\":0.5}", 0, NULL);
+    cell_spec cs;
+    spec_error se;
+    ck_assert_int_eq(spec_cell_parse(b, &cs, &se), 0);
+    json_decref(b);
+    json_t *info = json_loads(LM_INFO(true), 0, NULL);
+    spec_shape sh;
+    ck_assert_int_eq(spec_shape_from_info(info, &sh), 0);
+    json_decref(info);
+    cell_memory tied, untied, longer, image, two;
+    cell_memory_lm lm = {50280, 1, 256};
+    cell_memory_estimate_lm(&cs, &sh, &lm, 1, &tied);
+    lm.tied = 0;
+    cell_memory_estimate_lm(&cs, &sh, &lm, 1, &untied);
+    /* untied: V x d more parameters, 5 floats each (weights, grads, 2 moments, mask) */
+    ck_assert_double_eq_tol(untied.state - tied.state, 50280.0 * 32 * 4 * 5, 1);
+    lm.seq_len = 512;
+    cell_memory_estimate_lm(&cs, &sh, &lm, 1, &longer);
+    double chunk = 128.0 * 50280 * 4;
+    /* activations scale with seq_len, the logits chunk does not */
+    ck_assert_double_eq_tol(longer.activations - chunk, 2 * (untied.activations - chunk), 1);
+    cell_memory_estimate_lm(&cs, &sh, &lm, 2, &two);
+    ck_assert_double_eq_tol(two.activations - longer.activations, chunk, 1); /* one chunk per thread */
+    cell_memory_estimate(&cs, &sh, 1, &image);
+    ck_assert_double_lt(image.state, tied.state); /* no 50280 x 32 embeddings */
+    cell_spec_free(&cs);
+    /* a window too long for the cap is refused naming seq_len */
+    jobspec_limits small = {"synthetic-lm", 2, 0, LM_INFO(true), (size_t)256 << 20, 1};
+    refused_in(&small, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"in_proj\"],\"rates\":[0.5],"
+                       "\"seq_len\":65536,\"finetune\":{\"steps\":1}}", "too_large", "seq_len");
+    refused_in(&small, "{\"type\":\"ablation\",\"model\":\"m\",\"components\":[\"in_proj\"],\"rates\":[0.5],"
+                       "\"seq_len\":256,\"finetune\":{\"steps\":1,\"batch\":65536}}", "too_large", "seq_len");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jobspec");
@@ -485,6 +640,9 @@ int main(void)
     tcase_add_test(tc, test_grid_cap);
     tcase_add_test(tc, test_info_layers);
     tcase_add_test(tc, test_memory_cap);
+    tcase_add_test(tc, test_lm_task_and_dataset);
+    tcase_add_test(tc, test_lm_seq_len_and_max_tokens);
+    tcase_add_test(tc, test_lm_memory);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

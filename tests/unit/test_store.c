@@ -203,7 +203,7 @@ END_TEST
 
 /* ------------------------------------------------------------------ migrations */
 
-#define SCHEMA 3 /* the migrations in sql/ (001_init, 002_model_components, 003_job_outputs) */
+#define SCHEMA 4 /* the migrations in sql/ (001_init, 002_model_components, 003_job_outputs, 004_datasets) */
 
 START_TEST(test_migrations_apply_and_reopen)
 {
@@ -495,6 +495,40 @@ START_TEST(test_models)
 END_TEST
 
 /* A model's component table: recorded per file identity, replaced, gone with the model. */
+/* Registered datasets (sql/004_datasets.sql): insert, get, list by name, a taken name and a name
+ * that is not a dataset name refused. */
+START_TEST(test_datasets_registered)
+{
+    store *st = open_db();
+    store_dataset d = {.name = "tokens:wt2", .path = "/srv/data/wt2", .kind = "tokens", .owner = "root"};
+    ck_assert_int_eq(store_dataset_insert(st, &d, err, sizeof err), STORE_OK);
+    store_dataset t = {.name = "text:brown", .path = "/srv/brown.txt", .kind = "text", .owner = "root"};
+    ck_assert_int_eq(store_dataset_insert(st, &t, err, sizeof err), STORE_OK);
+    ck_assert_int_eq(store_dataset_insert(st, &d, err, sizeof err), STORE_EXISTS);
+    store_dataset bad = {.name = "tokens:a/b", .path = "/x", .kind = "tokens", .owner = "root"};
+    ck_assert_int_eq(store_dataset_insert(st, &bad, err, sizeof err), STORE_INVALID);
+    bad.name = "tokens:x", bad.kind = "image";
+    ck_assert_int_ne(store_dataset_insert(st, &bad, err, sizeof err), STORE_OK); /* the kind CHECK */
+    store_dataset got;
+    ck_assert_int_eq(store_dataset_get(st, "tokens:wt2", &got, err, sizeof err), STORE_OK);
+    ck_assert_str_eq(got.path, "/srv/data/wt2");
+    ck_assert_str_eq(got.kind, "tokens");
+    ck_assert_str_eq(got.owner, "root");
+    ck_assert_int_gt(got.created_ms, 0);
+    store_dataset_free(&got);
+    store_dataset_free(NULL);
+    ck_assert_int_eq(store_dataset_get(st, "tokens:nope", &got, err, sizeof err), STORE_NOTFOUND);
+    store_dataset *all = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(store_datasets_list(st, &all, &n, err, sizeof err), STORE_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(all[0].name, "text:brown");
+    ck_assert_str_eq(all[1].name, "tokens:wt2");
+    store_datasets_free(all, n);
+    store_close(st);
+}
+END_TEST
+
 START_TEST(test_model_components)
 {
     store *st = open_db();
@@ -1793,6 +1827,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_readers_see_commits_and_wait);
     tcase_add_test(tc, test_job_list_renderers_agree);
     tcase_add_test(tc, test_job_list_cache_invalidation);
+    tcase_add_test(tc, test_datasets_registered);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,9 @@
  * (component | components, rate, layer, seed, config) and result the engine's metrics
  * (engine/cell.h; sparsity may be a number or the {"overall": {"sparsity": x}, ...} report).
  * Only cells in state "done" contribute values: queued, running, failed and cancelled cells
- * give null. Every function is pure (no DOM, no Plotly, no I/O) and returns fresh objects the
+ * give null. Causal LM cells (result.task "causal_lm", result.metric "perplexity", see the LM
+ * contract) are drawn in perplexity, lower is better: HEADLINES and headlineOf say which metric a
+ * job's charts show, heatmapColors keeps red = worse for either direction. Every function is pure (no DOM, no Plotly, no I/O) and returns fresh objects the
  * caller owns; inputs are never modified, so node:test covers them directly. */
 
 export const FINISHED_STATES = ['done', 'failed', 'cancelled'];
@@ -51,6 +53,12 @@ export const METRICS = {
   speedup: { label: 'Speedup', kind: 'num' },
   flops_per_sample: { label: 'FLOPs/sample', kind: 'num' },
   wall_s: { label: 'Wall time', kind: 'dur' },
+  perplexity: { label: 'Perplexity', kind: 'num' },
+  baseline_perplexity: { label: 'Baseline perplexity', kind: 'num' },
+  delta_perplexity: { label: 'Δ perplexity', kind: 'signed' },
+  bits_per_token: { label: 'Bits/token', kind: 'num' },
+  bits_per_byte: { label: 'Bits/byte', kind: 'num' },
+  tokens_per_s: { label: 'Tokens/s', kind: 'num' },
 };
 
 /* The share of the baseline's non-zero parameters a result no longer has:
@@ -103,6 +111,55 @@ export function cellLabel(cell, opts = {}) {
   if (!label) label = `cell ${cell && Number.isInteger(cell.idx) ? cell.idx : '?'}`;
   if (opts.seed && Number.isInteger(s.seed)) label += ` (seed ${s.seed})`;
   return label;
+}
+
+/* The headline metrics a job's charts can show: the value, its delta against the unpruned model,
+ * the baseline key, which direction is better, labels, formats (fmt for values, fmtD for deltas)
+ * and Plotly tick formats. */
+export const HEADLINES = {
+  accuracy: {
+    key: 'accuracy', delta: 'delta_accuracy', baseline: 'baseline_accuracy', better: 'max',
+    label: 'accuracy', deltaLabel: 'Δ accuracy', short: 'acc', deltaShort: 'Δ acc',
+    fmt: (v) => fmtPercent(v), fmtD: (v) => fmtDelta(v), tick: '.1~%', deltaTick: '+.1~%',
+  },
+  perplexity: {
+    key: 'perplexity', delta: 'delta_perplexity', baseline: 'baseline_perplexity', better: 'min',
+    label: 'perplexity', deltaLabel: 'Δ perplexity', short: 'ppl', deltaShort: 'Δ ppl',
+    fmt: (v) => fmtNumber(v), fmtD: (v) => fmtSigned(v), tick: '.4~g', deltaTick: '+.3~g',
+  },
+};
+
+/* Whether a cell is a causal LM cell: its result says task "causal_lm" or metric "perplexity". */
+export function isLmCell(cell) {
+  const r = cell && cell.result;
+  return Boolean(r && typeof r === 'object' && (r.task === 'causal_lm' || r.metric === 'perplexity'));
+}
+
+/* The headline metric of a job's cells (a HEADLINES entry): the "metric" of the first result
+ * that names one in HEADLINES, perplexity for a causal LM cell, else accuracy. */
+export function headlineOf(cells) {
+  for (const c of cells || []) {
+    const m = c && c.result && typeof c.result === 'object' ? c.result.metric : null;
+    if (typeof m === 'string' && HEADLINES[m]) return HEADLINES[m];
+    if (isLmCell(c)) return HEADLINES.perplexity;
+  }
+  return HEADLINES.accuracy;
+}
+
+/* The unpruned model's value of headline h: job.baseline's (accuracy; exp(loss) for perplexity),
+ * else the first finished cell's baseline, else null. */
+export function baselineOf(job, cells, h = HEADLINES.accuracy) {
+  const b = job && job.baseline;
+  if (b && typeof b === 'object') {
+    if (h.key === 'accuracy' && num(b.accuracy) !== null) return b.accuracy;
+    if (h.key === 'perplexity' && num(b.perplexity) !== null) return b.perplexity;
+  }
+  for (const c of cells || []) {
+    const v = metricOf(c, h.baseline);
+    if (v !== null) return v;
+  }
+  if (h.key === 'perplexity' && b && typeof b === 'object' && num(b.loss) !== null) return Math.exp(b.loss);
+  return null;
 }
 
 /* Unique values in first-seen order. */
@@ -241,18 +298,19 @@ export const PARETO_X = {
   latency: { metric: 'latency_ms_per_batch', better: 'min', label: 'Latency', axis: 'latency (ms per batch)' },
 };
 
-/* Points of the Pareto chart for cost key xKey (a PARETO_X key): every done cell with a finite
- * accuracy and cost, as {x, y, label, idx}, and front = indices into points (paretoFront). */
-export function paretoPoints(cells, xKey) {
+/* Points of the Pareto chart for cost key xKey (a PARETO_X key) and headline h (HEADLINES;
+ * default accuracy, higher is better; perplexity: lower is better): every done cell with a finite
+ * value and cost, as {x, y, label, idx}, and front = indices into points (paretoFront). */
+export function paretoPoints(cells, xKey, h = HEADLINES.accuracy) {
   const def = PARETO_X[xKey] || PARETO_X.sparsity;
   const points = [];
   const seed = seedsOf(cells).length > 1;
   for (const c of cells || []) {
     const x = metricOf(c, def.metric);
-    const y = metricOf(c, 'accuracy');
+    const y = metricOf(c, h.key);
     if (x !== null && y !== null) points.push({ x, y, label: cellLabel(c, { seed }), idx: c.idx });
   }
-  return { points, front: paretoFront(points, { x: def.better, y: 'max' }) };
+  return { points, front: paretoFront(points, { x: def.better, y: h.better }) };
 }
 
 /* Per-round RSST curves from a result's series (rsst_result_json): {round, accuracy (after
@@ -283,6 +341,20 @@ export function trainSeries(result) {
       train_acc: col('train_acc'), test_acc: col('test_acc') };
 }
 
+/* ------------------------------------------------------------------ the models page */
+
+/* What the models page shows of a model's task (GET /api/v1/models: task, vocab, tied; a model
+ * listed without them is read from info.config): {task: "causal LM" | "image classifier", vocab:
+ * "50,280" | DASH, head: "tied" | "untied" | DASH}. */
+export function modelTask(m) {
+  const cfg = (m && m.info && m.info.config) || {};
+  const task = (m && m.task) || cfg.task || 'image_classifier';
+  if (task !== 'causal_lm') return { task: 'image classifier', vocab: DASH, head: DASH };
+  const vocab = num(m.vocab) ?? num(cfg.vocab);
+  const tied = typeof m.tied === 'boolean' ? m.tied : typeof cfg.tied === 'boolean' ? cfg.tied : null;
+  return { task: 'causal LM', vocab: fmtInt(vocab), head: tied === null ? DASH : tied ? 'tied' : 'untied' };
+}
+
 /* ------------------------------------------------------------------ the cell table */
 
 /* Columns of the cell table: key, label and format kind. Coordinates first, then metrics. */
@@ -297,6 +369,11 @@ export const TABLE_COLUMNS = [
   { key: 'accuracy', label: 'Accuracy', kind: 'pct' },
   { key: 'delta_accuracy', label: 'Δ acc', kind: 'delta' },
   { key: 'loss', label: 'Loss', kind: 'num' },
+  { key: 'perplexity', label: 'Perplexity', kind: 'num' },
+  { key: 'delta_perplexity', label: 'Δ ppl', kind: 'signed' },
+  { key: 'bits_per_token', label: 'Bits/token', kind: 'num' },
+  { key: 'bits_per_byte', label: 'Bits/byte', kind: 'num' },
+  { key: 'tokens_per_s', label: 'Tokens/s', kind: 'num' },
   { key: 'sparsity', label: 'Sparsity', kind: 'pct' },
   { key: 'removed', label: 'Removed', kind: 'pct' },
   { key: 'params', label: 'Params', kind: 'int' },
@@ -334,7 +411,8 @@ export function cellRow(cell) {
     attempts: cell && Number.isInteger(cell.attempts) ? cell.attempts : null,
     error: e ? [e.code, e.message].filter(Boolean).join(': ') || null : null,
   };
-  for (const k of ['accuracy', 'delta_accuracy', 'loss', 'sparsity', 'removed', 'params', 'params_nonzero',
+  for (const k of ['accuracy', 'delta_accuracy', 'loss', 'perplexity', 'delta_perplexity', 'bits_per_token',
+          'bits_per_byte', 'tokens_per_s', 'sparsity', 'removed', 'params', 'params_nonzero',
           'latency_ms_per_batch', 'samples_per_s', 'speedup'])
     row[k] = metricOf(cell, k);
   return row;
@@ -419,6 +497,14 @@ export function fmtDelta(v, digits = 1) {
   return `${x > 0 ? '+' : ''}${s} pp`;
 }
 
+/* A signed difference as a number: 2.682 -> "+2.68", -0.5 -> "-0.5", 0 -> "0". */
+export function fmtSigned(v, digits = 3) {
+  const x = num(v);
+  if (x === null) return DASH;
+  const s = fmtNumber(x, digits);
+  return x > 0 && s !== '0' ? `+${s}` : s;
+}
+
 /* Seconds as "0.42 s", "12.3 s", "3 min 04 s", "2 h 05 min". */
 export function fmtDuration(v) {
   const x = num(v);
@@ -431,11 +517,12 @@ export function fmtDuration(v) {
   return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
 }
 
-/* Format v by kind: 'pct' | 'delta' | 'int' | 'num' | 'dur' | 'text'. */
+/* Format v by kind: 'pct' | 'delta' | 'signed' | 'int' | 'num' | 'dur' | 'text'. */
 export function fmtKind(kind, v) {
   switch (kind) {
   case 'pct': return fmtPercent(v);
   case 'delta': return fmtDelta(v);
+  case 'signed': return fmtSigned(v);
   case 'int': return fmtInt(v);
   case 'num': return fmtNumber(v);
   case 'dur': return fmtDuration(v);
@@ -454,3 +541,18 @@ export const DIVERGING_SCALE = [
 
 /* Sequential scale for plain accuracy (perceptually uniform, colour-blind safe). */
 export const SEQUENTIAL_SCALE = 'Viridis';
+
+/* The same scale for metrics where higher is worse (perplexity): red above the centre. */
+export const DIVERGING_SCALE_HIGH_BAD = DIVERGING_SCALE.map(([, c], i, a) => [i / (a.length - 1), a[a.length - 1 - i][1]]);
+
+/* Colours of a heatmap of headline h (HEADLINES): {colorscale, zmid, reversescale}. delta: the
+ * delta view, centred at 0. baseline: the unpruned model's value (null when unknown), the centre
+ * of the plain view. Red always means worse than the unpruned model — below it for accuracy,
+ * above it for perplexity. Without a baseline the plain view is sequential, reversed for
+ * lower-is-better metrics so that the dark end is the worse one in both. */
+export function heatmapColors(h, delta, baseline) {
+  const scale = h.better === 'min' ? DIVERGING_SCALE_HIGH_BAD : DIVERGING_SCALE;
+  if (delta) return { colorscale: scale, zmid: 0, reversescale: false };
+  if (num(baseline) !== null) return { colorscale: scale, zmid: baseline, reversescale: false };
+  return { colorscale: SEQUENTIAL_SCALE, zmid: null, reversescale: h.better === 'min' };
+}

@@ -1,7 +1,8 @@
 // models.js — the models page (#/models): registered checkpoints, upload and delete.
 //
-// Data: GET /api/v1/models (server/api_models.c): name, dataset, params, accuracy, owner,
-// created_ms and "info" — the engine's `prunelab inspect` output, whose "layers" array gives each
+// Data: GET /api/v1/models (server/api_models.c): name, dataset, task ("image_classifier" or
+// "causal_lm"; shown with the LM's vocabulary and whether its head is tied, charts.js modelTask),
+// params, accuracy, owner, created_ms and "info" — the engine's `prunelab inspect` output, whose "layers" array gives each
 // layer's real dims (d_inner E, d_state N, d_conv K, dt_rank R, mlp M, orig_index; a model a
 // train job registered carries its cell result instead, with layers as {E, N, K, R, M}). A model
 // whose list entry lacks info.layers is fetched on its own (GET /api/v1/models/NAME). A shrunk
@@ -14,6 +15,7 @@
 // one the form explains that instead of failing on submit.
 
 import { api as apiDefault, upload } from './api.js';
+import { modelTask } from './charts.js';
 import { el, clear, errorBox, announce, fmtPct, fmtNum, fmtTime, isoTime, fmtBytes } from './dom.js';
 
 const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -77,7 +79,7 @@ export async function render(root, params, ctx) {
       el(
         'tr',
         null,
-        ['Name', 'Dataset', 'Accuracy', 'Parameters', 'Layers (E · N · K · R · M)', 'Owner', 'Added', 'Actions'].map((t) =>
+        ['Name', 'Dataset', 'Task', 'Vocab', 'Head', 'Accuracy', 'Parameters', 'Layers (E · N · K · R · M)', 'Owner', 'Added', 'Actions'].map((t) =>
           el('th', { scope: 'col' }, t),
         ),
       ),
@@ -180,9 +182,13 @@ export async function render(root, params, ctx) {
 
   function row(m) {
     const tr = el('tr', { 'data-model': m.name });
+    const t = modelTask(m);
     tr.append(
       el('th', { scope: 'row', 'data-col': 'name' }, m.name),
       el('td', { 'data-col': 'dataset' }, m.dataset || '\u2014'),
+      el('td', { 'data-col': 'task' }, t.task),
+      el('td', { 'data-col': 'vocab', class: 'num' }, t.vocab),
+      el('td', { 'data-col': 'head' }, t.head),
       el('td', { 'data-col': 'accuracy', class: 'num' }, fmtPct(m.accuracy)),
       el('td', { 'data-col': 'params', class: 'num' }, fmtNum(m.params)),
       el('td', { 'data-col': 'layers' }, dimsList(m.info)),
