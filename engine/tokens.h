@@ -70,8 +70,9 @@
 
 typedef enum { TOKENS_KIND_DIR, TOKENS_KIND_TEXT, TOKENS_KIND_SYNTHETIC, TOKENS_KIND_COUNT } tokens_kind;
 
-/* One split: n ids of width bytes each (little-endian), starting at p. */
-typedef struct {
+/* One split: n ids of width bytes each (little-endian), starting at p. (Tagged so data.h can
+ * hold pointers to it without including this header.) */
+typedef struct tokens_split {
     const uint8_t *p;             /* ids (n * width bytes), inside a mapping or tokens_set's buffer */
     size_t n;                     /* token count */
     int width;                    /* bytes per id: 1 (text), 2 or 4 */
@@ -79,7 +80,7 @@ typedef struct {
     char path[TOKENS_PATH_MAX + 32]; /* file it was read from, or "synthetic-lm" */
 } tokens_split;
 
-typedef struct {
+typedef struct tokens_set {
     char name[TOKENS_PATH_MAX + 16]; /* the name as given */
     tokens_kind kind;
     int vocab;                    /* V: every id is in [0, V) */

@@ -350,38 +350,17 @@ static int check_memory(const expansion *x, const cell_spec *cs, const cell_memo
                      cm.total / mib, cm.state / mib, cm.activations / mib, cm.data / mib, (double)cap / mib);
 }
 
-/* The LM keys of a cell, checked here until the cell parser of spec/ knows them (then this
- * function goes and spec_cell_parse takes the cell as it is): "seq_len" (an integer 2..65536, at
- * the top) and "eval.max_tokens" (an integer >= 1), both refused for an image job. Returns a copy
- * of cell without them for spec_cell_parse (caller decrefs), with *seq_len (0 = absent), or NULL
- * with se. */
-static json_t *lm_keys_take(const json_t *cell, int is_lm, long long *seq_len, spec_error *se)
+/* "seq_len" and "eval.max_tokens" (spec_cell_parse checks their values) belong to causal LM
+ * jobs only: on an image job they are refused, naming the key. */
+static int check_lm_keys(const json_t *cell, int is_lm, spec_error *se)
 {
     json_t *eval = json_object_get(cell, "eval");
-    json_t *sl = json_object_get(cell, "seq_len"), *mt = json_is_object(eval) ? json_object_get(eval, "max_tokens") : NULL;
-    long long v = 0, tokens = 0;
-    *seq_len = 0;
-    if ((sl || mt) && !is_lm) {
-        spec_fail(se, "invalid_value", sl ? "seq_len" : "eval.max_tokens",
-                  "only causal LM jobs take it (the model is an image classifier)");
-        return NULL;
-    }
-    if (spec_get_int((json_t *)cell, "", "seq_len", 2, 65536, &v, se) != 0 ||
-        (json_is_object(eval) && spec_get_int(eval, "eval", "max_tokens", 1, INT64_MAX, &tokens, se) != 0))
-        return NULL;
-    json_t *copy = json_copy((json_t *)cell);
-    if (!copy) {
-        spec_fail(se, "internal", "", "out of memory");
-        return NULL;
-    }
-    json_object_del(copy, "seq_len");
-    if (mt) {
-        json_t *e2 = json_copy(eval);
-        json_object_del(e2, "max_tokens");
-        json_object_set_new(copy, "eval", e2);
-    }
-    *seq_len = sl ? v : 0;
-    return copy;
+    int sl = json_object_get(cell, "seq_len") != NULL;
+    int mt = json_is_object(eval) && json_object_get(eval, "max_tokens") != NULL;
+    if ((sl || mt) && !is_lm)
+        return spec_fail(se, "invalid_value", sl ? "seq_len" : "eval.max_tokens",
+                         "only causal LM jobs take it (the model is an image classifier)");
+    return 0;
 }
 
 /* Parse cell as the engine will and check it against the model; a refusal names the value by
@@ -390,14 +369,12 @@ static int check_cell(const expansion *x, json_t *cell, const cell_origin *o, in
 {
     cell_spec cs;
     spec_error se;
-    long long seq_len = 0;
     memset(&cs, 0, sizeof cs);
-    json_t *parsed = lm_keys_take(cell, x->is_lm, &seq_len, &se);
-    int rc = parsed ? spec_cell_parse(parsed, &cs, &se) : -1;
-    json_decref(parsed);
+    int rc = check_lm_keys(cell, x->is_lm, &se);
+    if (rc == 0) rc = spec_cell_parse(cell, &cs, &se);
     if (rc == 0 && x->shape.n_layers > 0) rc = spec_cell_check(&cs, &x->shape, &se);
     if (rc == 0) rc = check_layer_count(x, &cs, &se);
-    cell_memory_lm lm = {x->task.vocab, x->task.tied, (int)seq_len};
+    cell_memory_lm lm = {x->task.vocab, x->task.tied, cs.seq_len};
     if (rc == 0 && x->is_lm && !lm.vocab) dataset_names_token_info(x->js->dataset, &lm.vocab, NULL, 0);
     if (rc == 0) rc = check_memory(x, &cs, x->is_lm ? &lm : NULL, &se);
     cell_spec_free(&cs);
