@@ -15,6 +15,7 @@ set -u
 NAME=test_lm_jobs
 BIN=${PRUNELABD_BIN:-./prunelabd}
 ENGINE=${PRUNELAB_BIN:-./prunelab}
+IT_TERM_FIRST=1
 . "$(dirname "$0")/lib.sh"
 
 finish() {
