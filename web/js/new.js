@@ -283,6 +283,7 @@ export async function render(root, params, ctx) {
     sections.grid,
     sections.joint,
     sections.spec,
+    sections.data,
     sections.train,
     el(
       'div',
