@@ -265,6 +265,13 @@ static cell_error cell_execute(cell_ctx *c, const cell_spec *s, json_t *metrics,
     json_object_set_new(metrics, "layers", model_dims_json(realised));
     json_object_update(metrics, ro.extra);
     json_object_set_new(metrics, "out", s->out ? json_string(s->out) : json_null());
+    if (s->out) { /* the written model's config, as `prunelab inspect` prints it: a service
+                   * registering the file reads its task, vocabulary and head from here */
+        json_t *desc = pl_json_take(model_describe_json(prod));
+        json_t *cfg = json_object_get(desc, "config");
+        if (cfg) json_object_set(metrics, "config", cfg);
+        json_decref(desc);
+    }
     json_object_set_new(metrics, "seed", json_integer((json_int_t)s->seed));
     json_object_set_new(metrics, "peak_rss_kb", json_integer(pl_peak_rss_kb()));
     json_object_set_new(metrics, "wall_s", cell_jnum(pl_now() - c->t0));

@@ -68,7 +68,8 @@
  * masks are measured on the equivalent shrunk model, params_realised gives its size; rsst
  * measures the model rsst_run returns, shrunk when its spec says shrink), the baseline's
  * latency_ms_per_batch / samples_per_s, speedup, layers (dims of the realised model),
- * peak_rss_kb, wall_s, blas_kernel, threads, seed, out (or null). Recipe extras: pruned
+ * peak_rss_kb, wall_s, blas_kernel, threads, seed, out (or null), config (with out: the written
+ * model's config as `prunelab inspect` prints it, task / vocab / tied included). Recipe extras: pruned
  * {accuracy, loss, delta_accuracy, delta_loss} before fine-tuning and finetune {steps, lr, batch,
  * train_loss, train_acc, seconds} when fine-tuned; ablation / sensitivity / joint: entries (what
  * each pruning entry removed, prune_apply_spec_report); train: train {...} and series (per

@@ -1,9 +1,11 @@
 /* cell_rsst.c — the rsst recipe of a cell: rsst_run on a copy of the input model, its rounds
- * reported as progress phases (regularise / prune / finetune / eval with round and rounds). */
+ * reported as progress phases (regularise / prune / finetune / eval with round and rounds); on a
+ * causal LM the per-round {accuracy, loss} of the report also carry perplexity and bits_per_token. */
 #include <jansson.h>
 #include <string.h>
 
 #include "cell_internal.h"
+#include "measure.h"
 #include "model.h"
 #include "rsst.h"
 #include "util.h"
@@ -25,6 +27,13 @@ static void on_rsst_progress(const rsst_progress *p, void *user)
     }
     int edge = p->phase_fraction <= 0.0 || p->phase_fraction >= 1.0;
     cell_progress_ex(user, p->phase, p->phase_fraction, "rsst", p->fraction, x, edge);
+}
+
+/* perplexity and bits of o's "loss" into o (an LM's rsst report; o may be NULL) */
+static void lm_numbers(json_t *o, const dataset *ds)
+{
+    json_t *loss = json_object_get(o, "loss");
+    if (json_is_number(loss)) measure_lm_into(o, "", ds, json_number_value(loss));
 }
 
 /* The rsst recipe: rsst_run on a copy of the input (rounds of select / regularise / remove /
@@ -55,6 +64,17 @@ cell_error cell_run_rsst(recipe_env *env, recipe_out *ro)
     }
     json_t *r = pl_json_take(rsst_result_json(&res));
     rsst_result_free(&res);
+    if (json_is_object(r) && env->input->cfg.task == MODEL_TASK_LM) {
+        /* a causal LM: every {accuracy, loss} of the report gets its perplexity and bits */
+        json_t *round;
+        size_t i;
+        json_array_foreach(json_object_get(r, "series"), i, round) {
+            lm_numbers(json_object_get(round, "pruned"), env->eval);
+            lm_numbers(json_object_get(round, "finetuned"), env->eval);
+        }
+        lm_numbers(json_object_get(r, "base"), env->eval);
+        lm_numbers(json_object_get(r, "final"), env->eval);
+    }
     if (json_is_object(r)) {
         json_t *series = json_object_get(r, "series");
         json_object_set(ro->extra, "series", series ? series : json_null());

@@ -239,9 +239,15 @@ static char *spec_build(scheduler *s, const store_cell *c, const store_job *job,
             goto cleanup;
         }
     } else if (job && job->baseline_json && !json_object_get(spec, "baseline")) {
+        /* the cell takes accuracy and loss (an LM derives its baseline perplexity from the loss);
+         * the job's other members (perplexity) are for the API */
         json_t *b = json_loads(job->baseline_json, 0, &je);
-        if (json_is_object(b) && json_object_get(b, "accuracy"))
-            json_object_set(spec, "baseline", b);
+        json_t *acc = json_object_get(b, "accuracy"), *loss = json_object_get(b, "loss");
+        if (json_is_number(acc)) {
+            json_t *given = json_pack("{s:O}", "accuracy", acc);
+            if (given && json_is_number(loss)) json_object_set(given, "loss", loss);
+            if (given) json_object_set_new(spec, "baseline", given);
+        }
         json_decref(b);
     }
     /* a registered or found token dataset: the cell gets its path (datasets.h); after the train
@@ -298,6 +304,8 @@ static void baseline_record(scheduler *s, const struct pending *r, const json_t 
         json_t *b = json_pack("{s:O}", "accuracy", acc);
         json_t *loss = json_object_get(metrics, "baseline_loss");
         if (b && json_is_number(loss)) json_object_set(b, "loss", loss);
+        json_t *ppl = json_object_get(metrics, "baseline_perplexity"); /* causal LM cells */
+        if (b && json_is_number(ppl)) json_object_set(b, "perplexity", ppl);
         char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
         if (text && store_job_baseline_set(s->st, r->job_id, text, err, sizeof err) != STORE_OK)
             log_msg("job %lld baseline: %s", (long long)r->job_id, err);

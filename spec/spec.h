@@ -70,8 +70,9 @@ typedef struct {
 } spec_shape;
 
 /* The shape of a model's inspect JSON ({"config": {"d_model", "n_layers"}, "layers": [{"d_inner",
- * "d_state", "dt_rank", "d_conv", "mlp"}, ...]}). Returns 0, or -1 (sh->n_layers 0) when the
- * JSON does not describe the layers. */
+ * "d_state", "dt_rank", "d_conv", "mlp"}, ...]}), or of a cell result that wrote a model (its
+ * "config" and "layers" [{"E", "N", "R", "K", "M"}, ...], engine/cell.h). Returns 0, or -1
+ * (sh->n_layers 0) when the JSON does not describe the layers. */
 int spec_shape_from_info(const json_t *info, spec_shape *sh);
 /* Structured units of c in layer li (d, M, E, E, K, N, R, 0, 0, 1). */
 int spec_shape_units(const spec_shape *sh, prune_component c, int li);

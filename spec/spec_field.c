@@ -197,8 +197,12 @@ int spec_shape_from_info(const json_t *info, spec_shape *sh)
     for (size_t i = 0; i < n; i++) {
         json_t *l = json_array_get(layers, i);
         spec_layer_dims *ld = &sh->layers[i];
-        if (int_of(l, "d_inner", &ld->E) || int_of(l, "d_state", &ld->N) || int_of(l, "dt_rank", &ld->R) ||
-            int_of(l, "d_conv", &ld->K) || int_of(l, "mlp", &ld->M)) {
+        int bad = json_object_get(l, "d_inner")
+                      ? int_of(l, "d_inner", &ld->E) || int_of(l, "d_state", &ld->N) || int_of(l, "dt_rank", &ld->R) ||
+                            int_of(l, "d_conv", &ld->K) || int_of(l, "mlp", &ld->M)
+                      : int_of(l, "E", &ld->E) || int_of(l, "N", &ld->N) || int_of(l, "R", &ld->R) ||
+                            int_of(l, "K", &ld->K) || int_of(l, "M", &ld->M);
+        if (bad) {
             memset(sh, 0, sizeof *sh);
             return -1;
         }

@@ -31,9 +31,11 @@ const ABL = Number(need('ABLATION_ID'));
 const SENS = Number(need('SENSITIVITY_ID'));
 const FAILED = process.env.FAILED_ID ? Number(process.env.FAILED_ID) : null;
 const SHRUNK = process.env.SHRUNK_MODEL || null;
-// a causal LM job written into the database (its cells' results built by hand from the LM
-// contract) and an uploaded LM model; both optional
+// causal LM jobs the daemon ran (an ablation, an rsst job and the train job that made their
+// model) and an uploaded LM model recorded without a dataset; all optional
 const LM_JOB = process.env.LM_JOB_ID ? Number(process.env.LM_JOB_ID) : null;
+const LM_RSST = process.env.LM_RSST_ID ? Number(process.env.LM_RSST_ID) : null;
+const LM_TRAIN = process.env.LM_TRAIN_ID ? Number(process.env.LM_TRAIN_ID) : null;
 const LM_MODEL = process.env.LM_MODEL || null;
 const SHOTS = need('SCREENSHOT_DIR');
 const WEB_DIR = process.env.PRUNELAB_WEB_DIR || path.join(HERE, '..', '..', 'web');
@@ -487,6 +489,40 @@ async function main() {
             for (const col of ['perplexity', 'delta_perplexity', 'tokens_per_s'])
                 assert(await page.$(`table[data-testid=cells-table] th[data-col=${col}]`), `no ${col} column in the cell table`);
         });
+        await checks.run(`LM job ${LM_JOB}: one heatmap cell per grid point, every one a finished cell`, async () => {
+            assert(lmCells.length === 4 && lmCells.every((c) => c.state === 'done'), `cells ${JSON.stringify(lmCells.map((c) => c.state))}`);
+            assert(wantPpl.z.flat().every((v) => Number.isFinite(v)), `the API's grid ${JSON.stringify(wantPpl.z)} has holes`);
+        });
+    }
+    if (LM_RSST) {
+        await checks.run(`LM rsst job ${LM_RSST}: rounds charted in perplexity (the cell's series)`, async () => {
+            const c = (await api(`/api/v1/jobs/${LM_RSST}/cells`)).cells[0];
+            const want = c.result.series.slice().sort((a, b) => a.round - b.round).map((r) => r.finetuned.perplexity);
+            assert(want.length === 2 && want.every(Number.isFinite), `the API's series perplexities ${JSON.stringify(want)}`);
+            await open(page, `#/jobs/${LM_RSST}`, 'div[data-testid=rsst-chart]');
+            const g = await pollFor(async () => {
+                const s = await graph(page, 'rsst-chart');
+                return s.traces && s.traces.length ? s : null;
+            }, async () => graphProblem(await graph(page, 'rsst-chart'), 'rsst-chart') || 'the rsst chart has no traces');
+            assert(g.metric === 'perplexity', `rsst-chart data-metric "${g.metric}", want perplexity`);
+            const ft = g.traces.find((t) => /perplexity after fine-tune/.test(t.name || ''));
+            assert(ft, `no "perplexity after fine-tune" trace among ${JSON.stringify(g.traces.map((t) => t.name))}`);
+            assert(ft.y.length === want.length && ft.y.every((v, i) => near(v, want[i], 1e-9)), `trace y ${JSON.stringify(ft.y)}, want ${JSON.stringify(want)}`);
+            return `perplexity per round ${JSON.stringify(ft.y)}`;
+        });
+    }
+    if (LM_TRAIN) {
+        await checks.run(`LM train job ${LM_TRAIN}: the training curves' second axis is perplexity`, async () => {
+            const c = (await api(`/api/v1/jobs/${LM_TRAIN}/cells`)).cells[0];
+            const want = c.result.series.map((r) => Math.exp(r.test_loss));
+            await open(page, `#/jobs/${LM_TRAIN}`, 'div[data-testid=train-chart]');
+            const g = await pollFor(async () => {
+                const s = await graph(page, 'train-chart');
+                return s.metric === 'perplexity' && s.traces && s.traces.length ? s : null;
+            }, async () => `train-chart data-metric "${(await graph(page, 'train-chart')).metric}", want perplexity`);
+            const t = g.traces.find((x) => x.name === 'test perplexity');
+            assert(t && t.y.every((v, i) => near(v, want[i], 1e-9)), `test perplexity trace ${JSON.stringify(t && t.y)}, want ${JSON.stringify(want)}`);
+        });
     }
 
     // ---------------------------------------------------------- models (no token yet)
@@ -624,6 +660,44 @@ async function main() {
         await page.waitForSelector('h1[data-testid=job-title]');
         return `rate 1.5 -> "${errText.slice(0, 60)}"; count "${shown}"; job ${newId}`;
     });
+
+    if (LM_MODEL) {
+        await checks.run(`new-experiment form on the LM ${LM_MODEL} (no recorded dataset): a token dataset filled in, the dry run counts cells`, async () => {
+            // the preset's components (mlp) do not exist in the HF-shaped LM: that dry run is a 400
+            expectedBadRequest = /\/api\/v1\/jobs\?dry_run=1/;
+            await open(page, '#/new', 'form[data-testid=new-job-form]');
+            const form = page.locator('form[data-testid=new-job-form]');
+            await form.locator(`select[name=model] option[value="${LM_MODEL}"]`).waitFor({ state: 'attached' });
+            await form.locator('select[name=model]').selectOption(LM_MODEL);
+            const ds = form.locator('input[name=dataset]');
+            const value = await pollFor(async () => {
+                const v = await ds.inputValue();
+                return v ? v : null;
+            }, async () => 'input[name=dataset] stays empty for an LM without a recorded dataset');
+            const listed = (await api('/api/v1/datasets')).datasets.filter((d) => d.kind === 'tokens' || d.kind === 'text').map((d) => d.name);
+            assert(listed.includes(value), `dataset "${value}" is not one of the API's token datasets ${JSON.stringify(listed)}`);
+            const offered = await form.locator('datalist#nj-dataset-list option').evaluateAll((os) => os.map((o) => o.value));
+            assert(offered.length && offered.every((v) => listed.includes(v)), `suggestions ${JSON.stringify(offered)} are not all token datasets`);
+            const boxes = form.locator('input[name=component]');
+            for (let i = 0; i < await boxes.count(); i++) {
+                const b = boxes.nth(i);
+                await b.setChecked(['in_proj', 'linear_in'].includes(await b.getAttribute('value')));
+            }
+            const rates = form.locator('input[name=rates]');
+            await rates.fill('0.5');
+            await rates.press('Tab');
+            const count = page.locator('output[data-testid=cell-count]');
+            const err = page.locator('[data-testid=form-error]');
+            const shown = await pollFor(async () => {
+                const t = (await count.count()) ? (await count.textContent()).trim() : '';
+                return /\b1\b/.test(t) ? t : null;
+            }, async () => `cell count "${await count.textContent()}", error "${(await err.count()) ? (await err.first().textContent()).trim() : ''}"`);
+            expectedBadRequest = null;
+            const e = (await err.count()) ? (await err.first().textContent()).trim() : '';
+            assert(!e, `the form shows "${e}"`);
+            return `dataset ${value}; count "${shown}"`;
+        });
+    }
 
     if (newId !== null) {
         await checks.run('the submitted job appears in the jobs table', async () => {

@@ -3,7 +3,8 @@
 # Starts prunelabd on 127.0.0.1 port 0 with a temp data dir and the source tree's web/, creates a
 # user token with `prunelabd user add`, trains a tiny model on the synthetic set through the API,
 # runs a 2 x 2 ablation, a sensitivity job (all layers x 2 components) and a job whose cell fails
-# to completion, then runs
+# to completion, trains a tiny causal LM on synthetic-lm and runs a 2 x 2 LM ablation and an LM
+# rsst job (perplexity heatmap, rsst rounds in perplexity), then runs
 # tests/browser/dashboard.mjs (Debian's /usr/bin/chromium driven by npm playwright-core from
 # web/node_modules), which checks every page against the API and writes screenshots to
 # $PRUNELAB_BUILDDIR/build/screenshots.
@@ -71,35 +72,6 @@ mkdir -p "$DATA"
 TOKEN=$(grep -o 'plt_[0-9a-f]\{64\}' "$TMP/user" | head -1)
 [ -n "$TOKEN" ] || fail "prunelabd user add printed no token"
 
-# A causal LM ablation, written straight into the database (finished, so no worker runs it): its
-# cells' results are built by hand from the LM contract (perplexity, baseline 10, tokens/s).
-LM_JOB_ID=
-if command -v sqlite3 >/dev/null 2>&1; then
-    lmres() { # lmres PERPLEXITY
-        printf '{"task":"causal_lm","metric":"perplexity","loss":%s,"perplexity":%s,' \
-            "$(awk "BEGIN{print log($1)}")" "$1"
-        printf '"baseline_perplexity":10,"baseline_loss":2.302585093,"delta_perplexity":%s,"bits_per_token":%s,' \
-            "$(awk "BEGIN{print $1 - 10}")" "$(awk "BEGIN{print log($1)/log(2)}")"
-        printf '"accuracy":0.3,"baseline_accuracy":0.32,"delta_accuracy":-0.02,"tokens_per_s":51234.5,'
-        printf '"eval":{"split":"val","n":16,"tokens":4080,"seq_len":256},"sparsity":0.2,"wall_s":1.5}'
-    }
-    sqlite3 "$DATA/prunelab.db" <<EOF || fail "cannot write the LM job"
-INSERT INTO jobs (id, owner, type, model, spec, state, n_cells, n_done, created_ms, started_ms, finished_ms)
-VALUES (900, 'webtester', 'ablation', 'lm-tiny',
-        '{"type":"ablation","model":"lm-tiny","dataset":"synthetic-lm","components":["in_proj","x_proj_bc"],"rates":[0.3,0.6],"seq_len":256}',
-        'done', 4, 4, 1700000000000, 1700000000001, 1700000004000);
-INSERT INTO cells (job_id, idx, spec, state, attempts, progress, result, created_ms, started_ms, finished_ms) VALUES
- (900, 0, '{"component":"in_proj","rate":0.3,"seq_len":256}', 'done', 1, 1, '$(lmres 11.5)', 1, 1, 2),
- (900, 1, '{"component":"in_proj","rate":0.6,"seq_len":256}', 'done', 1, 1, '$(lmres 17.25)', 1, 1, 2),
- (900, 2, '{"component":"x_proj_bc","rate":0.3,"seq_len":256}', 'done', 1, 1, '$(lmres 10.5)', 1, 1, 2),
- (900, 3, '{"component":"x_proj_bc","rate":0.6,"seq_len":256}', 'done', 1, 1, '$(lmres 9.75)', 1, 1, 2);
-EOF
-    LM_JOB_ID=900
-    echo "ok   - wrote the LM job $LM_JOB_ID into the database"
-else
-    echo "#    sqlite3 is missing: the LM job checks are skipped"
-fi
-
 PRUNELAB_WEB_DIR=$WEB "$BIN" --listen 127.0.0.1:0 --data-dir "$DATA" --workers 2 >"$TMP/stdout" 2>"$TMP/stderr" &
 PID=$!
 wait_line "$TMP/stdout" '^prunelabd listening on http://127\.0\.0\.1:[0-9]*/$' ||
@@ -127,6 +99,20 @@ FAILED_ID=$JOB_ID
 wait_state "$ABLATION_ID" done 90
 wait_state "$SENSITIVITY_ID" done 90
 wait_state "$FAILED_ID" failed 90
+# A causal LM trained on synthetic-lm (seq_len 32, a few steps), then a 2 x 2 ablation and a
+# 2-round rsst job on it, run by the daemon: the perplexity heatmap and the rsst rounds chart
+# are checked against their cells.
+LMDS='synthetic-lm:n=8192,vocab=64,seed=3'
+LMEVAL='"seq_len":32,"eval":{"max_tokens":512}'
+post_job "{\"type\":\"train\",\"name\":\"tinylm\",\"dataset\":\"$LMDS\",\"preset\":\"tiny\",\"epochs\":1,\"batch\":16,\"lr\":0.01,$LMEVAL}"
+wait_state "$JOB_ID" done 90
+LM_TRAIN_ID=$JOB_ID
+post_job "{\"type\":\"ablation\",\"model\":\"tinylm\",\"components\":[\"in_proj\",\"x_proj_bc\"],\"rates\":[0.6,0.3],$LMEVAL}"
+LM_JOB_ID=$JOB_ID
+post_job "{\"type\":\"rsst\",\"model\":\"tinylm\",$LMEVAL,\"spec\":{\"prune\":[{\"component\":\"out_proj\",\"rate\":0.5}],\"rounds\":2,\"rsst\":{\"reg_steps\":10},\"finetune\":{\"steps\":4}}}"
+LM_RSST_ID=$JOB_ID
+wait_state "$LM_JOB_ID" done 90
+wait_state "$LM_RSST_ID" done 90
 # The shrunk model, uploaded.
 SYN=synthetic:n=256,classes=4
 "$ENGINE" init --preset tiny --dataset $SYN --out "$TMP/full.safetensors" >/dev/null 2>"$TMP/err" ||
@@ -154,7 +140,8 @@ echo "#    ablation: $n distinct accuracies over 4 cells"
 SHOTS=$BUILDDIR/build/screenshots
 mkdir -p "$SHOTS" || fail "cannot create $SHOTS"
 BASE_URL=$BASE TOKEN=$TOKEN ABLATION_ID=$ABLATION_ID SENSITIVITY_ID=$SENSITIVITY_ID FAILED_ID=$FAILED_ID \
-    SHRUNK_MODEL=tiny-shrunk LM_JOB_ID=$LM_JOB_ID LM_MODEL=tiny-lm SCREENSHOT_DIR=$SHOTS \
+    SHRUNK_MODEL=tiny-shrunk LM_JOB_ID=$LM_JOB_ID LM_RSST_ID=$LM_RSST_ID LM_TRAIN_ID=$LM_TRAIN_ID LM_MODEL=tiny-lm \
+    SCREENSHOT_DIR=$SHOTS \
     PRUNELAB_WEB_DIR=$WEB node "$SRCDIR/tests/browser/dashboard.mjs"
 rc=$?
 kill -0 "$PID" 2>/dev/null || { echo "FAIL - the daemon died: $(tail -5 "$TMP/stderr")"; rc=1; }

@@ -215,6 +215,7 @@ test('rsstSeries and trainSeries extract the per-round and per-epoch curves', ()
     { round: 1, pruned: { accuracy: 0.7, loss: 1 }, finetuned: null, sparsity: 0.3, component_sparsity: 0.4 },
   ] };
   assert.deepEqual(C.rsstSeries(res), { round: [1, 2], accuracy: [null, 0.75], pruned: [0.7, 0.6],
+                     perplexity: [null, null], pruned_perplexity: [null, null],
                      sparsity: [0.3, 0.5], component_sparsity: [0.4, 0.7] });
   assert.equal(C.rsstSeries({ series: [] }), null);
   assert.equal(C.rsstSeries({ series: null }), null);
@@ -223,7 +224,7 @@ test('rsstSeries and trainSeries extract the per-round and per-epoch curves', ()
   const t = C.trainSeries({ series: [{ epoch: 2, train_loss: 0.5, test_loss: 0.6, train_acc: 0.8, test_acc: 0.7 },
                    { epoch: 1, train_loss: 1.0, test_acc: 0.5 }] });
   assert.deepEqual(t, { epoch: [1, 2], train_loss: [1.0, 0.5], test_loss: [null, 0.6], train_acc: [null, 0.8],
-             test_acc: [0.5, 0.7] });
+             test_acc: [0.5, 0.7], train_ppl: [null, null], test_ppl: [null, null] });
   assert.equal(C.trainSeries({ series: [{ round: 1 }] }), null);
 });
 

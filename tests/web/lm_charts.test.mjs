@@ -156,3 +156,21 @@ test('models page: task, vocabulary and head of either task', () => {
   assert.deepEqual(C.modelTask({ task: 'image_classifier', vocab: null, tied: null }), { task: 'image classifier', vocab: C.DASH, head: C.DASH });
   assert.deepEqual(C.modelTask({ name: 'old' }), { task: 'image classifier', vocab: C.DASH, head: C.DASH });
 });
+
+test('rsst and train series of an LM cell carry perplexity per round / epoch; image cells none', () => {
+  const rounds = [
+    { round: 2, pruned: { accuracy: 0.5, loss: Math.log(9), perplexity: 9 }, finetuned: { accuracy: 0.52, loss: Math.log(8) }, sparsity: 0.16 },
+    { round: 1, pruned: { accuracy: 0.53, loss: Math.log(7) }, finetuned: { accuracy: 0.54, loss: Math.log(6), perplexity: 6 }, sparsity: 0.1 },
+  ];
+  const s = C.rsstSeries(lmResult(8, { series: rounds }));
+  assert.deepEqual(s.round, [1, 2]);
+  assert.deepEqual(s.perplexity.map((v) => Number(v.toFixed(9))), [6, 8]);
+  assert.deepEqual(s.pruned_perplexity.map((v) => Number(v.toFixed(9))), [7, 9]);
+  const img = C.rsstSeries({ task: 'image_classifier', metric: 'accuracy', series: rounds });
+  assert.deepEqual(img.perplexity, [null, null]);
+  assert.deepEqual(img.accuracy, [0.54, 0.52]);
+  const t = C.trainSeries(lmResult(8, { series: [{ epoch: 1, train_loss: Math.log(20), test_loss: Math.log(16) }] }));
+  assert.equal(Number(t.train_ppl[0].toFixed(9)), 20);
+  assert.equal(Number(t.test_ppl[0].toFixed(9)), 16);
+  assert.deepEqual(C.trainSeries({ series: [{ epoch: 1, train_loss: 1, test_loss: 1 }] }).test_ppl, [null]);
+});

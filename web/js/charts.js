@@ -314,31 +314,45 @@ export function paretoPoints(cells, xKey, h = HEADLINES.accuracy) {
 }
 
 /* Per-round RSST curves from a result's series (rsst_result_json): {round, accuracy (after
- * fine-tuning), pruned (before fine-tuning), sparsity, component_sparsity}, arrays of equal
- * length with null where a round lacks a value; null when the result has no series. */
+ * fine-tuning), pruned (before fine-tuning), perplexity and pruned_perplexity (a causal LM's:
+ * the round's "perplexity", else exp(loss); null for image cells), sparsity, component_sparsity},
+ * arrays of equal length with null where a round lacks a value; null when the result has no series. */
 export function rsstSeries(result) {
   const series = result && Array.isArray(result.series) ? result.series : null;
   if (!series || !series.length || !series.every((r) => r && Number.isInteger(r.round))) return null;
   const rows = series.slice().sort((a, b) => a.round - b.round);
   const acc = (o) => (o && typeof o === 'object' ? num(o.accuracy) : null);
+  const lm = isLmCell({ result });
+  const ppl = (o) => {
+    if (!lm || !o || typeof o !== 'object') return null;
+    const p = num(o.perplexity);
+    if (p !== null) return p;
+    const l = num(o.loss);
+    return l === null ? null : Math.exp(l);
+  };
   return {
     round: rows.map((r) => r.round),
     accuracy: rows.map((r) => acc(r.finetuned)),
     pruned: rows.map((r) => acc(r.pruned)),
+    perplexity: rows.map((r) => ppl(r.finetuned)),
+    pruned_perplexity: rows.map((r) => ppl(r.pruned)),
     sparsity: rows.map((r) => num(r.sparsity)),
     component_sparsity: rows.map((r) => num(r.component_sparsity)),
   };
 }
 
 /* Per-epoch train curves from a train result's series: {epoch, train_loss, test_loss,
- * train_acc, test_acc}, or null when absent. */
+ * train_acc, test_acc, train_ppl, test_ppl (exp of the losses for a causal LM, else nulls)}, or
+ * null when absent. */
 export function trainSeries(result) {
   const series = result && Array.isArray(result.series) ? result.series : null;
   if (!series || !series.length || !series.every((r) => r && Number.isInteger(r.epoch))) return null;
   const rows = series.slice().sort((a, b) => a.epoch - b.epoch);
   const col = (k) => rows.map((r) => num(r[k]));
+  const lm = isLmCell({ result });
+  const ppl = (k) => col(k).map((l) => (lm && l !== null ? Math.exp(l) : null));
   return { epoch: rows.map((r) => r.epoch), train_loss: col('train_loss'), test_loss: col('test_loss'),
-      train_acc: col('train_acc'), test_acc: col('test_acc') };
+      train_acc: col('train_acc'), test_acc: col('test_acc'), train_ppl: ppl('train_loss'), test_ppl: ppl('test_loss') };
 }
 
 /* ------------------------------------------------------------------ the models page */

@@ -398,22 +398,28 @@ export async function render(root, params, ctx) {
   }
 
   function buildRsst() {
-    const chart = chartDiv('rsst-chart', 'Accuracy and sparsity per RSST round');
+    const chart = chartDiv('rsst-chart', 'Headline metric and sparsity per RSST round');
     const note = el('p', { class: 'chart-note' });
     replace(chartsBox, el('section', { class: 'chart-section', 'aria-labelledby': 'rsst-h' },
       el('h2', { id: 'rsst-h' }, 'RSST rounds'), note, chart));
     function draw() {
       const traces = [];
+      // a causal LM's rounds in perplexity (lower is better), an image model's in accuracy
+      const H = headline();
+      const lm = H.key === 'perplexity';
+      const yfmt = lm ? '%{y:.4~g}' : '%{y:.1%}';
       const withSeries = cells.filter((c) => c.state === 'done' && C.rsstSeries(c.result));
       withSeries.forEach((c, k) => {
         const s = C.rsstSeries(c.result);
         const tag = withSeries.length > 1 ? ` (${C.cellLabel(c)})` : '';
         const col = COLORS[(2 * k) % COLORS.length];
         traces.push(
-          { type: 'scatter', mode: 'lines+markers', name: `accuracy after fine-tune${tag}`, x: s.round, y: s.accuracy,
-           line: { color: col }, hovertemplate: 'round %{x}: %{y:.1%}<extra>%{fullData.name}</extra>' },
-          { type: 'scatter', mode: 'lines+markers', name: `accuracy after pruning${tag}`, x: s.round, y: s.pruned,
-           line: { color: col, dash: 'dot' }, hovertemplate: 'round %{x}: %{y:.1%}<extra>%{fullData.name}</extra>' },
+          { type: 'scatter', mode: 'lines+markers', name: `${H.label} after fine-tune${tag}`, x: s.round,
+           y: lm ? s.perplexity : s.accuracy,
+           line: { color: col }, hovertemplate: `round %{x}: ${yfmt}<extra>%{fullData.name}</extra>` },
+          { type: 'scatter', mode: 'lines+markers', name: `${H.label} after pruning${tag}`, x: s.round,
+           y: lm ? s.pruned_perplexity : s.pruned,
+           line: { color: col, dash: 'dot' }, hovertemplate: `round %{x}: ${yfmt}<extra>%{fullData.name}</extra>` },
           { type: 'scatter', mode: 'lines+markers', name: `sparsity${tag}`, x: s.round, y: s.sparsity, yaxis: 'y2',
            line: { color: COLORS[(2 * k + 1) % COLORS.length] }, hovertemplate: 'round %{x}: %{y:.1%}<extra>%{fullData.name}</extra>' });
       });
@@ -425,10 +431,11 @@ export async function render(root, params, ctx) {
         height: narrow() ? 380 : 340,
         margin: { l: 56, r: 56, t: 16, b: 48 },
         xaxis: { title: { text: 'round' }, dtick: 1 },
-        yaxis: { title: { text: 'accuracy' }, tickformat: '.1~%' },
+        yaxis: { title: { text: H.label }, tickformat: H.tick },
         yaxis2: { title: { text: 'sparsity' }, tickformat: '.1~%', overlaying: 'y', side: 'right', rangemode: 'tozero', showgrid: false, tickmode: 'auto' },
-        ...baselineShape(baselineAcc()),
+        ...(lm ? baselineShape(C.baselineOf(job, cells, H), C.fmtNumber) : baselineShape(baselineAcc())),
       });
+      chart.dataset.metric = H.key;
     }
     return { draw };
   }
@@ -441,6 +448,9 @@ export async function render(root, params, ctx) {
     function draw() {
       const done = cells.find((c) => c.state === 'done' && C.trainSeries(c.result));
       const s = done ? C.trainSeries(done.result) : null;
+      // a causal LM's second axis is perplexity (exp of the losses), an image model's accuracy
+      const lm = Boolean(done && C.isLmCell(done));
+      chart.dataset.metric = lm ? 'perplexity' : 'accuracy';
       note.textContent = s ? '' : 'Per-epoch curves appear when training finishes.';
       const tr = (name, y, axis, color, dash) => ({
         type: 'scatter', mode: 'lines+markers', name, x: s ? s.epoch : [], y: y || [], yaxis: axis,
@@ -448,13 +458,15 @@ export async function render(root, params, ctx) {
       });
       plot(chart, [
         tr('train loss', s && s.train_loss, 'y', COLORS[0]), tr('test loss', s && s.test_loss, 'y', COLORS[0], 'dot'),
-        tr('train accuracy', s && s.train_acc, 'y2', COLORS[1]), tr('test accuracy', s && s.test_acc, 'y2', COLORS[1], 'dot'),
+        ...(lm ? [tr('train perplexity', s.train_ppl, 'y2', COLORS[1]), tr('test perplexity', s.test_ppl, 'y2', COLORS[1], 'dot')]
+          : [tr('train accuracy', s && s.train_acc, 'y2', COLORS[1]), tr('test accuracy', s && s.test_acc, 'y2', COLORS[1], 'dot')]),
       ], {
         height: narrow() ? 380 : 320,
         margin: { l: 56, r: 56, t: 16, b: 48 },
         xaxis: { title: { text: 'epoch' }, dtick: 1 },
         yaxis: { title: { text: 'loss' }, rangemode: 'tozero' },
-        yaxis2: { title: { text: 'accuracy' }, tickformat: '.1~%', overlaying: 'y', side: 'right', showgrid: false, tickmode: 'auto' },
+        yaxis2: lm ? { title: { text: 'perplexity' }, overlaying: 'y', side: 'right', showgrid: false, tickmode: 'auto' }
+          : { title: { text: 'accuracy' }, tickformat: '.1~%', overlaying: 'y', side: 'right', showgrid: false, tickmode: 'auto' },
       });
     }
     return { draw };

@@ -7,6 +7,8 @@
 // POST /api/v1/jobs?dry_run=1, which validates it exactly like a submission and answers
 // {"dry_run": true, "cells": N}; N goes to output[data-testid=cell-count], and a refusal (with
 // its field) to [data-testid=form-error] (role=alert), with aria-invalid on the named control.
+// The dataset field suggests the datasets of the chosen model's task (GET /api/v1/datasets; a causal
+// LM recorded without a dataset gets the first token dataset filled in, since its jobs need one).
 // Submitting POSTs the body and navigates to #/jobs/ID. Both calls need a token (writes always
 // do); without one the page says so instead of failing.
 //
@@ -142,6 +144,7 @@ export async function render(root, params, ctx) {
   let stopped = false;
   let dryCtrl = null;
   let models = [];
+  let datasets = []; // GET /api/v1/datasets: {name, kind: image | tokens | text, available, ...}
   const vocab = await loadVocabulary(ctx);
 
   // ---------------------------------------------------------------- controls
@@ -210,7 +213,10 @@ export async function render(root, params, ctx) {
   const spec = el('textarea', { id: 'nj-spec', name: 'spec', rows: '10', spellcheck: 'false', class: 'code' });
   ctl.spec = spec;
   const trainName = input('name', { placeholder: 'e.g. fmnist-small' });
-  const trainDataset = input('dataset', { placeholder: 'fashion-mnist' });
+  // the dataset of every job type: empty = the model's recorded one; the suggestions (a
+  // <datalist> of GET /api/v1/datasets) follow the model's task, token datasets for a causal LM
+  const trainDataset = input('dataset', { placeholder: 'fashion-mnist', list: 'nj-dataset-list' });
+  const datasetList = el('datalist', { id: 'nj-dataset-list' });
   const trainPreset = select('train_preset', vocab.presets.map((p) => [p, p]));
   const trainEpochs = input('epochs', { type: 'number', min: '1', step: '1', placeholder: 'engine default' });
   const evalSamples = input('eval_samples', { type: 'number', min: '1', step: '1', placeholder: 'whole test split' });
@@ -248,11 +254,16 @@ export async function render(root, params, ctx) {
       { class: 'section', 'data-types': 'rsst lite' },
       field('spec', 'Spec (JSON)', spec, 'The RSST or lite spec object; the engine checks it when the cell runs.'),
     ),
+    data: el(
+      'div',
+      { class: 'section grid-fields', 'data-types': 'ablation sensitivity joint rsst lite train' },
+      field('dataset', 'Dataset', trainDataset, 'Empty: the model\u2019s own dataset.'),
+      datasetList,
+    ),
     train: el(
       'div',
       { class: 'section grid-fields', 'data-types': 'train' },
       field('name', 'New model name', trainName),
-      field('dataset', 'Dataset', trainDataset),
       field('train_preset', 'Size preset', trainPreset),
       field('epochs', 'Epochs', trainEpochs),
     ),
@@ -272,6 +283,7 @@ export async function render(root, params, ctx) {
     sections.grid,
     sections.joint,
     sections.spec,
+    sections.data,
     sections.train,
     el(
       'div',
@@ -297,6 +309,20 @@ export async function render(root, params, ctx) {
     if (!info) return 0;
     if (info.config && info.config.n_layers) return info.config.n_layers;
     return Array.isArray(info.layers) ? info.layers.length : 0;
+  }
+
+  // The dataset suggestions for the chosen model's task; a causal LM recorded without a dataset
+  // gets the first token dataset filled in (its jobs need one), unless the user typed one.
+  let datasetTyped = false;
+  function syncDataset() {
+    const m = models.find((x) => x.name === modelSel.value);
+    const lm = Boolean(m && m.task === 'causal_lm');
+    const fits = datasets.filter((d) => d.available !== false && (lm ? d.kind === 'tokens' || d.kind === 'text' : d.kind === 'image'));
+    datasetList.replaceChildren(...fits.map((d) => el('option', { value: d.name })));
+    trainDataset.placeholder = (m && m.dataset) || (fits[0] && fits[0].name) || '';
+    if (datasetTyped) return;
+    const own = m && m.dataset;
+    trainDataset.value = lm && !own && fits.length ? fits[0].name : '';
   }
 
   function showSections() {
@@ -357,10 +383,10 @@ export async function render(root, params, ctx) {
       body.spec = parseJson(spec.value || '{}', 'spec');
     } else if (t === 'train') {
       body.name = trainName.value.trim();
-      if (trainDataset.value.trim()) body.dataset = trainDataset.value.trim();
       body.preset = trainPreset.value;
       if (trainEpochs.value.trim()) body.epochs = numberList(trainEpochs.value, 'epochs', { integer: true })[0];
     }
+    if (trainDataset.value.trim()) body.dataset = trainDataset.value.trim();
     if (['ablation', 'sensitivity', 'joint'].includes(t)) {
       if (gran.value) body.granularity = gran.value;
       if (crit.value) body.criterion = crit.value;
@@ -464,11 +490,13 @@ export async function render(root, params, ctx) {
     dryRunSoon();
   });
   modelSel.addEventListener('change', () => {
+    syncDataset();
     // the lite target's layer count follows the model
     if (presetSel.value === 'stage3') applyPreset('stage3');
     dryRunSoon();
   });
   form.addEventListener('input', (ev) => {
+    if (ev.target === trainDataset) datasetTyped = trainDataset.value.trim() !== '';
     if (ev.target !== presetSel && ev.target !== typeSel && ev.target !== modelSel) dryRunSoon();
   });
   form.addEventListener('change', (ev) => {
@@ -519,6 +547,12 @@ export async function render(root, params, ctx) {
   } catch (err) {
     formError.replaceChildren(errorBox(err, 'Cannot load the models'));
   }
+  try {
+    const data = await ctx.api('/api/v1/datasets');
+    datasets = (data && data.datasets) || [];
+  } catch (err) {
+    datasets = []; // suggestions only: the form works without them
+  }
   if (stopped) return undefined;
   modelSel.replaceChildren(
     el('option', { value: '' }, models.length ? '(choose a model)' : '(no models yet)'),
@@ -534,6 +568,7 @@ export async function render(root, params, ctx) {
   const preset = PRESETS[params.preset] ? params.preset : 'ablation';
   presetSel.value = preset;
   applyPreset(preset);
+  syncDataset();
   showSections();
   syncToken();
 
