@@ -10,14 +10,14 @@
 # SEQ_LEN), the dense baseline included, so the grid stays within minutes.
 #
 # Usage: bench/lm_prune_grid.sh [MODEL]   (default var/bench/lm_brown/lm-small.safetensors)
-# Environment: MAX_TOKENS (32768), FT_STEPS (40), FT_BATCH (8), FT_LR (3e-4), SEQ_LEN (256), THREADS (2),
+# Environment: MAX_TOKENS (131072), FT_STEPS (40), FT_BATCH (8), FT_LR (3e-4), SEQ_LEN (256), THREADS (2),
 #              COMPS ("linear_out linear_gate linear_in conv1d linear_B_C"), RATES ("0.3 0.5 0.7 0.9"),
 #              OUT (var/bench/lm_prune_grid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-var/bench/lm_brown/lm-small.safetensors}
 DS=text:var/datasets/brown/brown.txt
-MAX_TOKENS=${MAX_TOKENS:-32768}
+MAX_TOKENS=${MAX_TOKENS:-131072}
 FT_STEPS=${FT_STEPS:-40}
 FT_BATCH=${FT_BATCH:-8}
 FT_LR=${FT_LR:-3e-4}
