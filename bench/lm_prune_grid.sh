@@ -61,6 +61,7 @@ table() { # table TITLE JQ_FIELD FORMAT
     for c in "${comps[@]}"; do
         printf '| %s (%s) |' "${alias[$c]:-$c}" "$c"
         for r in "${rates[@]}"; do
+            # shellcheck disable=SC2059 # the cell format is the caller's
             printf " $3 / $3 |" "$(jq -r ".test.pruned.$2" "$OUT/abl_${c}_${r}.json")" \
                 "$(jq -r ".test.finetuned.$2" "$OUT/abl_${c}_${r}.json")"
         done
