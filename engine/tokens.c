@@ -10,6 +10,7 @@
  * Dimension letters: n ids in a split, V vocabulary, B windows in a batch, T window length. */
 #define _GNU_SOURCE
 #include "tokens.h"
+#include "dataset_name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,13 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SYNTH_MAX_N 50000000L
 #define SYNTH_SUCC 4
 
-typedef struct {
-    long n, vocab;
-    uint64_t seed;
-} synth_lm_opts;
 
 typedef enum { FMT_AUTO, FMT_NANOGPT, FMT_LLMC } file_format;
 
@@ -42,75 +38,11 @@ typedef struct {
 
 /* ------------------------------------------------------------------ names */
 
-int tokens_is_name(const char *name)
-{
-    if (!name) return 0;
-    return strncmp(name, "tokens:", 7) == 0 || strncmp(name, "text:", 5) == 0 || strcmp(name, "synthetic-lm") == 0 ||
-           strncmp(name, "synthetic-lm:", 13) == 0;
-}
-
-/* Parse "synthetic-lm[:k=v,...]". Returns 0 or -1 with err naming the bad option. */
-static int synth_lm_parse(const char *name, synth_lm_opts *o, char *err, size_t errlen)
-{
-    *o = (synth_lm_opts){.n = 65536, .vocab = 64, .seed = 1};
-    const char *p = strchr(name, ':');
-    if (!p) return 0;
-    p++;
-    unsigned seen = 0;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[64];
-        if (len == 0 || len >= sizeof item)
-            return pl_err(err, errlen, "synthetic-lm: bad option list '%s' (expected k=v,k=v...)", name);
-        memcpy(item, p, len);
-        item[len] = 0;
-        char *eq = strchr(item, '=');
-        if (!eq || eq == item || !eq[1]) return pl_err(err, errlen, "synthetic-lm: option '%s' is not k=v", item);
-        *eq = 0;
-        const char *key = item, *val = eq + 1;
-        static const char *const keys[] = {"n", "vocab", "seed"};
-        int k = -1;
-        for (int i = 0; i < 3; i++)
-            if (strcmp(key, keys[i]) == 0) k = i;
-        if (k < 0) return pl_err(err, errlen, "synthetic-lm: unknown option '%s' (known: n, vocab, seed)", key);
-        if (seen & (1u << k)) return pl_err(err, errlen, "synthetic-lm: option '%s' given twice", key);
-        seen |= 1u << k;
-        if (val[0] < '0' || val[0] > '9')
-            return pl_err(err, errlen, "synthetic-lm: %s='%s' is not a non-negative integer", key, val);
-        errno = 0;
-        char *rest;
-        unsigned long long v = strtoull(val, &rest, 10);
-        if (errno || *rest) return pl_err(err, errlen, "synthetic-lm: %s='%s' is not a non-negative integer", key, val);
-        static const unsigned long long lo[] = {1, 2, 0};
-        static const unsigned long long hi[] = {SYNTH_MAX_N, 65535, UINT64_MAX};
-        if (v < lo[k] || v > hi[k])
-            return pl_err(err, errlen, "synthetic-lm: %s=%llu out of range [%llu, %llu]", key, v, lo[k], hi[k]);
-        if (k == 0) o->n = (long)v;
-        else if (k == 1) o->vocab = (long)v;
-        else o->seed = v;
-        p += len;
-        if (*p == ',') p++;
-    }
-    return 0;
-}
+int tokens_is_name(const char *name) { return spec_token_dataset_is_name(name); }
 
 int tokens_name_info(const char *name, int *vocab, char *err, size_t errlen)
 {
-    if (!tokens_is_name(name)) return 0;
-    int v = 0;
-    if (strncmp(name, "tokens:", 7) == 0) {
-        if (!name[7]) return pl_err(err, errlen, "tokens: no directory given (expected tokens:DIR)");
-    } else if (strncmp(name, "text:", 5) == 0) {
-        if (!name[5]) return pl_err(err, errlen, "text: no file given (expected text:FILE)");
-        v = 256;
-    } else {
-        synth_lm_opts o;
-        if (synth_lm_parse(name, &o, err, errlen) != 0) return -1;
-        v = (int)o.vocab;
-    }
-    if (vocab) *vocab = v;
-    return 1;
+    return spec_token_dataset_info(name, vocab, err, errlen);
 }
 
 /* ------------------------------------------------------------------ files */
@@ -417,8 +349,8 @@ static void synth_stream(uint8_t *out, long n, long V, const uint16_t *succ, uin
 
 static int synth_open(tokens_set *ts, const char *name, char *err, size_t errlen)
 {
-    synth_lm_opts o;
-    if (synth_lm_parse(name, &o, err, errlen) != 0) return -1;
+    spec_synth_lm o;
+    if (spec_synth_lm_parse(name, &o, err, errlen) != 0) return -1;
     long nv = o.n / 4 > 0 ? o.n / 4 : 1;
     uint16_t *succ = xmalloc((size_t)o.vocab * SYNTH_SUCC * sizeof *succ);
     pl_rng r;

@@ -3,9 +3,8 @@
  *
  * Token dataset names (engine/tokens.h): tokens:DIR, text:FILE, synthetic-lm[:n=N,vocab=V,seed=S].
  * Every other name is an image dataset (fashion-mnist, mnist, cifar10, cifar100, synthetic[:...]).
- * The daemon does not link the engine; dataset_names_token_info mirrors engine/tokens.c's
- * tokens_name_info (same prefixes, same synthetic-lm options and ranges) so that a job is refused
- * at submission for a name its cells would be refused for. */
+ * The token names go through spec/dataset_name.h, the parser the engine's tokens_name_info uses,
+ * so a job is refused at submission for exactly the names its cells would be refused for. */
 #ifndef PL_SERVER_DATASET_NAMES_H
 #define PL_SERVER_DATASET_NAMES_H
 
@@ -27,7 +26,7 @@ dataset_kind dataset_names_kind(const char *name);
 /* 1 when name is a token dataset name by its prefix (tokens:, text:, synthetic-lm), else 0. */
 int dataset_names_is_token(const char *name);
 
-/* Check a token dataset name without files (mirrors tokens_name_info). Returns 1 when it is a
+/* Check a token dataset name without files (spec_token_dataset_info). Returns 1 when it is a
  * well-formed token dataset name, with *vocab (may be NULL) = V when the name fixes it (text: 256,
  * synthetic-lm: its vocab, default 64) or 0 when the files decide (tokens:DIR); 0 when it is not a
  * token dataset name (err untouched); -1 when it is one but malformed, with err. */
