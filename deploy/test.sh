@@ -26,7 +26,7 @@
 # when tests fail it prints test-suite.log (which holds each failing test's log).
 set -euo pipefail
 
-PACKAGES=(build-essential autoconf automake libtool pkg-config libopenblas-dev libjansson-dev
+PACKAGES=(build-essential autoconf automake libtool pkg-config libopenblas-dev libopenblas0-openmp libjansson-dev
           libmicrohttpd-dev libsqlite3-dev sqlite3 check zlib1g-dev jq curl python3)
 
 build_only=0

@@ -147,7 +147,10 @@ void embedding_backward(float *dE, const float *dout, const int *ids, int M, int
  * x (M, d) final normed hidden states; W (V, d) head (the embedding matrix when tied);
  * targets (M) in [0, V), or -1 for a row without a prediction (the last token of a window).
  * lse (M) out: every row's log-sum-exp, the cache backward needs. logits (M, V): when not NULL
- * every row's logits are written there instead of buf (small cases, tests, `grad`).
+ * every row's logits are written there instead of buf (small cases, tests, `grad`). Without
+ * logits and with chunk < M, the forward walks the vocabulary instead: blocks of up to 1024 rows
+ * against column chunks that fill buf's chunk * V floats, each row's log-sum-exp merged online
+ * (a bigger product per weight pass; the sum's rounding differs from the row path's).
  * Returns the summed (not mean) loss over rows with a target, accumulated in double.
  * Backward recomputes each chunk's logits from x, W and lse, turns them into
  * dlogits = (softmax - onehot) * scale in place, then dx (M, d) += dlogits @ W and

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,12 +53,27 @@ char *pl_strdup_at(const char *s, const char *file, int line)
     return p;
 }
 
+/* Blocks from PL_HUGE_MIN bytes up are aligned to, and padded to, PL_HUGE_PAGE. */
+#define PL_HUGE_PAGE ((size_t)2 << 20)
+#define PL_HUGE_MIN ((size_t)4 << 20)
+
 float *pl_alloc_floats_at(size_t n, const char *file, int line)
 {
     size_t bytes = (n ? n : 1) * sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) oom(bytes, file, line);
+    if (bytes >= PL_HUGE_MIN) {
+        /* big blocks (weights, activations) on 2 MiB pages where the kernel allows: the scan walks
+         * (L, E) arrays a channel block at a time, one 4 KiB page per row at E = 1536, which
+         * missed the TLB on nearly every access of a 1024-token window */
+        bytes = (bytes + PL_HUGE_PAGE - 1) & ~(size_t)(PL_HUGE_PAGE - 1);
+        if (posix_memalign(&p, PL_HUGE_PAGE, bytes) != 0) oom(bytes, file, line);
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: without THP the 4 KiB pages remain */
+#endif
+    } else if (posix_memalign(&p, 64, bytes) != 0) {
+        oom(bytes, file, line);
+    }
     memset(p, 0, bytes);
     return p;
 }

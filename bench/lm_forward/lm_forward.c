@@ -2,7 +2,11 @@
  * inference path: model_acts_new_lm without training, chunked LM-head cross-entropy).
  * Usage: lm_forward D LAYERS V T B THREADS REPS
  * Prints one JSON line: the median of REPS timed forwards after one warm-up, FLOPs per token
- * (model_flops_per_sample) and the process's peak RSS. Built and run by bench/lm_forward.sh. */
+ * (model_flops_per_sample), the process's peak RSS, and the machine's FMA peak measured just
+ * before each timed forward at the same thread count (fma_peak.h, 0.4 s): the clock of these
+ * shared machines drifts by 15% within minutes, so each forward is set against the peak of its
+ * own moment and the median of those fractions is reported (peak_fraction). Built and run by
+ * bench/lm_forward.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,6 +14,8 @@
 #include "model.h"
 #include "ops.h"
 #include "util.h"
+
+#include "../fma_peak/fma_peak.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -40,19 +46,26 @@ int main(int argc, char **argv)
     for (int i = 0; i < B * T; i++) ids[i] = (int)pl_rng_below(&r, (uint32_t)V);
     model_acts *a = model_acts_new_lm(&m, B, T, 0, 0);
     float loss = model_forward_lm(&m, a, ids, B, T); /* warm-up */
-    double *s = xmalloc((size_t)reps * sizeof(double));
+    double *s = xmalloc((size_t)reps * sizeof(double)), *pk = xmalloc((size_t)reps * sizeof(double));
+    double *fr = xmalloc((size_t)reps * sizeof(double)), tok = (double)B * T, fpt = model_flops_per_sample(&m.cfg);
+    int width = fma_peak_width();
     for (int k = 0; k < reps; k++) {
+        pk[k] = width ? fma_peak_gflops(width, threads, 0.4) : 0.0;
         double t0 = pl_now();
         loss = model_forward_lm(&m, a, ids, B, T);
         s[k] = pl_now() - t0;
+        fr[k] = pk[k] > 0 ? fpt * tok / s[k] / 1e9 / pk[k] : 0.0;
     }
     qsort(s, (size_t)reps, sizeof *s, cmp_double);
-    double med = s[reps / 2], tok = (double)B * T, fpt = model_flops_per_sample(&m.cfg);
+    qsort(pk, (size_t)reps, sizeof *pk, cmp_double);
+    qsort(fr, (size_t)reps, sizeof *fr, cmp_double);
+    double med = s[reps / 2];
     printf("{\"d\":%d,\"layers\":%d,\"vocab\":%d,\"T\":%d,\"B\":%d,\"threads\":%d,\"params\":%zu,\"loss\":%.4f,"
-           "\"forward_s\":%.4f,\"tokens_per_s\":%.1f,\"gflop_per_token\":%.4f,\"gflops\":%.2f,\"peak_rss_kb\":%ld}\n",
-           d, layers, V, T, B, threads, m.n_params, loss, med, tok / med, fpt / 1e9, fpt * tok / med / 1e9,
-           pl_peak_rss_kb());
-    free(s);
+           "\"forward_s\":%.4f,\"tokens_per_s\":%.1f,\"gflop_per_token\":%.4f,\"gflops\":%.2f,\"fma_width\":%d,"
+           "\"fma_peak_gflops\":%.1f,\"peak_fraction\":%.3f,\"peak_rss_kb\":%ld}\n",
+           d, layers, V, T, B, threads, m.n_params, loss, med, tok / med, fpt / 1e9, fpt * tok / med / 1e9, width,
+           pk[reps / 2], fr[reps / 2], pl_peak_rss_kb());
+    free(s), free(pk), free(fr);
     free(ids);
     model_acts_free(a);
     model_free(&m);

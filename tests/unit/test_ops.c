@@ -395,7 +395,8 @@ END_TEST
 
 /* ------------------------------------------------------------------ fast vs naive */
 
-static const int mm_shapes[][3] = {{7, 5, 3}, {1, 1, 1}, {64, 33, 17}, {128, 64, 256}, {49, 128, 36}, {3, 200, 2}};
+/* {300, 40, 80}: narrow and tall enough for the row split among threads (ops.c gemm_nt) */
+static const int mm_shapes[][3] = {{7, 5, 3}, {1, 1, 1}, {64, 33, 17}, {128, 64, 256}, {49, 128, 36}, {3, 200, 2}, {300, 40, 80}};
 #define N_MM ((int)(sizeof mm_shapes / sizeof mm_shapes[0]))
 
 START_TEST(test_matmul_vs_naive)
@@ -597,18 +598,25 @@ START_TEST(test_matmul_acc_vs_naive)
     pl_rng_seed(&r, 17 + (uint64_t)_i);
     float *x = randv(&r, (size_t)M * I, -1, 1), *w = randv(&r, (size_t)O * I, -1, 1);
     float *o1 = randv(&r, (size_t)M * ldo, -1, 1), *o2 = xalloc_floats((size_t)M * ldo);
-    memcpy(o2, o1, (size_t)M * ldo * sizeof(float));
-    matmul_forward_acc(o1, ldo, x, w, M, I, O);
-    matmul_forward_acc_naive(o2, ldo, x, w, M, I, O);
-    ck_assert_msg(max_err_vs(o1, o2, (size_t)M * ldo) < 1e-5f, "acc %dx%dx%d", M, I, O);
-    for (int m = 0; m < M; m++)
-        for (int k = O; k < ldo; k++) ck_assert_float_eq(o1[(size_t)m * ldo + k], o2[(size_t)m * ldo + k]);
+    float *o0 = xalloc_floats((size_t)M * ldo);
+    memcpy(o0, o1, (size_t)M * ldo * sizeof(float));
     float *p1 = xalloc_floats((size_t)M * O), *p2 = xalloc_floats((size_t)M * O);
-    for (size_t i = 0; i < (size_t)M * O; i++) p1[i] = NAN;
-    matmul_forward(p1, x, w, NULL, M, I, O);
-    matmul_forward_naive(p2, x, w, NULL, M, I, O);
-    ck_assert_msg(max_err_vs(p1, p2, (size_t)M * O) < 1e-5f, "forward nobias over NaN %dx%dx%d", M, I, O);
-    free(x), free(w), free(o1), free(o2), free(p1), free(p2);
+    for (int th = 1; th <= 2; th++) { /* 2 threads: narrow tall products are split by rows */
+        ops_set_threads(th);
+        memcpy(o1, o0, (size_t)M * ldo * sizeof(float)), memcpy(o2, o0, (size_t)M * ldo * sizeof(float));
+        matmul_forward_acc(o1, ldo, x, w, M, I, O);
+        matmul_forward_acc_naive(o2, ldo, x, w, M, I, O);
+        ck_assert_msg(max_err_vs(o1, o2, (size_t)M * ldo) < 1e-5f, "acc %dx%dx%d threads %d", M, I, O, th);
+        for (int m = 0; m < M; m++)
+            for (int k = O; k < ldo; k++) ck_assert_float_eq(o1[(size_t)m * ldo + k], o2[(size_t)m * ldo + k]);
+        for (size_t i = 0; i < (size_t)M * O; i++) p1[i] = NAN;
+        matmul_forward(p1, x, w, NULL, M, I, O);
+        matmul_forward_naive(p2, x, w, NULL, M, I, O);
+        ck_assert_msg(max_err_vs(p1, p2, (size_t)M * O) < 1e-5f, "forward nobias over NaN %dx%dx%d threads %d", M, I, O,
+                      th);
+    }
+    ops_set_threads(1);
+    free(x), free(w), free(o0), free(o1), free(o2), free(p1), free(p2);
 }
 END_TEST
 
@@ -983,13 +991,33 @@ START_TEST(test_lmhead_ce_vs_naive)
     float *lse = xalloc_floats(M), *lse_n = xalloc_floats(M), *buf = xalloc_floats((size_t)chunk * V);
     float *lg = xalloc_floats((size_t)M * V), *lg_n = xalloc_floats((size_t)M * V);
     double want = lmhead_ce_forward_naive(lg_n, lse_n, x, W, targets, M, d, V);
+    for (int m = 1; m < M; m += 4) { /* a few rows predict their arg-max, so `correct` has hits to count */
+        int at = 0;
+        for (int v = 1; v < V; v++)
+            if (lg_n[(size_t)m * V + v] > lg_n[(size_t)m * V + at]) at = v;
+        targets[m] = at;
+    }
+    want = lmhead_ce_forward_naive(lg_n, lse_n, x, W, targets, M, d, V);
     for (int t = 1; t <= 2; t++) {
         ops_set_threads(t);
         double got = lmhead_ce_forward(NULL, lse, x, W, targets, buf, chunk, M, d, V);
         ck_assert_msg(fabs(got - want) < 1e-5 * fabs(want), "loss %g vs naive %g", got, want);
         ck_assert_msg(max_rel_err(lse, lse_n, M, 1.0f) < 1e-6f, "lse");
-        double got2 = lmhead_ce_forward(lg, lse, x, W, targets, buf, chunk, M, d, V);
-        ck_assert(got2 == got);
+        long hits = 0, want_hits = 0;
+        for (int m = 0; m < M; m++) {
+            if (targets[m] < 0) continue;
+            int at = 0;
+            for (int v = 1; v < V; v++)
+                if (lg_n[(size_t)m * V + v] > lg_n[(size_t)m * V + at]) at = v;
+            want_hits += at == targets[m];
+        }
+        double got2 = lmhead_ce_forward_acc(lg, lse, x, W, targets, buf, chunk, M, d, V, &hits);
+        ck_assert_msg(fabs(got2 - got) < 1e-6 * fabs(got), "logits path %g vs chunked %g", got2, got);
+        ck_assert_int_eq(hits, want_hits);
+        ck_assert_int_ge(want_hits, 3);
+        hits = 0;
+        lmhead_ce_forward_acc(NULL, lse, x, W, targets, buf, chunk, M, d, V, &hits);
+        ck_assert_int_eq(hits, want_hits);
         ck_assert_msg(max_rel_err(lg, lg_n, (size_t)M * V, 1.0f) < 1e-6f, "logits");
         float *dx = xalloc_floats((size_t)M * d), *dW = xalloc_floats((size_t)V * d);
         float *dx_n = xalloc_floats((size_t)M * d), *dW_n = xalloc_floats((size_t)V * d);
