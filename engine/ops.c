@@ -770,12 +770,12 @@ void scan_forward_naive(float *y, float *hs, const float *u, const float *delta,
  * (a full block reads u in place); Bb, Cb rows of stride ld. */
 static inline __attribute__((always_inline)) void
 scan_fwd_lanes_reg(float *ys, const float *dts, const float *us, size_t ldu, const float *AT, const float *Dl,
-                   const float *Bb, const float *Cb, size_t ld, int L, int NS)
+                   const float *Bb, const float *Cb, size_t ld, int L, int NS, float *st)
 {
     pl_v16f h[16];
     pl_v16f Dv = pl_v16_load(Dl);
 #pragma GCC unroll 16
-    for (int n = 0; n < NS; n++) h[n] = pl_v16_splat(0.0f);
+    for (int n = 0; n < NS; n++) h[n] = st ? pl_v16_load(st + (size_t)n * PL_SW) : pl_v16_splat(0.0f);
     for (int t = 0; t < L; t++) {
         pl_v16f dt = pl_v16_load(dts + (size_t)t * PL_SW), uu = pl_v16_load(us + (size_t)t * ldu);
         pl_v16f dtu = dt * uu, acc = Dv * uu;
@@ -788,6 +788,9 @@ scan_fwd_lanes_reg(float *ys, const float *dts, const float *us, size_t ldu, con
         }
         pl_v16_store(ys + (size_t)t * PL_SW, acc);
     }
+    if (st)
+#pragma GCC unroll 16
+        for (int n = 0; n < NS; n++) pl_v16_store(st + (size_t)n * PL_SW, h[n]);
 }
 
 #if PL_HAVE_AVX512
@@ -824,11 +827,12 @@ static PL_AVX512 void scan_decay_avx512_run(float *a, const float *dt, const flo
  * the portable loop does when the build does not contract them. */
 static inline __attribute__((always_inline)) PL_AVX512 void
 scan_fwd_reg8_pass_avx512(float *ys, const float *dts, const float *us, size_t ldu, const float *AT,
-                          const float *Dl, const float *Bb, const float *Cb, size_t ld, int L, int first, int fused)
+                          const float *Dl, const float *Bb, const float *Cb, size_t ld, int L, int first, int fused,
+                          float *st)
 {
     __m512 h[8];
 #pragma GCC unroll 8
-    for (int n = 0; n < 8; n++) h[n] = _mm512_setzero_ps();
+    for (int n = 0; n < 8; n++) h[n] = st ? _mm512_loadu_ps(st + (size_t)n * PL_SW) : _mm512_setzero_ps();
     for (int t = 0; t < L; t++) {
         __m512 dt = _mm512_loadu_ps(dts + (size_t)t * PL_SW), uu = _mm512_loadu_ps(us + (size_t)t * ldu);
         __m512 dtu = _mm512_mul_ps(dt, uu);
@@ -848,27 +852,31 @@ scan_fwd_reg8_pass_avx512(float *ys, const float *dts, const float *us, size_t l
         }
         _mm512_storeu_ps(ys + (size_t)t * PL_SW, acc);
     }
+    if (st)
+#pragma GCC unroll 8
+        for (int n = 0; n < 8; n++) _mm512_storeu_ps(st + (size_t)n * PL_SW, h[n]);
 }
 
 static PL_AVX512 void scan_fwd_reg16_avx512(float *ys, const float *dts, const float *us, size_t ldu,
                                             const float *AT, const float *Dl, const float *Bb, const float *Cb,
-                                            size_t ld, int L, int fused)
+                                            size_t ld, int L, int fused, float *st)
 {
+    float *st2 = st ? st + 8 * PL_SW : NULL;
     if (fused) {
-        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1);
-        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 1);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1, st);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 1, st2);
     } else {
-        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0);
-        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 0);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0, st);
+        scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT + 8 * PL_SW, Dl, Bb + 8, Cb + 8, ld, L, 0, 0, st2);
     }
 }
 
 static PL_AVX512 void scan_fwd_reg8_avx512(float *ys, const float *dts, const float *us, size_t ldu,
                                            const float *AT, const float *Dl, const float *Bb, const float *Cb,
-                                           size_t ld, int L, int fused)
+                                           size_t ld, int L, int fused, float *st)
 {
-    if (fused) scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1);
-    else scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0);
+    if (fused) scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 1, st);
+    else scan_fwd_reg8_pass_avx512(ys, dts, us, ldu, AT, Dl, Bb, Cb, ld, L, 1, 0, st);
 }
 
 /* delta (L, SW) = softplus(bl + sum_r xb[t, r] WT[r]) as the portable loop of ssm_gate_block */
@@ -959,14 +967,19 @@ static inline __attribute__((always_inline)) void ssm_delta_v16(float *restrict 
     for (size_t i = 0; i < (size_t)L * PL_SW; i++) dts[i] = pl_softplus_fast(dts[i]);
 }
 
-/* One block (batch row b, channels e0 .. e0+cnt). xb (L, ldx) is the batch row of xdbl; WT (R, SW),
+/* Tokens per run of the chunked inference scan (ssm_gate_forward). */
+#define PL_SCAN_RUN 64
+
+/* One block (batch row b, channels e0 .. e0+cnt). st (N, SW) or NULL: the register paths (N 16
+ * and 8) start from the state in st and leave the last token's state there (NULL: start from 0);
+ * other N must pass NULL. xb (L, ldx) is the batch row of xdbl; WT (R, SW),
  * bl (SW), AT (N, SW), Dl (SW) the block's lanes. Pad lanes get delta = softplus(0) but u = 0 and
  * A = 0, so their state stays 0 and nothing is written for them. avx512 (ops_use_avx512, checked
  * by the caller) != 0: dt_proj + softplus, the register paths (N 16 and 8) and the gate of a full
  * block run their AVX-512 twins. */
 static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const float *z, const float *xb, int ldx,
                                   const float *WT, const float *bl, const float *AT, const float *Dl, int b, int e0,
-                                  int cnt, int L, int E, int N, int R, int avx512)
+                                  int cnt, int L, int E, int N, int R, int avx512, float *st)
 {
     float *restrict dts = w->dt;
 #if PL_HAVE_AVX512
@@ -983,12 +996,14 @@ static PL_HOT void ssm_gate_block(float *g, scan_ws *w, const float *u, const fl
         us = w->u, ldu = PL_SW;
     }
 #if PL_HAVE_AVX512
-    if (avx512 && N == 16) scan_fwd_reg16_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1);
-    else if (avx512 && N == 8) scan_fwd_reg8_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1);
+    if (avx512 && N == 16)
+        scan_fwd_reg16_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1, st);
+    else if (avx512 && N == 8)
+        scan_fwd_reg8_avx512(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, avx512 == 1, st);
     else
 #endif
-    if (N == 16) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 16);
-    else if (N == 8) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 8);
+    if (N == 16) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 16, st);
+    else if (N == 8) scan_fwd_lanes_reg(w->o1, dts, us, ldu, AT, Dl, Bb, Cb, (size_t)ldx, L, 8, st);
     else scan_fwd_lanes(w->o1, w, 0, AT, Dl, Bb, Cb, (size_t)ldx, L, N);
     /* g = y silu(z) */
 #if PL_HAVE_AVX512
@@ -1019,17 +1034,29 @@ void ssm_gate_forward(float *g, const float *u, const float *z, const float *xdb
     int avx512 = ops_use_avx512();
     int nblk = (E + PL_SW - 1) / PL_SW, ntask = B * nblk;
     int nch = g_threads < ntask ? g_threads : ntask;
+    /* the register paths carry each block's state across runs of PL_SCAN_RUN tokens, and every
+     * block of a thread takes one run before any takes the next: a run's rows of u, z and g (all
+     * blocks) stay in L2, where one block walking a whole 1024-token window down a 6 KiB-strided
+     * column missed the caches and the TLB on nearly every row */
+    int run = (N == 16 || N == 8) && L > PL_SCAN_RUN ? PL_SCAN_RUN : L;
 #pragma omp parallel for num_threads(g_threads) schedule(static) if (nch > 1)
     for (int c = 0; c < nch; c++) {
         scan_ws w;
-        scan_ws_init(&w, L, Np > 0 ? Np : 1, 0, 0);
+        scan_ws_init(&w, run, Np > 0 ? Np : 1, 0, 0);
         int i0 = (int)((long)ntask * c / nch), i1 = (int)((long)ntask * (c + 1) / nch);
-        for (int i = i0; i < i1; i++) {
-            int b = i / nblk, k = i % nblk, e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
-            ssm_gate_block(g, &w, u, z, xdbl + (size_t)b * L * ldx, ldx, WT + (size_t)k * R * PL_SW,
-                           bl + (size_t)k * PL_SW, AT + (size_t)k * Np * PL_SW, Dl + (size_t)k * PL_SW, b, e0, cnt, L,
-                           E, Np, R, avx512);
+        float *st = run < L ? xalloc_floats((size_t)(i1 - i0) * Np * PL_SW) : NULL; /* zero: h_{-1} = 0 */
+        for (int t0 = 0; t0 < L; t0 += run) {
+            int n = L - t0 < run ? L - t0 : run;
+            for (int i = i0; i < i1; i++) {
+                int b = i / nblk, k = i % nblk, e0 = k * PL_SW, cnt = E - e0 < PL_SW ? E - e0 : PL_SW;
+                size_t row = (size_t)b * L + t0; /* the run as a window of its own: batch row 0, n tokens */
+                ssm_gate_block(g + row * E, &w, u + row * E, z + row * E, xdbl + row * ldx, ldx,
+                               WT + (size_t)k * R * PL_SW, bl + (size_t)k * PL_SW, AT + (size_t)k * Np * PL_SW,
+                               Dl + (size_t)k * PL_SW, 0, e0, cnt, n, E, Np, R, avx512,
+                               st ? st + (size_t)(i - i0) * Np * PL_SW : NULL);
+            }
         }
+        free(st);
         scan_ws_free(&w);
     }
     free(AT), free(Dl), free(WT), free(bl);

@@ -681,10 +681,12 @@ END_TEST
 
 /* Fused dt_proj + softplus + scan + gate: against the naive twin (libm, double sums), against
  * the unfused fast chain the model's training forward runs, and 2 threads equal 1 exactly.
- * Shapes cover the register paths (N 16 and 8), the general one, partial channel blocks and a
- * padded x_proj row (ldx > R + 2N). */
+ * Shapes cover the register paths (N 16 and 8), the general one, partial channel blocks, a
+ * padded x_proj row (ldx > R + 2N) and windows of several runs of the chunked scan. */
 static const int ssm_shapes[][5] = {{2, 6, 5, 3, 2},   {1, 49, 96, 16, 4}, {3, 7, 33, 16, 1}, {2, 9, 21, 8, 3},
-                                    {2, 5, 40, 1, 2},  {1, 1, 3, 5, 1},    {2, 4, 17, 16, 4}, {1, 12, 16, 8, 2}};
+                                    {2, 5, 40, 1, 2},  {1, 1, 3, 5, 1},    {2, 4, 17, 16, 4}, {1, 12, 16, 8, 2},
+                                    /* longer than a run of the chunked scan (64 tokens): state carried across runs */
+                                    {1, 150, 40, 16, 3}, {2, 131, 16, 8, 2}, {1, 128, 32, 16, 2}, {1, 70, 20, 5, 2}};
 #define N_SSM ((int)(sizeof ssm_shapes / sizeof ssm_shapes[0]))
 
 START_TEST(test_ssm_gate_vs_naive)
