@@ -138,9 +138,13 @@ test('the cell table shows perplexity, delta, bits/token and tokens/s for LM cel
   const keys = C.tableColumns(rows).map((c) => c.key);
   for (const k of ['perplexity', 'delta_perplexity', 'bits_per_token', 'tokens_per_s']) assert.ok(keys.includes(k), k);
   assert.ok(!keys.includes('bits_per_byte')); // no dataset here knows its bytes per token
+  const label = (cols, k) => (cols.find((c) => c.key === k) || {}).label;
+  assert.equal(label(C.tableColumns(rows), 'accuracy'), 'Next-token acc');
   const image = [done(0, { component: 'mlp', rate: 0.5 }, { accuracy: 0.9 })].map(C.cellRow);
   const ikeys = C.tableColumns(image).map((c) => c.key);
   for (const k of ['perplexity', 'delta_perplexity', 'bits_per_token', 'tokens_per_s']) assert.ok(!ikeys.includes(k), k);
+  assert.equal(label(C.tableColumns(image), 'accuracy'), 'Accuracy');
+  assert.equal(C.TABLE_COLUMNS.find((c) => c.key === 'accuracy').label, 'Accuracy'); // the shared list is not changed
   assert.equal(C.fmtKind('signed', 2.6824), '+2.68');
   assert.equal(C.fmtKind('signed', -0.5), '-0.5');
   assert.equal(C.fmtKind('signed', 0), '0');

@@ -432,15 +432,20 @@ export function cellRow(cell) {
   return row;
 }
 
+/* A language model's accuracy is its next-token top-1 accuracy: said so in the header. */
+const LM_LABELS = { accuracy: 'Next-token acc', delta_accuracy: 'Δ next-token acc' };
+
 /* The TABLE_COLUMNS worth showing for rows: the ALWAYS ones and every column with a value in
- * some row; "seed" only when the rows hold more than one seed. */
+ * some row; "seed" only when the rows hold more than one seed. Rows of a causal LM (any row with
+ * a perplexity) relabel the accuracy columns. */
 export function tableColumns(rows) {
+  const lm = rows.some((r) => r.perplexity !== null && r.perplexity !== undefined);
   return TABLE_COLUMNS.filter((c) => {
     if (ALWAYS.includes(c.key)) return true;
     const vals = rows.map((r) => r[c.key]).filter((v) => v !== null && v !== undefined);
     if (c.key === 'seed') return unique(vals).length > 1;
     return vals.length > 0;
-  });
+  }).map((c) => (lm && LM_LABELS[c.key] ? { ...c, label: LM_LABELS[c.key] } : c));
 }
 
 function isBlank(v) {
