@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     float loss = model_forward_lm(&m, a, ids, B, T); /* warm-up */
     double *s = xmalloc((size_t)reps * sizeof(double)), *pk = xmalloc((size_t)reps * sizeof(double));
     double *fr = xmalloc((size_t)reps * sizeof(double)), tok = (double)B * T, fpt = model_flops_per_sample(&m.cfg);
-    int width = fma_peak_width();
+    int width = getenv("LM_FORWARD_NO_PEAK") ? 0 : fma_peak_width(); /* unset for A/B runs against older builds */
     for (int k = 0; k < reps; k++) {
         pk[k] = width ? fma_peak_gflops(width, threads, 0.4) : 0.0;
         double t0 = pl_now();
