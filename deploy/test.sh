@@ -10,7 +10,8 @@
 # dashboard's npm packages (`npm ci --prefix web`: Plotly for the pages, playwright-core for the
 # browser test; never a browser download) and, for the tests, Debian's `chromium`. The tests run
 # with PRUNELAB_REQUIRE_BROWSER=1, so a missing chromium or web/node_modules fails the browser
-# test instead of skipping it.
+# test instead of skipping it; likewise slurm-wlm and munge with PRUNELAB_REQUIRE_SLURM=1 (the
+# default when run as root, as CI is) for the single-node Slurm test, which needs root.
 #
 # Environment:
 #   EXTRA_PACKAGES    more Debian packages to install (space separated)
@@ -19,6 +20,7 @@
 #   SKIP_APT=1        do not touch packages (e.g. a machine without apt)
 #   SKIP_NPM=1        do not run npm (web/node_modules must then be present for the browser test)
 #   PRUNELAB_REQUIRE_BROWSER=0  let the browser test skip when chromium or node is missing
+#   PRUNELAB_REQUIRE_SLURM=0|1  whether the Slurm test may skip (default: required when root)
 #
 # Runs as root or through sudo. Idempotent: with the packages present and a configured tree it
 # only runs make (automake's own rules regenerate anything whose inputs changed) and runs npm only
@@ -35,7 +37,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) build_only=1 ;;
         --fresh) fresh=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "deploy/test.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +66,8 @@ installed() {
 install_packages() {
     local pkgs=("${PACKAGES[@]}")
     # The browser test drives Debian's chromium; the quickstart (--build-only) does not need it.
-    if [ "$build_only" -eq 0 ]; then pkgs+=(chromium); fi
+    # The Slurm test brings up a single-node cluster (deploy/slurm/cluster.sh).
+    if [ "$build_only" -eq 0 ]; then pkgs+=(chromium slurm-wlm munge); fi
     # Node.js may come from elsewhere (e.g. NodeSource, whose nodejs bundles npm and conflicts
     # with Debian's npm): ask for the Debian packages only for the commands that are missing.
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -138,7 +141,11 @@ install_web() {
 
 run_checks() {
     say "make -j$JOBS check"
-    if ! PRUNELAB_REQUIRE_BROWSER=${PRUNELAB_REQUIRE_BROWSER:-1} make -j"$JOBS" check; then
+    # the Slurm test needs root: required as root (CI), allowed to skip for a developer's account
+    local slurm_default=0
+    [ "$(id -u)" = 0 ] && slurm_default=1
+    if ! PRUNELAB_REQUIRE_BROWSER=${PRUNELAB_REQUIRE_BROWSER:-1} PRUNELAB_REQUIRE_SLURM=${PRUNELAB_REQUIRE_SLURM:-$slurm_default} \
+        make -j"$JOBS" check; then
         if [ -f test-suite.log ]; then
             echo "---------------------------------------------------------------- test-suite.log"
             cat test-suite.log
