@@ -111,7 +111,7 @@ static long squeue_line(const char *s, const char *e, long *budget, int (*fn)(vo
         if (*budget <= 0) return errbuf_set(err, errlen, "squeue lists more tasks than expected");
         (*budget)--;
         t.task = -1;
-        if ((*stop = fn(user, &t)) != 0) return 0;
+        *stop = fn(user, &t);
         return 1;
     }
     if (*p++ != '_') return errbuf_set(err, errlen, "squeue job id %lld followed by junk", v);
@@ -121,7 +121,7 @@ static long squeue_line(const char *s, const char *e, long *budget, int (*fn)(vo
         if (*budget <= 0) return errbuf_set(err, errlen, "squeue lists more tasks than expected");
         (*budget)--;
         t.task = (int)v;
-        if ((*stop = fn(user, &t)) != 0) return 0;
+        *stop = fn(user, &t);
         return 1;
     }
     /* [a-b:s,c,...%t] */
@@ -177,8 +177,8 @@ int slurm_parse_squeue(const char *out, long max_tasks, int (*fn)(void *user, co
             int stop = 0;
             long n = squeue_line(p, e, &budget, fn, user, &stop, err, errlen);
             if (n < 0) return -1;
-            if (stop) return stop;
             total += n;
+            if (stop) break;
         }
         p = e < end ? e + 1 : end;
     }

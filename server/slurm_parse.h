@@ -47,10 +47,10 @@ typedef struct {
 } slurm_task;
 
 /* Every task of `squeue --noheader --format=%i|%T` output, ranges expanded: fn is called once per
- * task, in the order printed (fn returning non-zero stops the walk, and that value is returned).
- * At most max_tasks tasks in total (a range beyond that is an error, not a silent cut). Returns
- * the number of tasks (>= 0), fn's non-zero value, or -1 with err set for a malformed line (the
- * walk stops at it: a query that cannot be read makes its cells "unknown", never failed). */
+ * task, in the order printed (fn returning non-zero stops the walk there). At most max_tasks
+ * tasks in total (a range beyond that is an error, not a silent cut). Returns the number of tasks
+ * given to fn (>= 0), or -1 with err set for a malformed line (the walk stops at it: a query that
+ * cannot be read makes its cells "unknown", never failed). */
 int slurm_parse_squeue(const char *out, long max_tasks, int (*fn)(void *user, const slurm_task *t), void *user,
                        char *err, size_t errlen);
 

@@ -89,8 +89,11 @@ START_TEST(test_squeue)
     /* fn stops the walk */
     memset(&s, 0, sizeof s);
     s.stop_after = 2;
-    ck_assert_int_eq(slurm_parse_squeue("5_[0-9]|PENDING\n6|RUNNING\n", 100, collect, &s, err, sizeof err), 9);
+    ck_assert_int_eq(slurm_parse_squeue("5_[0-9]|PENDING\n6|RUNNING\n", 100, collect, &s, err, sizeof err), 2);
     ck_assert_int_eq(s.n, 2);
+    memset(&s, 0, sizeof s);
+    s.stop_after = 1;
+    ck_assert_int_eq(slurm_parse_squeue("6|RUNNING\n7|RUNNING\n", 100, collect, &s, err, sizeof err), 1);
 }
 END_TEST
 
