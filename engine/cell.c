@@ -8,7 +8,7 @@
  *   realised speed) -> fine-tuning (masks fixed) -> evaluation -> latency (paired with the input
  *   model, measure.c) -> the output model is written atomically -> one result event.
  * Events (cell_events.c) go through one writer; a heartbeat thread repeats the last progress
- * line while the work is silent. SIGTERM / SIGINT while a cell runs removes the output model's
+ * line while the work is silent. SIGTERM / SIGINT / SIGUSR2 while a cell runs removes the output model's
  * temporary file, and the output itself when no result was sent.
  * Ownership: everything a run allocates is freed before cell_run_text returns; the spec owns
  * its strings. Letters as in model.h. */

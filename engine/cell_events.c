@@ -1,6 +1,7 @@
 /* cell_events.c — the cell's event writer (cell_internal.h): progress lines with the overall
  * estimate from the phase plan, the heartbeat thread that repeats the last line while the work is
- * silent, the one final result / error event, and the SIGTERM guard of the output model.
+ * silent, the one final result / error event, and the SIGTERM (SIGINT, SIGUSR2) guard of the
+ * output model.
  * The writer's state lives in one cell_ctx, guarded by its mutex; the heartbeat thread only
  * writes under that mutex. The guard's paths are static (a signal handler reads them). */
 #include <jansson.h>
@@ -216,12 +217,16 @@ void cell_guard_output(const char *out)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* SIGUSR2: what a Slurm batch script forwards ahead of preemption or the time limit
+     * (sbatch --signal=B:USR2@N); handled here even when the parent left it ignored */
+    sigaction(SIGUSR2, &sa, NULL);
 }
 
 void cell_guard_release(void)
 {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
     g_guard_on = 0;
     g_out_written = 0;
 }

@@ -11,7 +11,8 @@
 #     the zeros, and the written model evaluates to the reported accuracy;
 #   - rsst (per-round series) and lite (target dims) cells;
 #   - bad specs give one error event with code bad_spec naming the field, exit 2;
-#   - SIGTERM during fine-tuning ends the cell promptly without an output model or temp file.
+#   - SIGTERM or SIGUSR2 during fine-tuning (even when the parent ignores it) ends the cell promptly
+#     without an output model or temp file.
 # Needs PRUNELAB_BIN (the built binary) and jq; PRUNELAB_SRCDIR is accepted for symmetry.
 set -u
 
@@ -244,10 +245,15 @@ else
     bad "junk model: exit $(cat "$TMP/junk.rc"), $(head -c 300 "$TMP/junk.jsonl")"
 fi
 
-# --- SIGTERM mid-fine-tune ------------------------------------------------------------------
+# --- SIGTERM / SIGUSR2 mid-fine-tune ---------------------------------------------------------
+# USR2 is what a Slurm batch script forwards before preemption (sbatch --signal=B:USR2@N). The
+# parent leaves each signal ignored (inherited SIG_IGN, as under `trap '' USR2`): the cell must
+# still end on it.
+for SIG in TERM USR2; do
 printf '%s' '{"recipe": "ablation", "model": "'"$M"'", "dataset": "'"$DS"'", "component": "mlp", "rate": 0.5,
   "finetune": {"steps": 1000000, "batch": 32}, "threads": 2, "out": "'"$TMP"'/killed.safetensors"}' >"$TMP/kill.spec"
-"$BIN" cell <"$TMP/kill.spec" >"$TMP/kill.jsonl" 2>"$TMP/kill.err" &
+: >"$TMP/kill.jsonl"
+(trap '' "$SIG"; exec "$BIN" cell <"$TMP/kill.spec" >"$TMP/kill.jsonl" 2>"$TMP/kill.err") &
 KILLPID=$!
 seen=0
 for _ in $(seq 1 300); do
@@ -256,29 +262,31 @@ for _ in $(seq 1 300); do
 done
 if [ $seen = 1 ]; then
     sleep 0.3
-    kill -TERM "$KILLPID"
+    kill -"$SIG" "$KILLPID"
     gone=0
     for _ in $(seq 1 100); do
         if ! kill -0 "$KILLPID" 2>/dev/null; then gone=1; break; fi
         sleep 0.1
     done
+    [ $gone = 1 ] || kill -KILL "$KILLPID" 2>/dev/null
     wait "$KILLPID" 2>/dev/null
     st=$?
     KILLPID=
-    if [ $gone = 1 ] && [ "$st" != 0 ]; then ok "SIGTERM mid-fine-tune: the cell ends (status $st)"; else bad "SIGTERM: still running or exit 0 ($st)"; fi
+    if [ $gone = 1 ] && [ "$st" != 0 ]; then ok "SIG$SIG mid-fine-tune: the cell ends (status $st)"; else bad "SIG$SIG: still running or exit 0 ($st)"; fi
     if [ ! -e "$TMP/killed.safetensors" ] && ! ls "$TMP"/killed.safetensors.tmp.* >/dev/null 2>&1; then
-        ok "SIGTERM: no output model, no temp file"
+        ok "SIG$SIG: no output model, no temp file"
     else
-        bad "SIGTERM: left $(ls "$TMP" | grep killed)"
+        bad "SIG$SIG: left $(ls "$TMP" | grep killed)"
     fi
     if jq -c . "$TMP/kill.jsonl" >/dev/null 2>&1 && ! grep -q '"event":"result"' "$TMP/kill.jsonl"; then
-        ok "SIGTERM: the lines written before are JSON and no result was sent"
+        ok "SIG$SIG: the lines written before are JSON and no result was sent"
     else
-        bad "SIGTERM: output $(tail -n 2 "$TMP/kill.jsonl")"
+        bad "SIG$SIG: output $(tail -n 2 "$TMP/kill.jsonl")"
     fi
 else
-    bad "SIGTERM: never saw the finetune phase ($(tail -n 2 "$TMP/kill.jsonl"))"
+    bad "SIG$SIG: never saw the finetune phase ($(tail -n 2 "$TMP/kill.jsonl"))"
 fi
+done
 
 echo "test_cell: $PASSES passed, $FAILS failed"
 [ "$FAILS" = 0 ]
