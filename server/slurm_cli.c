@@ -17,7 +17,8 @@
 #include "proc.h"
 
 #define SLURM_CLI_MAX_OUT ((size_t)4 << 20) /* stdout of one squeue over 256 arrays fits easily */
-#define SLURM_CLI_MAX_ARGS 96
+/* arguments of one command: a batched scancel's ids and a few flags, or an sbatch line */
+#define SLURM_CLI_MAX_ARGS (SLURM_CLI_IDS_PER_CALL + 16)
 #define SLURM_CLI_ARGBUF 8192
 
 /* Flags the executor sets itself: extra_args may not change them. */

@@ -232,6 +232,17 @@ START_TEST(test_show_cancel_limits)
     args = read_file("scancel.args");
     ck_assert_str_eq(args, "5_1 6 7_0\n");
     free(args);
+    /* many ids: batched, SLURM_CLI_IDS_PER_CALL per call */
+    int64_t many[300];
+    for (int i = 0; i < 300; i++) many[i] = 2000 + i;
+    ck_assert_int_eq(slurm_cli_cancel(&c, many, NULL, 300, err, sizeof err), 0);
+    args = read_file("scancel.args");
+    const char *l2 = strchr(args, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
+    ck_assert_int_eq(strncmp(l2, "2000 2001 ", 10), 0);
+    ck_assert_ptr_nonnull(strstr(l2, " 2255\n2256 "));
+    ck_assert_str_eq(strchr(l3, '\n') + 1, "");
+    ck_assert_ptr_nonnull(strstr(l3, " 2299\n"));
+    free(args);
     /* SLURM_CONF reaches the command through env(1) */
     write_file("scancel", "#!/bin/sh\necho \"$SLURM_CONF\" > \"$(dirname \"$0\")/conf.seen\"\n", 1);
     c.slurm_conf = "/shared/slurm.conf";
