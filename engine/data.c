@@ -15,6 +15,7 @@
  * releases them with dataset_free. On error the struct is left zeroed (nothing to free).
  * Dimension letters: n samples, B batch, C channels, H, W image height and width. */
 #include "data.h"
+#include "dataset_name.h"
 #include "tokens.h"
 
 #include <errno.h>
@@ -68,53 +69,12 @@ typedef struct {
 /* Parse "synthetic[:k=v,...]". Returns 0 or -1 with err naming the bad option. */
 static int synth_parse(const char *name, synth_opts *o, char *err, size_t errlen)
 {
-    *o = (synth_opts){.n = 2048, .classes = 4, .c = 1, .h = 16, .w = 16, .seed = 1};
-    const char *p = strchr(name, ':');
-    if (!p) return 0;
-    p++;
-    unsigned seen = 0;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[64];
-        if (len == 0 || len >= sizeof item)
-            return pl_err(err, errlen, "synthetic: bad option list '%s' (expected k=v,k=v...)", name);
-        memcpy(item, p, len);
-        item[len] = 0;
-        char *eq = strchr(item, '=');
-        if (!eq || eq == item || !eq[1])
-            return pl_err(err, errlen, "synthetic: option '%s' is not k=v", item);
-        *eq = 0;
-        const char *key = item, *val = eq + 1;
-        static const char *const keys[] = {"n", "classes", "c", "h", "w", "seed"};
-        int k = -1;
-        for (int i = 0; i < 6; i++)
-            if (strcmp(key, keys[i]) == 0) k = i;
-        if (k < 0)
-            return pl_err(err, errlen, "synthetic: unknown option '%s' (known: n, classes, c, h, w, seed)", key);
-        if (seen & (1u << k)) return pl_err(err, errlen, "synthetic: option '%s' given twice", key);
-        seen |= 1u << k;
-        if (val[0] < '0' || val[0] > '9')
-            return pl_err(err, errlen, "synthetic: %s='%s' is not a non-negative integer", key, val);
-        errno = 0;
-        char *rest;
-        unsigned long long v = strtoull(val, &rest, 10);
-        if (errno || *rest) return pl_err(err, errlen, "synthetic: %s='%s' is not a non-negative integer", key, val);
-        static const unsigned long long lo[] = {1, 2, 1, 4, 4, 0};
-        static const unsigned long long hi[] = {1000000, 64, 3, 256, 256, UINT64_MAX};
-        if (v < lo[k] || v > hi[k])
-            return pl_err(err, errlen, "synthetic: %s=%llu out of range [%llu, %llu]", key, v, lo[k], hi[k]);
-        switch (k) {
-        case 0: o->n = (long)v; break;
-        case 1: o->classes = (long)v; break;
-        case 2: o->c = (long)v; break;
-        case 3: o->h = (long)v; break;
-        case 4: o->w = (long)v; break;
-        default: o->seed = v; break;
-        }
-        p += len;
-        if (*p == ',') p++;
-    }
+    static const spec_int_option defs[] = {{"n", 1, 1000000}, {"classes", 2, 64}, {"c", 1, 3},
+                                           {"h", 4, 256},     {"w", 4, 256},      {"seed", 0, UINT64_MAX}};
+    unsigned long long v[] = {2048, 4, 1, 16, 16, 1};
+    if (spec_int_options(name, "synthetic", defs, 6, v, err, errlen) != 0) return -1;
+    *o = (synth_opts){.n = (long)v[0], .classes = (long)v[1], .c = (long)v[2], .h = (long)v[3], .w = (long)v[4],
+                      .seed = v[5]};
     if (o->n < o->classes)
         return pl_err(err, errlen, "synthetic: n=%ld is smaller than classes=%ld", o->n, o->classes);
     if ((size_t)o->n * (size_t)(o->c * o->h * o->w) > MAX_ELEMS)

@@ -25,9 +25,9 @@ int spec_token_dataset_is_name(const char *name)
            strncmp(name, "synthetic-lm:", 13) == 0;
 }
 
-int spec_synth_lm_parse(const char *name, spec_synth_lm *o, char *err, size_t errlen)
+int spec_int_options(const char *name, const char *label, const spec_int_option *defs, int n,
+                     unsigned long long *vals, char *err, size_t errlen)
 {
-    *o = (spec_synth_lm){.n = 65536, .vocab = 64, .seed = 1};
     const char *p = strchr(name, ':');
     if (!p) return 0;
     p++;
@@ -37,36 +37,45 @@ int spec_synth_lm_parse(const char *name, spec_synth_lm *o, char *err, size_t er
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char item[64];
         if (len == 0 || len >= sizeof item)
-            return fail(err, errlen, "synthetic-lm: bad option list '%s' (expected k=v,k=v...)", name);
+            return fail(err, errlen, "%s: bad option list '%s' (expected k=v,k=v...)", label, name);
         memcpy(item, p, len);
         item[len] = 0;
         char *eq = strchr(item, '=');
-        if (!eq || eq == item || !eq[1]) return fail(err, errlen, "synthetic-lm: option '%s' is not k=v", item);
+        if (!eq || eq == item || !eq[1]) return fail(err, errlen, "%s: option '%s' is not k=v", label, item);
         *eq = 0;
         const char *key = item, *val = eq + 1;
-        static const char *const keys[] = {"n", "vocab", "seed"};
         int k = -1;
-        for (int i = 0; i < 3; i++)
-            if (strcmp(key, keys[i]) == 0) k = i;
-        if (k < 0) return fail(err, errlen, "synthetic-lm: unknown option '%s' (known: n, vocab, seed)", key);
-        if (seen & (1u << k)) return fail(err, errlen, "synthetic-lm: option '%s' given twice", key);
+        for (int i = 0; i < n && i < 32; i++)
+            if (strcmp(key, defs[i].key) == 0) k = i;
+        if (k < 0) {
+            char known[256] = "";
+            for (int i = 0; i < n; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", defs[i].key);
+            return fail(err, errlen, "%s: unknown option '%s' (known: %s)", label, key, known);
+        }
+        if (seen & (1u << k)) return fail(err, errlen, "%s: option '%s' given twice", label, key);
         seen |= 1u << k;
         if (val[0] < '0' || val[0] > '9')
-            return fail(err, errlen, "synthetic-lm: %s='%s' is not a non-negative integer", key, val);
+            return fail(err, errlen, "%s: %s='%s' is not a non-negative integer", label, key, val);
         errno = 0;
         char *rest;
         unsigned long long v = strtoull(val, &rest, 10);
-        if (errno || *rest) return fail(err, errlen, "synthetic-lm: %s='%s' is not a non-negative integer", key, val);
-        static const unsigned long long lo[] = {1, 2, 0};
-        static const unsigned long long hi[] = {SPEC_SYNTH_LM_MAX_N, 65535, UINT64_MAX};
-        if (v < lo[k] || v > hi[k])
-            return fail(err, errlen, "synthetic-lm: %s=%llu out of range [%llu, %llu]", key, v, lo[k], hi[k]);
-        if (k == 0) o->n = (long)v;
-        else if (k == 1) o->vocab = (long)v;
-        else o->seed = v;
+        if (errno || *rest) return fail(err, errlen, "%s: %s='%s' is not a non-negative integer", label, key, val);
+        if (v < defs[k].lo || v > defs[k].hi)
+            return fail(err, errlen, "%s: %s=%llu out of range [%llu, %llu]", label, key, v, defs[k].lo, defs[k].hi);
+        vals[k] = v;
         p += len;
         if (*p == ',') p++;
     }
+    return 0;
+}
+
+int spec_synth_lm_parse(const char *name, spec_synth_lm *o, char *err, size_t errlen)
+{
+    static const spec_int_option defs[] = {{"n", 1, SPEC_SYNTH_LM_MAX_N}, {"vocab", 2, 65535}, {"seed", 0, UINT64_MAX}};
+    unsigned long long v[] = {65536, 64, 1};
+    if (spec_int_options(name, "synthetic-lm", defs, 3, v, err, errlen) != 0) return -1;
+    *o = (spec_synth_lm){.n = (long)v[0], .vocab = (long)v[1], .seed = v[2]};
     return 0;
 }
 

@@ -21,6 +21,20 @@ typedef struct {
 /* 1 if name is a token dataset name by its prefix (tokens:, text:, synthetic-lm), else 0. */
 int spec_token_dataset_is_name(const char *name);
 
+/* One integer option of a dataset name: its key and its range. */
+typedef struct {
+    const char *key;
+    unsigned long long lo, hi;
+} spec_int_option;
+
+/* The "k=v,k=v" options after the first ':' of name (none without one): each a key of defs[0..n)
+ * (n <= 32) at most once, its value a decimal integer in [lo, hi], stored in vals[i]; absent
+ * keys keep what vals held. label names the dataset kind in messages ("synthetic-lm: option
+ * 'x' given twice"). Returns 0, or -1 with err naming the bad option. Shared by every dataset
+ * name with options (synthetic, synthetic-lm). */
+int spec_int_options(const char *name, const char *label, const spec_int_option *defs, int n,
+                     unsigned long long *vals, char *err, size_t errlen);
+
 /* The options of "synthetic-lm[:k=v,...]" into o (defaults first). Returns 0, or -1 with err
  * naming the bad option. */
 int spec_synth_lm_parse(const char *name, spec_synth_lm *o, char *err, size_t errlen);
