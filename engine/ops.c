@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "numerics.h"
 #include "util.h"
 
@@ -95,8 +96,9 @@ int ops_set_avx512(int allow)
 /* ---------------------------------------------------------------------------- matmul */
 
 /* Narrow products (x_proj: O = R + 2N = 80 at mamba-130m) with many rows: OpenBLAS's own threads
- * ran them slower at 2 threads than at 1 (5.4 vs 3.0 ms per layer at 1024 x 1536 x 80), so they are
- * split by rows among the ops threads instead, each a single-threaded sgemm on its block. */
+ * gain nothing on them (1024 x 1536 x 80: 100 GFLOP/s on 1 thread, 104 on 2, OpenMP build,
+ * bench/fma_peak.sh; the pthread build was slower at 2 than at 1), so they are split by rows
+ * among the ops threads instead, each a single-threaded sgemm on its block. */
 #define PL_GEMM_NARROW 256
 #define PL_GEMM_SPLIT_ROWS 64
 
@@ -105,8 +107,8 @@ static void gemm_nt(float *out, int ldo, const float *inp, const float *w, int M
 {
     int T = g_threads;
     if (T > 1 && O < PL_GEMM_NARROW && M >= PL_GEMM_SPLIT_ROWS * T && !omp_in_parallel()) {
-        int bt = openblas_get_num_threads();
-        if (bt != 1) openblas_set_num_threads(1);
+        int bt = blas_threads();
+        if (bt != 1) blas_set_threads(1);
 #pragma omp parallel num_threads(T)
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
@@ -115,7 +117,7 @@ static void gemm_nt(float *out, int ldo, const float *inp, const float *w, int M
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, O, I, 1.0f, inp + (size_t)m0 * I, I, w,
                             I, beta, out + (size_t)m0 * ldo, ldo);
         }
-        if (bt != 1) openblas_set_num_threads(bt);
+        if (bt != 1) blas_set_threads(bt);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, O, I, 1.0f, inp, I, w, I, beta, out, ldo);

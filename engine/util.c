@@ -62,6 +62,7 @@ float *pl_alloc_floats_at(size_t n, const char *file, int line)
     size_t bytes = (n ? n : 1) * sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
     void *p = NULL;
+    size_t used = bytes; /* zeroed: the padding below is never touched */
     if (bytes >= PL_HUGE_MIN) {
         /* big blocks (weights, activations) on 2 MiB pages where the kernel allows: the scan walks
          * (L, E) arrays a channel block at a time, one 4 KiB page per row at E = 1536, which
@@ -74,7 +75,7 @@ float *pl_alloc_floats_at(size_t n, const char *file, int line)
     } else if (posix_memalign(&p, 64, bytes) != 0) {
         oom(bytes, file, line);
     }
-    memset(p, 0, bytes);
+    memset(p, 0, used);
     return p;
 }
 
