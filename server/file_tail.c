@@ -3,7 +3,7 @@
  * Design: each look opens the file, checks its identity and size against what was seen, reads
  * from the saved offset in 64 KiB chunks into the partial-line buffer, hands over complete lines
  * and closes it again (a file on NFS is re-validated at open, and no descriptor is held per cell
- * between looks). The partial line buffer never exceeds max_line + one chunk. */
+ * between looks). The buffer never holds more than max_line + one chunk. */
 #define _GNU_SOURCE
 #include "file_tail.h"
 
@@ -35,7 +35,6 @@ void file_tail_free(file_tail *t)
 static void restart(file_tail *t)
 {
     t->offset = 0;
-    t->len = 0;
     t->skipping = 0;
 }
 
@@ -57,11 +56,11 @@ long file_tail_read(file_tail *t, size_t max_read,
         stop = fn(user, FILE_TAIL_RESTARTED, NULL, 0) != 0;
     }
     t->dev = st.st_dev, t->ino = st.st_ino, t->have_id = 1;
-    size_t budget = max_read;
+    size_t budget = max_read, len = 0; /* buf[0, len) = file[offset, offset + len) */
     while (!stop && budget > 0) {
         size_t want = budget < TAIL_CHUNK ? budget : TAIL_CHUNK;
-        if (t->cap - t->len < want) {
-            size_t cap = t->len + want;
+        if (t->cap - len < want) {
+            size_t cap = len + want;
             char *nb = realloc(t->buf, cap);
             if (!nb) {
                 close(fd);
@@ -69,7 +68,7 @@ long file_tail_read(file_tail *t, size_t max_read,
             }
             t->buf = nb, t->cap = cap;
         }
-        ssize_t n = pread(fd, t->buf + t->len, want, t->offset + (off_t)t->len);
+        ssize_t n = pread(fd, t->buf + len, want, t->offset + (off_t)len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             close(fd);
@@ -77,10 +76,10 @@ long file_tail_read(file_tail *t, size_t max_read,
         }
         if (n == 0) break;
         budget -= (size_t)n;
-        size_t start = 0, scan = t->len;
-        t->len += (size_t)n;
+        size_t start = 0, scan = len;
+        len += (size_t)n;
         for (;;) {
-            char *nl = memchr(t->buf + scan, '\n', t->len - scan);
+            char *nl = memchr(t->buf + scan, '\n', len - scan);
             if (!nl) break;
             size_t end = (size_t)(nl - t->buf), ln = end - start;
             if (t->skipping) {
@@ -98,22 +97,19 @@ long file_tail_read(file_tail *t, size_t max_read,
             if (stop) break;
         }
         t->offset += (off_t)start;
-        memmove(t->buf, t->buf + start, t->len - start);
-        t->len -= start;
+        memmove(t->buf, t->buf + start, len - start);
+        len -= start;
         if (stop) break; /* what is left (lines not handed over included) is read again next time */
-        if (!t->skipping && t->len > t->max_line) { /* an over-long line still without its newline */
-            stop = fn(user, FILE_TAIL_TOO_LONG, NULL, t->len) != 0;
-            t->offset += (off_t)t->len;
-            t->len = 0;
+        if (!t->skipping && len > t->max_line) { /* an over-long line still without its newline */
+            stop = fn(user, FILE_TAIL_TOO_LONG, NULL, len) != 0;
+            t->offset += (off_t)len;
+            len = 0;
             t->skipping = 1;
         } else if (t->skipping) {
-            t->offset += (off_t)t->len;
-            t->len = 0;
+            t->offset += (off_t)len;
+            len = 0;
         }
     }
-    /* bytes of an unfinished line stay in buf but are read again next time from offset: drop
-     * them here so the buffer and the offset agree */
-    t->len = 0;
-    close(fd);
+    close(fd); /* an unfinished line is read again from offset next time */
     return lines;
 }

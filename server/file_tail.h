@@ -17,8 +17,9 @@ typedef struct {
     dev_t dev;
     ino_t ino;
     int have_id;       /* dev/ino recorded */
-    char *buf;         /* the partial last line */
-    size_t len, cap;
+    char *buf;         /* read buffer, kept between looks (a partial last line is read again
+                        * from offset at the next look, not kept) */
+    size_t cap;
     size_t max_line;
     int skipping;      /* inside an over-long line, until its newline */
 } file_tail;
