@@ -40,6 +40,17 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Read the scheduler's counters into st until cond holds, for at most 5 s: they are updated just
+ * after the store commit, so a test that saw the store change waits for them before asserting. */
+#define STATS_UNTIL(s, st, cond)                                                                   \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < 200; i_++) {                                                         \
+            ck_assert_int_eq(scheduler_stats((s), &(st)), 0);                                      \
+            if (cond) break;                                                                       \
+            sleep_ms(25);                                                                          \
+        }                                                                                          \
+    } while (0)
+
 static const char *FAKE_ENGINE =
     "#!/bin/sh\n"
     "D='%s'\n"
@@ -205,11 +216,7 @@ START_TEST(test_runs_to_done_with_baseline) {
     scheduler_wake(s);
     job_wait(id, STORE_STATE_DONE);
     scheduler_stats_t st; /* counted just after the store has the last result: wait for the count */
-    for (int i = 0; i < 200; i++) {
-        ck_assert_int_eq(scheduler_stats(s, &st), 0);
-        if (st.done == 3 && st.running == 0) break;
-        sleep_ms(25);
-    }
+    STATS_UNTIL(s, st, st.done == 3 && st.running == 0);
     ck_assert_int_eq(st.done, 3);
     ck_assert_int_eq(st.started, 3);
     ck_assert_int_eq(st.failed, 0);
@@ -263,11 +270,7 @@ START_TEST(test_failure_retried_then_failed) {
     /* the scheduler counts a failure just after the store has it: wait for the count (generous
      * deadline; what is asserted is the count, not how soon) */
     scheduler_stats_t st;
-    for (int i = 0; i < 500; i++) {
-        scheduler_stats(s, &st);
-        if (st.failed >= 2) break;
-        usleep(10000);
-    }
+    STATS_UNTIL(s, st, st.failed >= 2);
     ck_assert_int_eq(st.failed, 2);
     ck_assert_int_eq(st.started, 2);
     scheduler_stop(s, 1.0);
@@ -493,11 +496,7 @@ START_TEST(test_train_registers_model) {
     scheduler *s = sched_start();
     job_wait(id, STORE_STATE_DONE);
     scheduler_stats_t st; /* counted just after the store has the result: wait for the count */
-    for (int i = 0; i < 500; i++) {
-        scheduler_stats(s, &st);
-        if (st.models >= 1) break;
-        usleep(10000);
-    }
+    STATS_UNTIL(s, st, st.models >= 1);
     ck_assert_int_eq(st.models, 1);
     scheduler_stop(s, 1.0);
     store_model m;
@@ -623,11 +622,7 @@ START_TEST(test_commit_retried_when_full) {
     /* the scheduler thread drops the pending commit just after the store shows the job done:
      * stats catch up within a tick, so wait for them (bounded) before reading */
     scheduler_stats_t st;
-    for (int i = 0; i < 200; i++) {
-        ck_assert_int_eq(scheduler_stats(s, &st), 0);
-        if (st.committing == 0) break;
-        sleep_ms(25);
-    }
+    STATS_UNTIL(s, st, st.committing == 0);
     scheduler_stop(s, 1.0);
     ck_assert_int_eq(st.started, 1);
     ck_assert_int_eq(st.failed, 0);
